@@ -1,0 +1,42 @@
+"""Which global steps get a spectral snapshot.
+
+Two schedules, both always containing step 0 and the last step:
+
+- ``every_n_steps=N``: 0, N, 2N, ..., last;
+- ``log_points=L``: about L steps spaced evenly in log(step + 1), dense early and sparse late,
+  the way the reference study's figures sample training.
+
+Both may be given; the union is taken.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def snapshot_steps(
+    last_step: int, every_n_steps: int | None = None, log_points: int | None = None
+) -> list[int]:
+    """Sorted, distinct global steps in ``[0, last_step]`` at which to take a snapshot.
+
+    Args:
+        last_step: the final global step of the run (``>= 0``).
+        every_n_steps: a snapshot every this many steps (``>= 1``), or ``None``.
+        log_points: number of log-spaced points (``>= 2``), or ``None``.
+
+    Raises:
+        ValueError: on a negative ``last_step`` or a non-positive interval or point count.
+    """
+    if last_step < 0:
+        raise ValueError(f"last_step must be >= 0, got {last_step}")
+    steps = {0, int(last_step)}
+    if every_n_steps is not None:
+        if every_n_steps < 1:
+            raise ValueError(f"spectral.every_n_steps must be >= 1 or null, got {every_n_steps}")
+        steps.update(range(0, last_step + 1, int(every_n_steps)))
+    if log_points is not None:
+        if log_points < 2:
+            raise ValueError(f"spectral.log_points must be >= 2 or null, got {log_points}")
+        grid = np.geomspace(1.0, last_step + 1.0, int(log_points)) - 1.0
+        steps.update(int(round(s)) for s in grid)
+    return sorted(s for s in steps if 0 <= s <= last_step)

@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from sgd_dynamics.schedule import snapshot_steps
+
+
+def test_every_n_steps_contains_multiples_and_ends():
+    assert snapshot_steps(10, every_n_steps=4) == [0, 4, 8, 10]
+
+
+def test_log_points_are_dense_early_and_sparse_late():
+    steps = snapshot_steps(10_000, log_points=20)
+    assert steps[0] == 0 and steps[-1] == 10_000
+    gaps = np.diff(steps)
+    assert gaps[0] < gaps[-1]
+    # evenly spaced in log(step + 1): ratios of consecutive (step + 1) are about constant late on
+    late = np.array(steps[-5:]) + 1.0
+    ratios = late[1:] / late[:-1]
+    assert np.allclose(ratios, (10_001.0) ** (1 / 19), rtol=0.05)
+
+
+def test_union_of_both_schedules_and_zero_length_run():
+    assert set(snapshot_steps(100, every_n_steps=50, log_points=3)) == {0, 9, 50, 100}
+    assert snapshot_steps(0, every_n_steps=5, log_points=5) == [0]
+
+
+@pytest.mark.parametrize("kwargs", [dict(every_n_steps=0), dict(log_points=1), dict(last_step=-1)])
+def test_bad_schedule_raises(kwargs):
+    args = dict(last_step=10) | kwargs
+    with pytest.raises(ValueError):
+        snapshot_steps(**args)
