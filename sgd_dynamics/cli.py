@@ -1,0 +1,127 @@
+"""The ``sgd-dynamics`` command: redraw a run's figures, report on a sweep.
+
+Also runnable as ``python -m sgd_dynamics.cli``. Exit codes: 0 success, 1 a sweep with no
+usable job (the CSV is still written), 2 bad input (not a run / sweep folder, no snapshots,
+bad arguments) with a one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+PLOT_HELP = """\
+Redraw a run's figures from its stored snapshots alone (RUN_DIR/spectra/step_*.npz):
+alignment.png (figure 2: principal-angle cosines and top-k eigenvalues of H_f and M over
+training steps) always, and full_spectra.png (figure 1: all eigenvalues of H_f, M and H_p at a
+few steps) when the snapshots hold full spectra (dense method). Files are written atomically
+into RUN_DIR/figures/ (or --out) and their paths printed."""
+
+REPORT_HELP = """\
+Report on a Hydra multirun folder (SWEEP_DIR/<job>/ with .hydra/, status.json, summary.json,
+spectra/). Jobs are grouped by the overrides that differ between them, seeds and hydra.* keys
+ignored (or by --by KEY ...). Failed or running jobs and jobs without snapshots are listed and
+skipped. Writes into SWEEP_DIR/report/ (or --out): jobs.csv (one row per job: overrides, status,
+final train/test loss and accuracy, end-of-training spectral summary), bands.csv and
+alignment_bands.png (per group, the median and quantile bands across seeds of the mean top-10
+cosine, the number of top-10 cosines above 0.9, and the top eigenvalues of H_f and M, on a
+common step grid: the jobs' shared steps, else their union within the range all jobs cover with
+linear interpolation in log(step + 1)), and comparison.png (end-of-training values against each
+swept knob)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sgd-dynamics",
+        description="Figures and reports from the spectral snapshots that sgd-dynamics runs store.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    plot = sub.add_parser(
+        "plot", help="redraw a run's figures from its snapshots", description=PLOT_HELP
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run's output folder")
+    plot.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        metavar="STEP",
+        help="stored steps whose full spectra figure 1 shows (default: 4 snapshots from the "
+        "first to the last, spread evenly in log(train loss), else in log(step + 1))",
+    )
+    plot.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/figures)")
+    plot.add_argument(
+        "--k", type=int, metavar="K", help="draw the top-K indices in figure 2 (default: all)"
+    )
+
+    rep = sub.add_parser(
+        "report", help="figures and a CSV table from a sweep's jobs", description=REPORT_HELP
+    )
+    rep.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a Hydra multirun folder")
+    rep.add_argument(
+        "--quantiles",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.5, 0.9],
+        metavar="Q",
+        help="quantile levels in [0, 1]; symmetric pairs become bands (default: 0.1 0.5 0.9)",
+    )
+    rep.add_argument(
+        "--by",
+        nargs="+",
+        metavar="KEY",
+        help="group by these config keys (e.g. batch_size dataset.label_noise) instead of the "
+        "overrides that differ between jobs",
+    )
+    rep.add_argument("--out", metavar="DIR", help="output folder (default: SWEEP_DIR/report)")
+    rep.add_argument("--top", type=int, default=10, help="cosines summarised (default: 10)")
+    rep.add_argument(
+        "--threshold", type=float, default=0.9, help="cosine counted as aligned (default: 0.9)"
+    )
+    return parser
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from sgd_dynamics.plots import draw_run_figures
+
+    for path in draw_run_figures(args.run_dir, steps=args.steps, out_dir=args.out, k=args.k):
+        print(path)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sgd_dynamics.report import report
+
+    result = report(
+        args.sweep_dir,
+        quantiles=args.quantiles,
+        group_by=args.by,
+        out_dir=args.out,
+        top=args.top,
+        threshold=args.threshold,
+    )
+    for path in [result.csv_path, result.bands_csv_path, *result.figure_paths]:
+        if path is not None:
+            print(path)
+    if not result.included:
+        print(f"sgd-dynamics: no usable job in {args.sweep_dir}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sgd-dynamics`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return _plot(args) if args.command == "plot" else _report(args)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"sgd-dynamics {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Shared figure helpers: atomic PNG output, step axes, symlog thresholds, run titles.
+
+Figures are built with the object-oriented API (``matplotlib.figure.Figure`` with the Agg
+canvas), never pyplot, so nothing opens a window, no global figure state is kept, and the
+functions can be called from a notebook (a returned ``Figure`` displays inline).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from sgd_dynamics.store import atomic_write
+
+DPI = 150
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure attached to the Agg canvas (no display), constrained layout."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi)
+    return path
+
+
+def spans_decades(steps: np.ndarray, decades: float = 2.0) -> bool:
+    """Whether positive steps span at least ``decades`` powers of ten (then use a log axis)."""
+    steps = np.asarray(steps, dtype=float)
+    positive = steps[steps > 0]
+    if positive.size < 2:
+        return False
+    return bool(np.log10(positive.max() / max(positive.min(), 1.0)) >= decades)
+
+
+def set_step_axis(ax, steps: np.ndarray) -> None:
+    """Label the x axis as the global step; symlog (linear in [0, 1], log above) when the
+    steps span two decades or more, so step 0 keeps its place at the left edge."""
+    steps = np.asarray(steps, dtype=float)
+    if spans_decades(steps):
+        ax.set_xscale("symlog", linthresh=1.0, linscale=0.6)
+        ax.set_xlabel("training step (symlog axis)")
+    else:
+        ax.set_xlabel("training step")
+    finite = steps[np.isfinite(steps)]
+    if finite.size:
+        ax.set_xlim(finite.min(), finite.max())
+
+
+def symlog_linthresh(values: np.ndarray, rel: float = 1e-6) -> float:
+    """A symlog threshold: ``rel`` times the largest |value|, rounded down to a power of ten.
+
+    Eigenvalues below it in magnitude are drawn on the linear part around 0 (for ``M`` these
+    are the numerically-zero eigenvalues beyond its rank); above it every decade shows.
+    """
+    finite = np.abs(np.asarray(values, dtype=float))
+    finite = finite[np.isfinite(finite)]
+    top = float(finite.max()) if finite.size else 0.0
+    if top <= 0:
+        return 1.0
+    return float(10.0 ** np.floor(np.log10(rel * top)))
+
+
+def format_value(value: Any) -> str:
+    """A compact label for a config value (``0.2``, ``64``, ``mnist``)."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node if not isinstance(node, (Mapping, list)) else None
+
+
+def run_title(config: Mapping[str, Any] | None, fallback: str = "") -> str:
+    """A one-line title from a run's resolved config: data set, batch size, depth, label noise.
+
+    Looks for ``dataset.name`` (else the class of ``dataset._target_``), ``batch_size`` (top
+    level or ``dataset.batch_size``), ``model.depth``, ``dataset.label_noise``, ``seed``;
+    returns ``fallback`` when none is found.
+    """
+    if not config:
+        return fallback
+    parts = []
+    dataset = _lookup(config, "dataset.name")
+    if dataset is None:
+        target = _lookup(config, "dataset._target_")
+        dataset = target.rsplit(".", 1)[-1] if isinstance(target, str) else None
+    if dataset is not None:
+        parts.append(str(dataset))
+    batch = _lookup(config, "batch_size")
+    if batch is None:
+        batch = _lookup(config, "dataset.batch_size")
+    if batch is not None:
+        parts.append(f"batch size {format_value(batch)}")
+    depth = _lookup(config, "model.depth")
+    if depth is not None:
+        parts.append(f"depth {format_value(depth)}")
+    noise = _lookup(config, "dataset.label_noise")
+    if noise is not None:
+        parts.append(f"label noise {format_value(noise)}")
+    seed = _lookup(config, "seed")
+    if seed is not None:
+        parts.append(f"seed {format_value(seed)}")
+    return ", ".join(parts) if parts else fallback

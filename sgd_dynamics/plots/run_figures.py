@@ -1,0 +1,48 @@
+"""Draw every figure a run's stored snapshots allow, as PNG files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from sgd_dynamics.plots.alignment import alignment_figure
+from sgd_dynamics.plots.common import run_title, save_figure
+from sgd_dynamics.plots.spectra import full_spectra_figure
+from sgd_dynamics.store import FIGURES_DIRNAME, RunHistory, load_run, read_run_config
+
+FULL_SPECTRA_PNG = "full_spectra.png"
+ALIGNMENT_PNG = "alignment.png"
+
+
+def draw_run_figures(
+    run_dir: str | os.PathLike,
+    steps: Sequence[int] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    k: int | None = None,
+    history: RunHistory | None = None,
+) -> list[Path]:
+    """Redraw a run's figures from its stored snapshots; return the PNG paths written.
+
+    Writes ``alignment.png`` (figure 2) always and ``full_spectra.png`` (figure 1) when some
+    snapshot holds full spectra, into ``out_dir`` (default ``RUN_DIR/figures``), atomically.
+    ``steps`` picks figure 1's snapshots (default: 4 log-spaced), ``k`` the indices figure 2
+    draws (default: all stored). The title comes from ``RUN_DIR/.hydra/config.yaml`` if present.
+    ``history`` skips re-reading the snapshots when the caller already holds them.
+    """
+    run_dir = Path(run_dir)
+    if history is None:
+        history = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / FIGURES_DIRNAME
+    title = run_title(read_run_config(run_dir), fallback=run_dir.name)
+    written = []
+    if history.has_full_spectra:
+        fig = full_spectra_figure(history, steps=steps, title=title)
+        written.append(save_figure(fig, out / FULL_SPECTRA_PNG))
+    elif steps is not None:
+        raise ValueError(
+            f"{run_dir}: --steps selects figure 1's snapshots, but none has full spectra"
+        )
+    fig = alignment_figure(history, k=k, title=title)
+    written.append(save_figure(fig, out / ALIGNMENT_PNG))
+    return written

@@ -1,0 +1,201 @@
+"""Sweep report figures: quantile bands over seeds per group, end-of-training comparisons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib import colormaps
+
+from sgd_dynamics.plots.common import new_figure, save_figure, set_step_axis
+
+if TYPE_CHECKING:
+    from sgd_dynamics.report import Group
+
+BANDS_PNG = "alignment_bands.png"
+COMPARISON_PNG = "comparison.png"
+BAND_ALPHA = 0.18
+
+
+def _colors(n: int) -> list:
+    cmap = colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]
+
+
+def _band_pairs(levels: Sequence[float]) -> list[tuple[int, int]]:
+    """Index pairs (lo, hi) of symmetric quantile levels, outermost first (lo < hi)."""
+    levels = list(levels)
+    return [(i, len(levels) - 1 - i) for i in range(len(levels) // 2)]
+
+
+def _percent(q: float) -> str:
+    return f"{100 * q:g}"
+
+
+def _scale_for(ax, quantity: str, values: np.ndarray, top: float | None) -> None:
+    finite = values[np.isfinite(values)]
+    if quantity.startswith("mean_top"):
+        ax.set_ylim(0.0, 1.02)
+    elif quantity.startswith("n_top") and top is not None:
+        ax.set_ylim(-0.3, top + 0.3)
+    elif finite.size and finite.min() > 0:
+        ax.set_yscale("log")
+
+
+def _count_top(quantity: str) -> float | None:
+    """10 for 'n_top10_cos_gt_0.9'."""
+    if not quantity.startswith("n_top"):
+        return None
+    return float(quantity[len("n_top") :].split("_", 1)[0])
+
+
+def bands_figure(groups: Sequence[Group], levels: Sequence[float], quantities: dict, title: str):
+    """One panel per quantity over steps: per group (colour) the median across its jobs and the
+    bands between symmetric quantile levels (e.g. 10-90 %), on the group's common step grid."""
+    names = list(quantities)
+    fig = new_figure(3.6 * len(names) + 0.6, 4.0)
+    axes = fig.subplots(1, len(names))
+    pairs = _band_pairs(levels)
+    all_steps = np.concatenate([b.steps for g in groups for b in g.bands.values()] or [[0]])
+    for ax, name in zip(axes, names, strict=True):
+        shown = []
+        for color, group in zip(_colors(len(groups)), groups, strict=True):
+            band = group.bands.get(name)
+            if band is None:
+                continue
+            steps = band.steps.astype(float)
+            for lo, hi in pairs:
+                ax.fill_between(
+                    steps,
+                    band.quantiles[lo],
+                    band.quantiles[hi],
+                    color=color,
+                    alpha=BAND_ALPHA,
+                    lw=0,
+                )
+            n = band.values.shape[0]
+            ax.plot(steps, band.median, color=color, lw=1.6, label=f"{group.label} (n = {n})")
+            shown.append(band.quantiles)
+            shown.append(band.median[None])
+        values = np.concatenate([s.ravel() for s in shown]) if shown else np.zeros(0)
+        _scale_for(ax, name, values, _count_top(name))
+        if name.startswith("mean_top"):
+            ax.axhline(0.9, color="0.5", lw=0.8, ls=":", zorder=0)
+        set_step_axis(ax, all_steps)
+        ax.set_title(quantities[name], fontsize=10)
+        ax.grid(True, which="major", color="0.92", lw=0.6)
+    band_text = ", ".join(f"{_percent(levels[lo])}-{_percent(levels[hi])} %" for lo, hi in pairs)
+    caption = "median across jobs (line)" + (f", {band_text} quantile band" if pairs else "")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncol=min(len(labels), 3),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.suptitle(f"{title}: alignment and top eigenvalues over training\n{caption}", fontsize=11)
+    return fig
+
+
+def comparison_figure(
+    groups: Sequence[Group],
+    knobs: Sequence[str],
+    levels: Sequence[float],
+    quantities: dict,
+    title: str,
+):
+    """End-of-training quantities (columns) against each swept knob (rows, categorical x).
+
+    Each job is a faint point; per combination of the other knobs (colour) the median is a
+    marker joined across knob values, with a bar from the lowest to the highest quantile level.
+    """
+    names = list(quantities)
+    jobs = [job for group in groups for job in group.jobs]
+    settings = {job.name: group.settings for group in groups for job in group.jobs}
+    fig = new_figure(3.6 * len(names) + 0.6, 3.1 * len(knobs) + 0.9)
+    axes = np.atleast_2d(fig.subplots(len(knobs), len(names), squeeze=False))
+    lo_level, hi_level = min(levels), max(levels)
+    from sgd_dynamics.report import value_sort_key
+
+    for r, knob in enumerate(knobs):
+        others = [k for k in knobs if k != knob]
+        x_values = sorted({settings[j.name][knob] for j in jobs}, key=value_sort_key)
+        series = sorted(
+            {tuple(settings[j.name][k] for k in others) for j in jobs},
+            key=lambda t: tuple(value_sort_key(v) for v in t),
+        )
+        width = 0.5 / max(len(series), 1)
+        for c, name in enumerate(names):
+            ax = axes[r, c]
+            gathered = []
+            for s, (color, combo) in enumerate(zip(_colors(len(series)), series, strict=True)):
+                offset = (s - (len(series) - 1) / 2) * width
+                label = ", ".join(f"{k}={v}" for k, v in zip(others, combo, strict=True)) or None
+                xs, medians, lows, highs = [], [], [], []
+                for x, value in enumerate(x_values):
+                    vals = np.array(
+                        [
+                            j.end[name]
+                            for j in jobs
+                            if settings[j.name][knob] == value
+                            and tuple(settings[j.name][k] for k in others) == combo
+                        ]
+                    )
+                    if vals.size == 0:
+                        continue
+                    gathered.append(vals)
+                    ax.scatter(
+                        np.full(vals.size, x + offset), vals, s=9, color=color, alpha=0.35, lw=0
+                    )
+                    xs.append(x + offset)
+                    medians.append(np.quantile(vals, 0.5))
+                    lows.append(np.quantile(vals, lo_level))
+                    highs.append(np.quantile(vals, hi_level))
+                medians, lows, highs = map(np.asarray, (medians, lows, highs))
+                ax.errorbar(
+                    xs,
+                    medians,
+                    yerr=[medians - lows, highs - medians],
+                    color=color,
+                    marker="o",
+                    ms=4,
+                    lw=1.2,
+                    capsize=2,
+                    label=label,
+                )
+            values = np.concatenate(gathered) if gathered else np.zeros(0)
+            _scale_for(ax, name, values, _count_top(name))
+            ax.set_xticks(range(len(x_values)), [str(v) for v in x_values])
+            ax.set_xlim(-0.5, len(x_values) - 0.5)
+            ax.set_xlabel(knob)
+            ax.grid(True, axis="y", which="major", color="0.92", lw=0.6)
+            if r == 0:
+                ax.set_title(f"{quantities[name]} at the end", fontsize=10)
+        if others:
+            axes[r, -1].legend(fontsize=7, loc="best")
+    caption = (
+        f"points: jobs; markers: median; bars: {_percent(lo_level)}-{_percent(hi_level)} % "
+        "quantiles across seeds"
+    )
+    fig.suptitle(f"{title}: end of training against each swept knob\n{caption}", fontsize=11)
+    return fig
+
+
+def draw_sweep_figures(
+    out_dir: Path,
+    groups: Sequence[Group],
+    knobs: Sequence[str],
+    levels: Sequence[float],
+    quantities: dict,
+    title: str,
+) -> list[Path]:
+    """Write the band figure, and the comparison figure when some knob is swept."""
+    paths = [save_figure(bands_figure(groups, levels, quantities, title), out_dir / BANDS_PNG)]
+    if knobs:
+        fig = comparison_figure(groups, knobs, levels, quantities, title)
+        paths.append(save_figure(fig, out_dir / COMPARISON_PNG))
+    return paths

@@ -1,0 +1,552 @@
+"""Sweep report: quantile bands over seeds, comparisons across swept knobs, one CSV row per job.
+
+A sweep folder has Hydra's multirun layout: ``SWEEP_DIR/<job>/`` with ``.hydra/config.yaml``,
+``.hydra/overrides.yaml``, ``status.json``, ``summary.json`` and ``spectra/step_*.npz``.
+
+- Jobs: every non-hidden sub-folder (other than ``report``) holding ``.hydra``, ``spectra`` or
+  ``status.json``. A job is skipped (listed, logged, kept in the CSV with its reason, never
+  fatal) when its status is ``failed`` or ``running``, or it has no readable snapshot. A job
+  without ``status.json`` has status ``unknown`` and is used when it has snapshots.
+- Groups: jobs sharing the values of the knobs. The knobs are ``group_by`` when given (values
+  from the overrides, else from the resolved config), otherwise the override keys whose values
+  differ between jobs, ignoring seeds (``seed``, ``*.seed``) and ``hydra.*``.
+- Series per job and snapshot: ``mean_top{m}_cos`` (mean of the m = 10 largest cosines),
+  ``n_top{m}_cos_gt_{t}`` (how many of them exceed t = 0.9), ``hf_top_1`` and ``mt_top_1``
+  (largest eigenvalue of H_f and of M).
+- Common step grid per group: when all jobs of a group took snapshots at the same steps, those
+  steps (values used as stored). Otherwise the union of the jobs' steps inside the range every
+  job covers (latest first step to earliest last step), each job's series linearly interpolated
+  in log(step + 1); no extrapolation.
+- Bands: ``numpy.quantile(values, quantiles, axis=0)`` over the jobs of a group at each grid
+  step (NaN propagates), and the median.
+- End of training (last snapshot of each job): the same four quantities, plus
+  ``mt_top_1_end_over_peak`` = λ1(M) at the last snapshot / its maximum over the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import io
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sgd_dynamics.store import (
+    SPECTRA_DIRNAME,
+    RunFolderError,
+    RunHistory,
+    atomic_write,
+    list_snapshots,
+    load_run,
+    read_json,
+    read_run_config,
+    read_run_overrides,
+)
+
+logger = logging.getLogger(__name__)
+
+REPORT_DIRNAME = "report"
+JOBS_CSV = "jobs.csv"
+BANDS_CSV = "bands.csv"
+DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
+DEFAULT_IGNORE = ("seed", "*.seed", "hydra.*")
+SKIPPED_STATUSES = ("failed", "running")
+
+# summary.json names accepted for the four final metrics (first found wins; nested dicts are
+# flattened with ".").
+SUMMARY_ALIASES = {
+    "final_train_loss": ("train_loss", "final_train_loss", "train/loss", "train.loss"),
+    "final_train_acc": (
+        "train_acc",
+        "train_accuracy",
+        "final_train_acc",
+        "train/acc",
+        "train.acc",
+        "train.accuracy",
+    ),
+    "final_test_loss": ("test_loss", "final_test_loss", "test/loss", "test.loss"),
+    "final_test_acc": (
+        "test_acc",
+        "test_accuracy",
+        "final_test_acc",
+        "test/acc",
+        "test.acc",
+        "test.accuracy",
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- records
+
+
+@dataclass
+class Job:
+    """One job folder of a sweep."""
+
+    name: str
+    path: Path
+    overrides: dict[str, str]
+    config: dict[str, Any] | None
+    status: str
+    summary: dict[str, Any]
+    history: RunHistory | None = None
+    skip_reason: str | None = None
+    group: str | None = None
+    end: dict[str, float | int] = field(default_factory=dict)
+
+    @property
+    def included(self) -> bool:
+        return self.skip_reason is None
+
+
+@dataclass
+class Band:
+    """One quantity of one group on its common step grid.
+
+    ``steps`` (T,); ``values`` (J, T) one row per job (``jobs`` names them); ``quantiles``
+    (Q, T) = ``numpy.quantile(values, levels, axis=0)``; ``median`` (T,).
+    """
+
+    steps: np.ndarray
+    values: np.ndarray
+    jobs: list[str]
+    levels: tuple[float, ...]
+    quantiles: np.ndarray
+    median: np.ndarray
+    interpolated: bool
+
+
+@dataclass
+class Group:
+    """Jobs that share the knob values ``settings``; ``bands`` maps quantity -> Band."""
+
+    label: str
+    settings: dict[str, str]
+    jobs: list[Job]
+    bands: dict[str, Band] = field(default_factory=dict)
+
+
+@dataclass
+class ReportResult:
+    """What ``report`` read and wrote. ``jobs`` lists every job folder, skipped ones included."""
+
+    sweep_dir: Path
+    out_dir: Path
+    csv_path: Path
+    bands_csv_path: Path | None
+    figure_paths: list[Path]
+    jobs: list[Job]
+    groups: list[Group]
+    knobs: list[str]
+    levels: tuple[float, ...]
+    quantities: dict[str, str]
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(job name, reason) for each skipped job."""
+        return [(job.name, job.skip_reason) for job in self.jobs if not job.included]
+
+    @property
+    def included(self) -> list[Job]:
+        return [job for job in self.jobs if job.included]
+
+
+# ----------------------------------------------------------------------------- reading jobs
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
+    """``["a.b=1", "+c=x", "~d"]`` -> ``{"a.b": "1", "c": "x"}`` (deletions dropped)."""
+    parsed: dict[str, str] = {}
+    for item in overrides:
+        item = str(item).strip()
+        if not item or item.startswith("~") or "=" not in item:
+            continue
+        key, value = item.split("=", 1)
+        parsed[key.lstrip("+").strip()] = value.strip()
+    return parsed
+
+
+def _sort_key(name: str) -> tuple:
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+def find_job_dirs(sweep_dir: Path) -> list[Path]:
+    """The job folders of a sweep, numerically sorted when their names are numbers."""
+    jobs = []
+    for child in sweep_dir.iterdir():
+        if not child.is_dir() or child.name.startswith(".") or child.name == REPORT_DIRNAME:
+            continue
+        if any((child / name).exists() for name in (".hydra", SPECTRA_DIRNAME, "status.json")):
+            jobs.append(child)
+    return sorted(jobs, key=lambda p: _sort_key(p.name))
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_job(path: Path) -> Job:
+    """Read a job folder's metadata and, unless it is to be skipped, its snapshots."""
+    status_obj = read_json(path / "status.json")
+    status = str(status_obj.get("status", "unknown")) if status_obj else "unknown"
+    summary_obj = read_json(path / "summary.json")
+    job = Job(
+        name=path.name,
+        path=path,
+        overrides=parse_overrides(read_run_overrides(path) or []),
+        config=read_run_config(path),
+        status=status,
+        summary=_flatten(summary_obj) if summary_obj else {},
+    )
+    if status in SKIPPED_STATUSES:
+        job.skip_reason = status
+    elif not list_snapshots(path):
+        job.skip_reason = "no snapshots"
+    else:
+        try:
+            job.history = load_run(path)
+        except RunFolderError as exc:
+            job.skip_reason = f"unreadable snapshots ({exc})"
+    return job
+
+
+def _config_value(config: Mapping[str, Any] | None, dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def knob_value(job: Job, key: str) -> str | None:
+    """A knob's value for a job: from its overrides, else from its resolved config."""
+    if key in job.overrides:
+        return job.overrides[key]
+    value = _config_value(job.config, key)
+    if value is None or isinstance(value, (Mapping, list)):
+        return None
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def varying_keys(jobs: Sequence[Job], ignore: Sequence[str] = DEFAULT_IGNORE) -> list[str]:
+    """Override keys whose values differ between jobs (missing counts as a value), in order of
+    first appearance, minus those matching an ``ignore`` pattern (fnmatch)."""
+    keys: list[str] = []
+    for job in jobs:
+        keys.extend(k for k in job.overrides if k not in keys)
+    varying = []
+    for key in keys:
+        if any(fnmatch.fnmatchcase(key, pattern) for pattern in ignore):
+            continue
+        if len({job.overrides.get(key) for job in jobs}) > 1:
+            varying.append(key)
+    return varying
+
+
+def _shown(value: str | None) -> str:
+    return "(default)" if value is None else value
+
+
+def value_sort_key(value: str | None) -> tuple:
+    """Numbers numerically, then other strings, then missing values."""
+    if value is None:
+        return (2, 0.0, "")
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+# ----------------------------------------------------------------------------- quantities
+
+
+def series_names(top: int = 10, threshold: float = 0.9) -> dict[str, str]:
+    """Quantity name -> axis label for the per-snapshot series."""
+    return {
+        f"mean_top{top}_cos": rf"mean of top-{top} $\cos\gamma_i$",
+        f"n_top{top}_cos_gt_{threshold:g}": rf"# of top-{top} $\cos\gamma_i > {threshold:g}$",
+        "hf_top_1": r"$\lambda_1(H_f)$",
+        "mt_top_1": r"$\lambda_1(M)$",
+    }
+
+
+def job_series(history: RunHistory, top: int = 10, threshold: float = 0.9) -> dict[str, np.ndarray]:
+    """Per-snapshot quantities of a run, each (S,) float64 (see the module docstring).
+
+    The cosines used are the first ``top`` stored (all of them when fewer are stored); a NaN
+    cosine (padding) makes the mean NaN and does not count as above the threshold.
+    """
+    cos = history["cosines"][:, :top]
+    names = list(series_names(top, threshold))
+    return {
+        names[0]: cos.mean(axis=1),
+        names[1]: (cos > threshold).sum(axis=1).astype(np.float64),
+        names[2]: history["hf_top"][:, 0].copy(),
+        names[3]: history["mt_top"][:, 0].copy(),
+    }
+
+
+def end_of_training(
+    history: RunHistory, top: int = 10, threshold: float = 0.9
+) -> dict[str, float | int]:
+    """The series at the last snapshot (the count as an int), plus ``mt_top_1_end_over_peak``
+    (λ1(M) at the last snapshot / its maximum over the snapshots), ``last_step`` and
+    ``n_snapshots``."""
+    series = job_series(history, top, threshold)
+    end: dict[str, float | int] = {name: float(values[-1]) for name, values in series.items()}
+    count = f"n_top{top}_cos_gt_{threshold:g}"
+    end[count] = int(end[count])
+    mt = series["mt_top_1"]
+    peak = np.nanmax(mt) if np.isfinite(mt).any() else math.nan
+    end["mt_top_1_end_over_peak"] = float(mt[-1] / peak)
+    end["last_step"] = int(history.steps[-1])
+    end["n_snapshots"] = len(history)
+    return end
+
+
+def common_grid(step_lists: Sequence[np.ndarray]) -> tuple[np.ndarray, bool]:
+    """(grid, interpolated): the shared steps if every job has the same ones, else the union
+    of all steps within [max of first steps, min of last steps] (possibly empty)."""
+    first = np.asarray(step_lists[0])
+    if all(np.array_equal(first, np.asarray(s)) for s in step_lists[1:]):
+        return first.astype(np.int64), False
+    lo = max(int(np.min(s)) for s in step_lists)
+    hi = min(int(np.max(s)) for s in step_lists)
+    union = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in step_lists]))
+    return union[(union >= lo) & (union <= hi)], True
+
+
+def on_grid(steps: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """``values`` at ``steps`` linearly interpolated in log(step + 1) onto ``grid`` (inside the
+    range of ``steps``; the caller guarantees no extrapolation)."""
+    return np.interp(np.log1p(grid.astype(float)), np.log1p(steps.astype(float)), values)
+
+
+def group_bands(
+    jobs: Sequence[Job], levels: Sequence[float], top: int, threshold: float
+) -> dict[str, Band]:
+    """Quantile bands of every series over the jobs of one group (empty when the jobs' step
+    ranges do not overlap)."""
+    histories = [job.history for job in jobs]
+    grid, interpolated = common_grid([h.steps for h in histories])
+    if grid.size == 0:
+        return {}
+    per_job = [job_series(h, top, threshold) for h in histories]
+    bands = {}
+    for name in per_job[0]:
+        rows = []
+        for history, series in zip(histories, per_job, strict=True):
+            values = series[name]
+            rows.append(on_grid(history.steps, values, grid) if interpolated else values)
+        values = np.vstack(rows)
+        bands[name] = Band(
+            steps=grid,
+            values=values,
+            jobs=[job.name for job in jobs],
+            levels=tuple(levels),
+            quantiles=np.quantile(values, levels, axis=0),
+            median=np.quantile(values, 0.5, axis=0),
+            interpolated=interpolated,
+        )
+    return bands
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _check_levels(quantiles: Sequence[float]) -> tuple[float, ...]:
+    try:
+        levels = tuple(sorted({float(q) for q in quantiles}))
+    except (TypeError, ValueError):
+        raise ValueError(f"quantiles must be numbers in [0, 1], got {quantiles!r}") from None
+    if not levels or any(not 0.0 <= q <= 1.0 for q in levels):
+        raise ValueError(f"quantiles must be a non-empty list of numbers in [0, 1], got {levels}")
+    return levels
+
+
+def report(
+    sweep_dir: str | os.PathLike,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    group_by: Sequence[str] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    top: int = 10,
+    threshold: float = 0.9,
+    ignore: Sequence[str] = DEFAULT_IGNORE,
+    figures: bool = True,
+) -> ReportResult:
+    """Read a sweep folder and write its report into ``out_dir`` (default
+    ``SWEEP_DIR/report``): ``jobs.csv``, ``bands.csv``, ``alignment_bands.png`` and (when some
+    knob is swept) ``comparison.png``. See the module docstring for the definitions.
+
+    Raises ``RunFolderError`` when ``sweep_dir`` is missing, is a run folder, or holds no job
+    folder, and ``ValueError`` on bad ``quantiles`` or a ``group_by`` key found in no job.
+    """
+    sweep_dir = Path(sweep_dir)
+    levels = _check_levels(quantiles)
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
+    if not sweep_dir.is_dir():
+        raise RunFolderError(f"sweep folder {sweep_dir} does not exist or is not a folder")
+    if (sweep_dir / SPECTRA_DIRNAME).is_dir():
+        raise RunFolderError(
+            f"{sweep_dir} is a run folder (it has spectra/), not a sweep: "
+            "use `sgd-dynamics plot` for one run"
+        )
+    job_dirs = find_job_dirs(sweep_dir)
+    if not job_dirs:
+        raise RunFolderError(
+            f"no job folders in {sweep_dir} (expected Hydra's multirun layout "
+            "SWEEP_DIR/<job>/ with .hydra/, status.json or spectra/)"
+        )
+    jobs = [read_job(path) for path in job_dirs]
+    for job in jobs:
+        if job.included:
+            job.end = end_of_training(job.history, top, threshold)
+            if job.status == "unknown":
+                logger.warning("job %s has no status.json; using its snapshots", job.name)
+        else:
+            logger.info("skipping job %s (%s)", job.name, job.skip_reason)
+
+    if group_by:
+        knobs = list(dict.fromkeys(group_by))
+        unknown = [k for k in knobs if all(knob_value(job, k) is None for job in jobs)]
+        if unknown:
+            raise ValueError(f"group_by keys {unknown} are in no job's overrides or config")
+    else:
+        knobs = varying_keys(jobs, ignore)
+
+    groups: dict[tuple, Group] = {}
+    for job in jobs:
+        if not job.included:
+            continue
+        settings = {key: knob_value(job, key) for key in knobs}
+        label = ", ".join(f"{k}={_shown(v)}" for k, v in settings.items()) if knobs else "all jobs"
+        job.group = label
+        key = tuple(value_sort_key(settings[k]) for k in knobs)
+        groups.setdefault(key, Group(label=label, settings=settings, jobs=[])).jobs.append(job)
+    ordered = [groups[key] for key in sorted(groups)]
+    for group in ordered:
+        group.bands = group_bands(group.jobs, levels, top, threshold)
+        if not group.bands:
+            logger.warning("group %s: the jobs' step ranges do not overlap; no band", group.label)
+
+    out = Path(out_dir) if out_dir is not None else sweep_dir / REPORT_DIRNAME
+    csv_path = write_jobs_csv(out / JOBS_CSV, jobs, top, threshold)
+    bands_csv = write_bands_csv(out / BANDS_CSV, ordered) if ordered else None
+    quantities = series_names(top, threshold)
+    figure_paths: list[Path] = []
+    if figures and ordered:
+        from sgd_dynamics.plots.sweep import draw_sweep_figures
+
+        figure_paths = draw_sweep_figures(
+            out, ordered, knobs, levels, quantities, title=sweep_dir.name
+        )
+    skipped = [f"{job.name} ({job.skip_reason})" for job in jobs if not job.included]
+    logger.info(
+        "report of %s: %d jobs, %d used in %d groups, %d skipped%s",
+        sweep_dir,
+        len(jobs),
+        len(jobs) - len(skipped),
+        len(ordered),
+        len(skipped),
+        (": " + ", ".join(skipped)) if skipped else "",
+    )
+    if not ordered:
+        logger.warning("no job of %s has usable snapshots: no figure drawn", sweep_dir)
+    return ReportResult(
+        sweep_dir=sweep_dir,
+        out_dir=out,
+        csv_path=csv_path,
+        bands_csv_path=bands_csv,
+        figure_paths=figure_paths,
+        jobs=jobs,
+        groups=ordered,
+        knobs=knobs,
+        levels=levels,
+        quantities=quantities,
+    )
+
+
+# ----------------------------------------------------------------------------- CSV output
+
+
+def _cell(value: Any) -> str:
+    """CSV text: '' for missing, shortest round-trip repr for floats."""
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, (np.integer, np.bool_)):
+        return str(value.item())
+    return str(value)
+
+
+def write_jobs_csv(path: Path, jobs: Sequence[Job], top: int = 10, threshold: float = 0.9) -> Path:
+    """One row per job (skipped ones too): job, status, used, skip_reason, group, every
+    override key, the final metrics from summary.json, the end-of-training spectral summary,
+    then the other scalar summary.json entries as ``summary.<key>``."""
+    override_keys: list[str] = []
+    for job in jobs:
+        override_keys.extend(k for k in job.overrides if k not in override_keys)
+    end_keys = [
+        *series_names(top, threshold),
+        "mt_top_1_end_over_peak",
+        "last_step",
+        "n_snapshots",
+    ]
+    used_aliases = {alias for aliases in SUMMARY_ALIASES.values() for alias in aliases}
+    extra_keys: list[str] = []
+    for job in jobs:
+        extra_keys.extend(
+            k
+            for k, v in job.summary.items()
+            if k not in used_aliases and k not in extra_keys and not isinstance(v, list)
+        )
+    header = ["job", "status", "used", "skip_reason", "group", *override_keys, *SUMMARY_ALIASES]
+    header += [*end_keys, *(f"summary.{k}" for k in extra_keys)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for job in jobs:
+        row: list[Any] = [job.name, job.status, "yes" if job.included else "no"]
+        row += [job.skip_reason, job.group]
+        row += [job.overrides.get(k) for k in override_keys]
+        for aliases in SUMMARY_ALIASES.values():
+            row.append(next((job.summary[a] for a in aliases if a in job.summary), None))
+        row += [job.end.get(k) for k in end_keys]
+        row += [job.summary.get(k) for k in extra_keys]
+        writer.writerow([_cell(v) for v in row])
+    with atomic_write(path, "w") as handle:
+        handle.write(buffer.getvalue())
+    return path
+
+
+def write_bands_csv(path: Path, groups: Sequence[Group]) -> Path:
+    """Long table of the bands: group, quantity, step, n_jobs, median, one column per level."""
+    levels = next((b.levels for g in groups for b in g.bands.values()), ())
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["group", "quantity", "step", "n_jobs", "median", *(f"q{q:g}" for q in levels)])
+    for group in groups:
+        for name, band in group.bands.items():
+            for t, step in enumerate(band.steps):
+                row = [group.label, name, int(step), band.values.shape[0], band.median[t]]
+                writer.writerow([_cell(v) for v in (*row, *band.quantiles[:, t])])
+    with atomic_write(path, "w") as handle:
+        handle.write(buffer.getvalue())
+    return path
