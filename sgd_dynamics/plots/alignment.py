@@ -12,6 +12,7 @@ from sgd_dynamics.plots.common import new_figure, set_step_axis, symlog_linthres
 from sgd_dynamics.store import RunHistory
 
 INDEX_CMAP = "viridis"
+ZERO_REL = 1e-8
 
 
 def _top_k(history: RunHistory, key: str, k: int | None) -> np.ndarray:
@@ -25,7 +26,8 @@ def alignment_figure(history: RunHistory, k: int | None = None, title: str | Non
     - ``cos γ_i``, the cosines of the principal angles between the top-k eigenspaces of H_f
       and M (1 = aligned; a dotted line marks 0.9);
     - the top-k eigenvalues of H_f (log y; symlog when some are <= 0);
-    - the top-k eigenvalues of M (log y; non-positive values, zeros up to rounding, are gaps).
+    - the top-k eigenvalues of M (log y); values below 1e-8 x the snapshot's largest are zeros
+      up to rounding (M has rank <= n, k may exceed n) and are left out.
 
     ``k`` limits the indices drawn (default: all stored). The x axis is symlog when the steps
     span two decades or more (step 0 stays at the left edge).
@@ -60,7 +62,8 @@ def alignment_figure(history: RunHistory, k: int | None = None, title: str | Non
         ax_hf.set_ylabel(r"eigenvalue $\lambda_i(H_f)$ (symlog scale)")
     ax_hf.set_title(r"top-$k$ eigenvalues of $H_f$", fontsize=10)
 
-    mt_positive = np.where(mt > 0, mt, np.nan)
+    # M has rank <= n: eigenvalues below ZERO_REL x its largest are rounding noise, not drawn
+    mt_positive = np.where(mt > ZERO_REL * mt[:, :1], mt, np.nan)  # column 0: the largest
     for i in range(mt.shape[1]):
         ax_mt.plot(steps, mt_positive[:, i], color=colors[i], lw=1.2, marker=marker, ms=2.0)
     if np.isfinite(mt_positive).any():

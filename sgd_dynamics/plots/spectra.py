@@ -96,7 +96,7 @@ def full_spectra_figure(
 
     fig = new_figure(13.0, 4.2)
     axes = fig.subplots(1, 3, sharey=True)
-    for ax, (key, label) in zip(axes, PANELS, strict=True):
+    for ax, (key, panel_title) in zip(axes, PANELS, strict=True):
         for color, row, step in zip(colors, rows, steps, strict=True):
             values = history[key][row]
             values = np.sort(values[np.isfinite(values)])[::-1]
@@ -110,7 +110,7 @@ def full_spectra_figure(
                 ax.plot(ranks[: neg_hf.size], neg_hf[::-1], color=color, lw=1.0, ls="--")
         ax.set_yscale("symlog", linthresh=linthresh, linscale=0.5)
         ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
-        ax.set_title(label)
+        ax.set_title(panel_title)
         ax.set_xlabel("rank i (1 = largest eigenvalue)")
         ax.set_xlim(1, max(ax.get_xlim()[1], 2))
         ax.grid(True, which="major", color="0.92", lw=0.6)

@@ -52,6 +52,11 @@ def test_full_spectra_panels_show_every_stored_eigenvalue(dense_run):
     history = load_run(dense_run)
     fig = full_spectra_figure(history, steps=[0, 1000])
     ax_hf, ax_m, ax_hp = fig.axes
+    assert [ax.get_title() for ax in fig.axes] == [
+        "$H_f$ (loss Hessian)",
+        "$M$ (gradient second moment)",
+        "$H_p = M - H_f$ (residual)",
+    ]
     snap = load_snapshot(dense_run / "spectra" / "step_00001000.npz")
     for ax, key in ((ax_hf, "hf_all"), (ax_m, "mt_all")):
         assert ax.get_yscale() == "symlog"
@@ -84,6 +89,18 @@ def test_alignment_figure_draws_one_line_per_index(dense_run):
     assert ax_cos.get_xscale() == "symlog"  # steps 0..1000 span three decades
     assert ax_mt.get_yscale() == "log"
     assert ax_hf.get_yscale() in ("log", "symlog")
+
+
+def test_alignment_figure_leaves_out_the_zero_eigenvalues_of_m(tmp_path, rng):
+    # n = 8 samples, k = 12 > n: M's eigenvalues 9..12 are zero up to rounding
+    for step in (0, 10, 20):
+        save_snapshot(tmp_path, iterative_snapshot(step, rng, k=12))
+    history = load_run(tmp_path)
+    assert np.all(np.abs(history["mt_top"][:, 8:]) < 1e-12 * history["mt_top"][:, :1])
+    ax_mt = alignment_figure(history).axes[2]
+    drawn = np.array([line.get_ydata() for line in ax_mt.lines])  # (k, S)
+    np.testing.assert_array_equal(drawn[:8], history["mt_top"][:, :8].T)
+    assert np.all(np.isnan(drawn[8:]))
 
 
 def test_choose_steps():
