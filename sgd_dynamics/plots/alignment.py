@@ -75,11 +75,12 @@ def alignment_figure(history: RunHistory, k: int | None = None, title: str | Non
         set_step_axis(ax, steps)
         ax.grid(True, which="major", color="0.92", lw=0.6)
 
-    norm = BoundaryNorm(np.arange(0.5, n_index + 1.5), cmap.N)
+    norm = BoundaryNorm(np.arange(0.5, n_index + 1.5), n_index)
     mappable = ScalarMappable(norm=norm, cmap=_truncated(cmap, n_index))
     ticks = sorted({1, *range(5, n_index + 1, 5), n_index})
     bar = fig.colorbar(mappable, ax=axes, ticks=ticks, pad=0.01, fraction=0.02, aspect=30)
     bar.set_label("index i (1 = largest)")
+    bar.ax.invert_yaxis()
     heading = rf"Alignment of the top-{n_index} eigenspaces of $H_f$ and $M$"
     fig.suptitle(f"{heading}\n{title}" if title else heading, fontsize=11)
     return fig
