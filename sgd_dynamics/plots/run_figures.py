@@ -26,7 +26,7 @@ def draw_run_figures(
 
     Writes ``alignment.png`` (figure 2) always and ``full_spectra.png`` (figure 1) when some
     snapshot holds full spectra, into ``out_dir`` (default ``RUN_DIR/figures``), atomically.
-    ``steps`` picks figure 1's snapshots (default: 4 log-spaced), ``k`` the indices figure 2
+    ``steps`` picks figure 1's snapshots (default: ``choose_steps``), ``k`` the indices figure 2
     draws (default: all stored). The title comes from ``RUN_DIR/.hydra/config.yaml`` if present.
     ``history`` skips re-reading the snapshots when the caller already holds them.
     """
