@@ -1,0 +1,105 @@
+"""CIFAR-10 from the standard python pickle batches (cifar-10-batches-py)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from sgd_dynamics.data.arrays import ArrayData, Standardize
+from sgd_dynamics.data.datamodule import ClassificationDataModule
+from sgd_dynamics.data.download import fetch
+from sgd_dynamics.data.mnist import missing_files_message
+from sgd_dynamics.utils.errors import SetupError
+
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR10_TEST_BATCH = "test_batch"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+# per-channel (R, G, B) pixel mean and standard deviation of the training set, pixels in [0, 1]
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read one pickled CIFAR batch: a dict with "data" (n, 3072) uint8 (1024 red, then green,
+    then blue pixels, each row-major 32x32) and "labels" (n ints); keys are bytes in the
+    published files (pickled by Python 2), str accepted too.
+
+    Returns (images (n, 3072) uint8, labels (n,) int64).
+    """
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    data = np.asarray(batch["data"], dtype=np.uint8)
+    labels = np.asarray(batch["labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
+        raise ValueError(f"data {data.shape} and labels {labels.shape}; expected (n, 3072), (n,)")
+    return data, labels
+
+
+class CIFAR10DataModule(ClassificationDataModule):
+    """CIFAR-10 from ``root/cifar-10-batches-py/`` (data_batch_1..5, test_batch).
+
+    Inputs: the 3x32x32 pixels flattened in channel-major order (as stored), scaled to [0, 1]
+    and standardised per channel with the training-set mean (0.4914, 0.4822, 0.4465) and
+    standard deviation (0.2470, 0.2435, 0.2616): (3072,) float32.
+
+    Args:
+        root: folder that holds the extracted ``cifar-10-batches-py`` folder.
+        download: fetch and extract cifar-10-python.tar.gz (md5-checked) with pooch.
+        Other arguments as `ClassificationDataModule`.
+    """
+
+    name = "cifar10"
+    input_dim = 3072
+    num_classes = 10
+
+    def __init__(
+        self, root: str | os.PathLike, batch_size: int, download: bool = False, **kwargs
+    ) -> None:
+        super().__init__(batch_size=batch_size, **kwargs)
+        self.root = Path(root).expanduser()
+        self.download = bool(download)
+
+    def _missing(self) -> list[str]:
+        folder = self.root / CIFAR10_FOLDER
+        names = [*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH]
+        return [n for n in names if not (folder / n).is_file()]
+
+    def _read(self) -> ArrayData:
+        missing = self._missing()
+        if missing and self.download:
+            fetch(CIFAR10_URL, CIFAR10_MD5, self.root, "cifar-10-python.tar.gz", untar=True)
+            missing = self._missing()
+        folder = self.root / CIFAR10_FOLDER
+        if missing:
+            expected = [
+                f"{CIFAR10_FOLDER}/{n}" for n in [*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH]
+            ]
+            raise SetupError(
+                missing_files_message(
+                    self.name,
+                    self.root.resolve(),
+                    expected,
+                    [f"{CIFAR10_FOLDER}/{n}" for n in missing],
+                    CIFAR10_URL + " (extract the archive there)",
+                )
+            )
+        parts = []
+        for name in [*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH]:
+            try:
+                parts.append(read_cifar_batch(folder / name))
+            except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+                raise SetupError(
+                    f"dataset {self.name}: cannot read {folder / name}: {exc}"
+                ) from None
+        x_train = np.concatenate([p[0] for p in parts[:-1]])
+        y_train = np.concatenate([p[1] for p in parts[:-1]])
+        return ArrayData(x_train, y_train, parts[-1][0], parts[-1][1])
+
+    def _transform(self) -> Standardize:
+        return Standardize(self.input_dim, 1.0 / 255.0, CIFAR10_MEAN, CIFAR10_STD)

@@ -1,0 +1,112 @@
+"""Train a classifier with SGD and record the run: ``python train.py [key=value ...]``.
+
+Hydra composes conf/train.yaml with the overrides. This file is the only place that knows
+Hydra: it builds the data module, network, LightningModule, loggers, callbacks and Trainer
+from the config and hands them to `sgd_dynamics.train.run`. Bad input (a value out of range,
+missing data files) is printed as ``error: ...`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from sgd_dynamics.module import ClassifierModule
+from sgd_dynamics.train import quiet_lightning, run, write_failed_status
+from sgd_dynamics.utils import SetupError, run_dir_of_checkpoint, run_name, sweep_name
+
+
+def register_resolvers() -> None:
+    """Resolvers used by conf/: ${run_name:DIR} and ${sweep_name:DIR} (wandb name and group)."""
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """Rewrite the command line of ``ckpt_path=RUN_DIR/checkpoints/X.ckpt`` to continue RUN_DIR:
+    the run's own overrides first (from RUN_DIR/.hydra/overrides.yaml), then the new ones (which
+    win), then ``hydra.run.dir=RUN_DIR``. Other command lines are returned unchanged."""
+    if any(a.startswith("-") for a in argv) or any(a.startswith("hydra.run.dir=") for a in argv):
+        return argv
+    ckpt = [a.split("=", 1)[1] for a in argv if a.startswith("ckpt_path=")]
+    run_dir = run_dir_of_checkpoint(ckpt[-1]) if ckpt and ckpt[-1] not in ("", "null") else None
+    if run_dir is None:
+        return argv
+
+    def key(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("~+")
+
+    new_keys = {key(a) for a in argv}
+    original = [str(o) for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
+    kept = [o for o in original if key(o) not in new_keys]
+    return [*kept, *argv, f"hydra.run.dir='{run_dir.resolve()}'"]
+
+
+def build(cfg: DictConfig, run_dir: Path) -> dict:
+    """Instantiate everything a run needs from the composed config; loads the data (so missing
+    files and bad values stop the run before training)."""
+    import pytorch_lightning as pl
+
+    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
+        raise SetupError(f"ckpt_path={cfg.ckpt_path} does not exist")
+    quiet_lightning()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.dataset)
+    datamodule.load()
+    net = instantiate(cfg.model, input_dim=datamodule.input_dim, num_classes=datamodule.num_classes)
+    module = ClassifierModule(net, **OmegaConf.to_container(cfg.optimizer, resolve=True))
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["overrides"] = (
+        list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    )
+    return dict(datamodule=datamodule, module=module, trainer=trainer, config=config)
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The message to print for an error caused by the user's input, or None for a bug."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, SetupError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(exc, InstantiationException):
+        return str(exc)
+    return None
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    register_resolvers()  # again here: launcher workers run main without this module's import
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        parts = build(cfg, run_dir)
+    except Exception as exc:
+        message = user_error(exc)
+        if message is None:
+            raise
+        write_failed_status(run_dir, f"error: {message}")
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        run(run_dir=run_dir, ckpt_path=cfg.ckpt_path, **parts)
+    finally:
+        print(f"Outputs: {run_dir}", flush=True)
+
+
+register_resolvers()
+
+if __name__ == "__main__":
+    os.environ["SGD_DYNAMICS_RUN_ID"] = secrets.token_hex(3)
+    sys.argv[1:] = resume_argv(sys.argv[1:])
+    main()
