@@ -4,7 +4,7 @@ Every data module has `input_dim`, `num_classes`, `n_train`, `batch_size` and
 `spectral_samples(n) -> (inputs, targets)` (see `ClassificationDataModule`).
 """
 
-from sgd_dynamics.data.arrays import ArrayData, ArrayDataset, EpochShuffleSampler, Standardize
+from sgd_dynamics.data.arrays import ArrayData, ArrayDataset, Standardize, StepShuffleSampler
 from sgd_dynamics.data.cifar10 import CIFAR10DataModule, read_cifar_batch
 from sgd_dynamics.data.datamodule import ClassificationDataModule
 from sgd_dynamics.data.gauss10 import Gauss10DataModule, make_gauss10
@@ -17,11 +17,11 @@ __all__ = [
     "ArrayDataset",
     "CIFAR10DataModule",
     "ClassificationDataModule",
-    "EpochShuffleSampler",
     "FashionMNISTDataModule",
     "Gauss10DataModule",
     "MNISTDataModule",
     "Standardize",
+    "StepShuffleSampler",
     "corrupt_labels",
     "make_gauss10",
     "num_noisy",

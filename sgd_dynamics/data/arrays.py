@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,24 +88,62 @@ def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, 
     return batch
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A random permutation of range(n) per epoch, fixed by (seed, epoch) alone.
+class StepShuffleSampler(Sampler[int]):
+    """Training order keyed by the global step: the batch of step s is
+    ``perm_e[j b : (j + 1) b]`` with ``(e, j) = divmod(s, batches per epoch)`` and ``perm_e`` a
+    random permutation of range(n) fixed by (seed, e) alone.
 
-    Lightning calls `set_epoch` before each epoch, so the data order does not depend on torch's
-    global random state (callbacks that draw random numbers do not change the trajectory), and a
-    run resumed at an epoch boundary sees the same order as an uninterrupted one.
+    Each iteration starts at the step returned by `step` (the trainer's global step) and runs
+    to the end of that epoch's permutation. So the data order depends neither on torch's
+    global random state (callbacks that draw random numbers do not change the trajectory) nor
+    on how Lightning counts epochs when a run resumes from a checkpoint: a resumed run sees the
+    batches an uninterrupted run would. Without `step` (or when it returns None) each
+    iteration is the next whole epoch. Lightning's `set_epoch` calls are ignored.
+
+    Args:
+        n: number of samples.
+        batch_size: b, as in the DataLoader that batches this sampler.
+        seed: data seed.
+        drop_last: as in the DataLoader (a last incomplete batch is then never used).
+        step: callable returning the number of batches already trained, or None.
     """
 
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        drop_last: bool = False,
+        step: Callable[[], int | None] | None = None,
+    ) -> None:
         self.n = int(n)
+        self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.epoch = 0
+        self.drop_last = bool(drop_last)
+        self.batches_per_epoch = (
+            self.n // self.batch_size if drop_last else -(-self.n // self.batch_size)
+        )
+        if self.batches_per_epoch < 1:
+            raise ValueError(f"batch_size={batch_size} with drop_last leaves no batch of {n}")
+        self.step = step
+        self._passes = 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        """Ignored: the order follows the global step (see the class docstring)."""
 
-    def __iter__(self):
-        return iter(stream(self.seed, "shuffle", self.epoch).permutation(self.n).tolist())
+    def order(self, start_step: int) -> list[int]:
+        """Sample indices from the batch of step `start_step` to the end of its epoch."""
+        epoch, j = divmod(int(start_step), self.batches_per_epoch)
+        perm = stream(self.seed, "shuffle", epoch).permutation(self.n)
+        stop = self.batches_per_epoch * self.batch_size if self.drop_last else self.n
+        return perm[j * self.batch_size : stop].tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.step() if self.step is not None else None
+        if start is None:
+            start = self._passes * self.batches_per_epoch
+        self._passes += 1
+        return iter(self.order(start))
 
     def __len__(self) -> int:
-        return self.n
+        return self.batches_per_epoch * self.batch_size if self.drop_last else self.n

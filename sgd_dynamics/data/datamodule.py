@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader
 from sgd_dynamics.data.arrays import (
     ArrayData,
     ArrayDataset,
-    EpochShuffleSampler,
     Standardize,
+    StepShuffleSampler,
     keep_batch,
 )
 from sgd_dynamics.data.label_noise import check_fraction, corrupt_labels
@@ -168,7 +168,8 @@ class ClassificationDataModule(pl.LightningDataModule):
         Returns (inputs (m, input_dim) float32 as the model sees them, targets (m,) int64),
         m = min(n, n_train); identical for the same seed whatever the batch size or process.
         """
-        return self.train_set.__getitems__(self.spectral_indices(n).tolist())
+        indices = self.spectral_indices(n)  # loads the data first
+        return self.train_set.__getitems__(indices.tolist())
 
     # --- loaders ----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
@@ -176,12 +177,19 @@ class ClassificationDataModule(pl.LightningDataModule):
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(self.train_set), self.seed),
+            sampler=StepShuffleSampler(
+                len(self.train_set), self.batch_size, self.seed, self.drop_last, self._global_step
+            ),
             drop_last=self.drop_last,
             collate_fn=keep_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _global_step(self) -> int | None:
+        """The attached trainer's global step (batches trained so far), or None."""
+        trainer = getattr(self, "trainer", None)
+        return None if trainer is None else int(trainer.global_step)
 
     def eval_dataloader(self, split: str) -> DataLoader:
         """Sequential loader over "train" (noisy labels) or "test" with `eval_batch_size`."""
