@@ -50,7 +50,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     return [*kept, *argv, f"hydra.run.dir='{run_dir.resolve()}'"]
 
 
-def build(cfg: DictConfig, run_dir: Path) -> dict:
+def build(cfg: DictConfig) -> dict:
     """Instantiate everything a run needs from the composed config; loads the data (so missing
     files and bad values stop the run before training)."""
     import pytorch_lightning as pl
@@ -90,7 +90,7 @@ def main(cfg: DictConfig) -> None:
     register_resolvers()  # again here: launcher workers run main without this module's import
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        parts = build(cfg, run_dir)
+        parts = build(cfg)
     except Exception as exc:
         message = user_error(exc)
         if message is None:

@@ -62,9 +62,9 @@ def test_every_option_composes_and_instantiates(group, option, data_root, tmp_pa
     cfg = compose_train([f"{group}={option}", f"run_dir={tmp_path}"])
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         with pytest.raises(InstantiationException, match="gpu|GPU|CUDA|cuda"):
-            ENTRY.build(cfg, tmp_path)
+            ENTRY.build(cfg)
         return
-    parts = ENTRY.build(cfg, tmp_path)
+    parts = ENTRY.build(cfg)
     assert isinstance(parts["datamodule"], ClassificationDataModule)
     assert isinstance(parts["module"], ClassifierModule)
     assert isinstance(parts["trainer"], pl.Trainer)
@@ -115,7 +115,7 @@ def test_default_run_is_gauss10_batch5_depth1(tmp_path):
 
 def test_two_loggers_at_once(tmp_path):
     cfg = compose_train(["logger=[wandb,csv]", f"run_dir={tmp_path}"])
-    parts = ENTRY.build(cfg, tmp_path)
+    parts = ENTRY.build(cfg)
     kinds = {type(lg).__name__ for lg in parts["trainer"].loggers}
     assert kinds == {"WandbLogger", "CSVLogger"}
     assert compose_train(["logger=none", f"run_dir={tmp_path}"]).logger == {}
@@ -160,6 +160,6 @@ def test_resume_command_line_continues_the_run_folder(tmp_path):
 def test_user_errors_are_recognised_through_instantiation(tmp_path):
     cfg = compose_train(["dataset.label_noise=1.5", f"run_dir={tmp_path}"])
     with pytest.raises(Exception) as info:
-        ENTRY.build(cfg, tmp_path)
+        ENTRY.build(cfg)
     assert "label_noise must be in [0, 1], got 1.5" in ENTRY.user_error(info.value)
     assert ENTRY.user_error(RuntimeError("a bug")) is None
