@@ -1,0 +1,102 @@
+"""Exact P×P matrices H_f, M (and hence H_p = M - H_f, M_b) for small P, and their spectra.
+
+H_f is assembled column block by column block as H_f I through the Hessian-vector products of
+`operators.CurvatureOperators` (exact, not an approximation); M = Gᵀ G / n from the per-sample
+gradients, summed over chunks of samples. Dense eigendecompositions run under a thread limit
+(`threads.limit_threads`); on CPU they use scipy's LAPACK drivers (all eigenvalues without vectors
+where vectors are not needed, and only the top-k vectors where they are).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import Tensor
+
+from .functional import FunctionalModel
+from .operators import CurvatureOperators
+from .per_sample import per_sample_gradients
+from .threads import limit_threads
+
+__all__ = ["hessian_matrix", "second_moment_matrix", "eigenvalues", "eigenvalues_and_top_vectors"]
+
+_BLOCK_ELEMENTS = 1 << 18  # columns × samples per vmapped Hessian block
+
+
+def hessian_matrix(ops: CurvatureOperators, column_block: int | None = None) -> Tensor:
+    """H_f = (1/n) Σ_i ∇²f_i as a symmetric (P, P) tensor in ops' dtype."""
+    p = ops.n_params
+    column_block = column_block or max(1, min(p, _BLOCK_ELEMENTS // ops.chunk_size))
+    eye = torch.eye(p, dtype=ops.theta.dtype, device=ops.theta.device)
+    matrix = torch.cat(
+        [ops.hf(eye[:, s : s + column_block]) for s in range(0, p, column_block)], dim=1
+    )
+    return 0.5 * (matrix + matrix.T)
+
+
+def second_moment_matrix(
+    fm: FunctionalModel, inputs: Tensor, targets: Tensor, chunk_size: int
+) -> Tensor:
+    """M = (1/n) Σ_i g_i g_iᵀ as a (P, P) tensor, per-sample gradients taken chunk by chunk."""
+    p, n = fm.n_params, inputs.shape[0]
+    matrix = torch.zeros(p, p, dtype=fm.dtype, device=fm.device)
+    for start in range(0, n, chunk_size):
+        g = per_sample_gradients(
+            fm, inputs[start : start + chunk_size], targets[start : start + chunk_size], chunk_size
+        )
+        matrix += g.T @ g
+    return matrix / n
+
+
+def eigenvalues(matrix: Tensor, n_threads: int | None = 1) -> Tensor:
+    """All eigenvalues of a symmetric matrix, ascending (same dtype and device)."""
+    with limit_threads(n_threads):
+        if matrix.device.type == "cpu":
+            values = scipy.linalg.eigh(matrix.numpy(), eigvals_only=True, check_finite=False)
+            return torch.from_numpy(np.ascontiguousarray(values))
+        return torch.linalg.eigvalsh(matrix)
+
+
+def _lapack_top(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One tridiagonal reduction (sytrd) for all eigenvalues (sterf) and the top-k eigenvectors
+    (stemr on the tridiagonal, then the Householder back-transformation with torch.ormqr)."""
+    p = a.shape[0]
+    sytrd, sytrd_lwork, sterf, stemr = scipy.linalg.get_lapack_funcs(
+        ("sytrd", "sytrd_lwork", "sterf", "stemr"), (a,)
+    )
+    lwork, info = sytrd_lwork(p, lower=1)
+    c, d, e, tau, info = sytrd(a, lower=1, lwork=int(lwork))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"sytrd failed with info = {info}")
+    values, info = sterf(d.copy(), e.copy())
+    if info != 0:
+        raise np.linalg.LinAlgError(f"sterf failed with info = {info}")
+    m, top, z, info = stemr(d.copy(), np.append(e, 0.0), 3, 0.0, 0.0, p - k + 1, p)
+    if info != 0 or m != k:
+        raise np.linalg.LinAlgError(f"stemr failed with info = {info} ({m} of {k} vectors)")
+    # Q = H(1) ... H(p-1) with the reflectors below the subdiagonal of c: a QR factor of c[1:, :-1]
+    z = torch.from_numpy(np.ascontiguousarray(z[:, :k]))
+    z[1:] = torch.ormqr(
+        torch.from_numpy(np.ascontiguousarray(c[1:, :-1])), torch.from_numpy(tau), z[1:]
+    )
+    return values, top[:k][::-1], z.numpy()[:, ::-1]
+
+
+def eigenvalues_and_top_vectors(
+    matrix: Tensor, k: int, n_threads: int | None = 1
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(all eigenvalues ascending (P,), k largest descending (k,), their eigenvectors (P, k))."""
+    p = matrix.shape[0]
+    with limit_threads(n_threads):
+        if matrix.device.type == "cpu" and p > 2:
+            try:
+                values, top, vectors = _lapack_top(matrix.numpy(), k)
+            except np.linalg.LinAlgError:
+                a = matrix.numpy()
+                values = scipy.linalg.eigh(a, eigvals_only=True, check_finite=False)
+                top, vectors = scipy.linalg.eigh(a, subset_by_index=[p - k, p - 1])
+                top, vectors = top[::-1], vectors[:, ::-1]
+            return tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in (values, top, vectors))
+        values, vectors = torch.linalg.eigh(matrix)
+        return values, values[-k:].flip(0), vectors[:, -k:].flip(1)

@@ -1,0 +1,371 @@
+"""Extreme eigenpairs of a symmetric operator given as a block product V (P×m) -> A V (P×m).
+
+`block_eigsh` is a thick-restart block Lanczos method (block Krylov-Schur) with full
+reorthogonalization, written in torch so that it runs on the operator's device:
+
+- the basis grows by blocks: W = A Q_front is orthogonalized against the whole basis (twice,
+  block classical Gram-Schmidt; rank-deficient directions are replaced by random ones), and the
+  projected matrix T = Qᵀ A Q is assembled from the coefficients, so that
+  A Q = Q T + Q_front B holds to rounding;
+- Rayleigh-Ritz on T gives Ritz pairs (θ_i, Q y_i) whose residual norms ||A Q y_i - θ_i Q y_i||
+  = ||B y_i|| come for free;
+- when the basis is full, it restarts from the wanted Ritz vectors and a few more (thick restart),
+  which keeps the Krylov information of the converged directions;
+- it stops when every wanted pair has ||r_i|| <= tol · ||A||, with ||A|| estimated by the largest
+  |Ritz value| seen; otherwise it warns (`ConvergenceWarning`) or raises (`ConvergenceError`).
+
+A starting block `x0` (for instance the eigenvectors of a previous, nearby operator) is the first
+block of the Krylov space: a good guess converges in a few blocks (warm start).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ConvergenceWarning",
+    "ConvergenceError",
+    "EigResult",
+    "block_eigsh",
+    "default_tolerance",
+]
+
+logger = logging.getLogger("sgd_dynamics.curvature")
+
+Matmat = Callable[[Tensor], Tensor]
+_WHICH = ("largest", "smallest", "both")
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """An iterative eigensolver stopped before reaching its residual tolerance."""
+
+
+class ConvergenceError(RuntimeError):
+    """An iterative eigensolver stopped before reaching its residual tolerance."""
+
+
+@dataclass
+class EigResult:
+    """Eigenpairs from `block_eigsh`.
+
+    eigenvalues: (w,) in the order asked for: "largest" descending, "smallest" ascending, "both"
+        the k largest descending followed by the k smallest ascending (w = 2k).
+    eigenvectors: (P, w), orthonormal columns, matching eigenvalues.
+    residuals: (w,) relative residual norms ||A x - θ x|| / scale.
+    scale: the estimate of ||A|| (largest |Ritz value| seen) used for the relative residuals.
+    iterations: blocks applied; matvecs: columns applied (operator products); restarts.
+    converged: whether every residual is <= tol.
+    """
+
+    eigenvalues: Tensor
+    eigenvectors: Tensor
+    residuals: Tensor
+    scale: float
+    iterations: int
+    matvecs: int
+    restarts: int
+    converged: bool
+    tol: float
+
+    @property
+    def max_residual(self) -> float:
+        return float(self.residuals.max()) if self.residuals.numel() else 0.0
+
+
+def default_tolerance(dtype: torch.dtype) -> float:
+    """Relative residual tolerance: 1e-8 in float64, 1e-4 in float32."""
+    return 1e-8 if dtype == torch.float64 else 1e-4
+
+
+def _wanted_indices(n_ritz: int, k: int, which: str, device: torch.device) -> Tensor:
+    """Indices into ascending Ritz values of the wanted ones, in output order."""
+    top = torch.arange(n_ritz - 1, n_ritz - 1 - k, -1, device=device)
+    bottom = torch.arange(k, device=device)
+    if which == "largest":
+        return top
+    if which == "smallest":
+        return bottom
+    return torch.cat([top, bottom])
+
+
+def _kept_indices(n_ritz: int, n_keep: int, which: str, device: torch.device) -> Tensor:
+    """Indices of the Ritz vectors kept at a restart (the wanted end(s) of the spectrum)."""
+    if which == "largest":
+        return torch.arange(n_ritz - n_keep, n_ritz, device=device)
+    if which == "smallest":
+        return torch.arange(n_keep, device=device)
+    half = (n_keep + 1) // 2
+    return torch.cat(
+        [
+            torch.arange(n_keep - half, device=device),
+            torch.arange(n_ritz - half, n_ritz, device=device),
+        ]
+    )
+
+
+class _Orthonormalizer:
+    """Orthonormalize a block against a basis, replacing numerically dependent columns."""
+
+    def __init__(self, size: int, dtype: torch.dtype, device: torch.device, seed: int) -> None:
+        self.size = size
+        self.dtype = dtype
+        self.device = device
+        self.eps = torch.finfo(dtype).eps
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def random(self, width: int) -> Tensor:
+        return torch.randn(
+            self.size, width, dtype=self.dtype, device=self.device, generator=self.generator
+        )
+
+    def __call__(self, block: Tensor, basis: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Return (C, Q, R) with block = basis C + Q R, Q orthonormal and orthogonal to basis."""
+        raw_norms = block.norm(dim=0)
+        coeffs = torch.zeros(basis.shape[1], block.shape[1], dtype=self.dtype, device=self.device)
+        work = block.clone()
+        for _ in range(2):
+            if basis.shape[1]:
+                c = basis.T @ work
+                work -= basis @ c
+                coeffs += c
+        width = block.shape[1]
+        q = torch.zeros(self.size, width, dtype=self.dtype, device=self.device)
+        r = torch.zeros(width, width, dtype=self.dtype, device=self.device)
+        for j in range(width):
+            w = work[:, j]
+            for _ in range(2):
+                if j:
+                    c = q[:, :j].T @ w
+                    w = w - q[:, :j] @ c
+                    r[:j, j] += c
+            norm = w.norm()
+            if norm > 10 * self.eps * raw_norms[j] and norm > 0:
+                q[:, j] = w / norm
+                r[j, j] = norm
+            else:
+                q[:, j] = self._random_orthogonal(basis, q[:, :j])
+        if basis.shape[1]:  # one more pass where the block lost orthogonality to the basis
+            overlap = basis.T @ q
+            if float(overlap.abs().max()) > 1e3 * self.eps:
+                q_fixed = q - basis @ overlap
+                q_new, r2 = torch.linalg.qr(q_fixed)
+                coeffs += overlap @ r
+                r = r2 @ r
+                q = q_new
+        return coeffs, q, r
+
+    def _random_orthogonal(self, basis: Tensor, accepted: Tensor) -> Tensor:
+        w = self.random(1)[:, 0]
+        for _ in range(3):
+            if basis.shape[1]:
+                w = w - basis @ (basis.T @ w)
+            if accepted.shape[1]:
+                w = w - accepted @ (accepted.T @ w)
+            w = w / w.norm()
+        return w
+
+
+def _relabel(indices: Tensor, keep: Tensor) -> Tensor:
+    """Positions in `keep` of the Ritz indices `indices` (those that survived a restart)."""
+    position = {int(j): i for i, j in enumerate(keep.tolist())}
+    return torch.tensor(
+        [position[int(j)] for j in indices.tolist() if int(j) in position],
+        dtype=torch.long,
+        device=keep.device,
+    )
+
+
+def _dense_solve(
+    matmat: Matmat, size: int, k: int, which: str, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """All eigenpairs of a small operator from its explicit matrix A = matmat(I)."""
+    matrix = matmat(torch.eye(size, dtype=dtype, device=device))
+    matrix = 0.5 * (matrix + matrix.T)
+    values, vectors = torch.linalg.eigh(matrix.to(torch.float64))
+    idx = _wanted_indices(size, k, which, values.device)
+    return values[idx].to(dtype), vectors[:, idx].to(dtype)
+
+
+def block_eigsh(
+    matmat: Matmat,
+    size: int,
+    k: int,
+    which: str = "largest",
+    *,
+    tol: float | None = None,
+    block_size: int | None = None,
+    max_basis: int | None = None,
+    max_matvecs: int | None = None,
+    x0: Tensor | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    on_failure: str = "warn",
+    name: str = "operator",
+) -> EigResult:
+    """k extreme eigenpairs of the symmetric operator `matmat` (P×m -> P×m, P = `size`).
+
+    which: "largest" (k largest, descending), "smallest" (k smallest, ascending), or "both"
+        (the k largest and the k smallest from one Krylov space).
+    tol: relative residual tolerance, ||A x - θ x|| <= tol · ||A|| (default: `default_tolerance`).
+    block_size: vectors applied per operator call (default 1: thick-restart Lanczos, which needs
+        the fewest products on Hessian-like spectra; larger blocks amortize the passes over data).
+    max_basis: basis columns before a thick restart (default: about 3x the number kept).
+    max_matvecs: budget of operator columns (default: max(2000, 50 · max_basis)).
+    x0: (P, j) starting vectors (warm start, e.g. the eigenvectors of a nearby operator). The first
+        block is x0, completed with random columns when j < block_size, or with its columns
+        summed in block_size groups when j > block_size (with one starting vector, the Krylov
+        space of Σ x_i contains the x_i after about j steps, up to their error).
+    on_failure: "warn" (`ConvergenceWarning`), "raise" (`ConvergenceError`) or "ignore" when the
+        tolerance is not reached within `max_matvecs`; the best Ritz pairs are returned.
+    Operators with P <= max_basis + block_size are solved exactly from their dense matrix.
+    """
+    if which not in _WHICH:
+        raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
+    if on_failure not in ("warn", "raise", "ignore"):
+        raise ValueError(f"on_failure must be 'warn', 'raise' or 'ignore', got {on_failure!r}")
+    if not 1 <= k <= size:
+        raise ValueError(f"k must satisfy 1 <= k <= {size} (the operator size), got {k}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    tol = default_tolerance(dtype) if tol is None else float(tol)
+    wanted = 2 * k if which == "both" else k
+    if x0 is not None:
+        if x0.ndim == 1:
+            x0 = x0[:, None]
+        if x0.ndim != 2 or x0.shape[0] != size:
+            raise ValueError(f"x0 must have shape ({size}, j), got {tuple(x0.shape)}")
+    step = block_size or 1
+    width = step
+    n_keep = wanted + max(step, wanted // 2)
+    basis_cap = max(max_basis or 3 * n_keep, n_keep + 2 * step)
+    budget = max_matvecs or max(2000, 50 * basis_cap)
+
+    if size <= basis_cap + 2 * width:
+        values, vectors = _dense_solve(matmat, size, min(k, size), which, dtype, device)
+        scale = float(values.abs().max())
+        return EigResult(values, vectors, torch.zeros_like(values), scale, 1, size, 0, True, tol)
+
+    ortho = _Orthonormalizer(size, dtype, device, seed)
+    start = ortho.random(width)
+    if x0 is not None:
+        x0 = x0.to(device=device, dtype=dtype)
+        if x0.shape[1] > width:  # sum the columns in `width` groups: one Krylov start per group
+            groups = torch.arange(x0.shape[1], device=device) % width
+            x0 = torch.zeros(size, width, dtype=dtype, device=device).index_add_(1, groups, x0)
+        start[:, : x0.shape[1]] = x0
+    empty = torch.zeros(size, 0, dtype=dtype, device=device)
+    _, front, _ = ortho(start, empty)
+
+    f64 = dict(dtype=torch.float64, device=device)
+    basis = empty  # processed columns Q_s (A applied)
+    t = torch.zeros(0, 0, **f64)  # T = Q_sᵀ A Q_s
+    coupling = torch.zeros(width, 0, **f64)  # B in A Q_s = Q_s T + front B
+    scale = 0.0
+    matvecs = iterations = restarts = 0
+    theta = residuals = ritz_y = None
+    unconverged = None
+    converged = False
+    while True:
+        # directions to apply A to: all of the front, or its `step` dominant residual directions
+        if unconverged is None or step >= width:
+            mix = torch.eye(width, **f64)
+        else:
+            left, _, _ = torch.linalg.svd(coupling @ ritz_y[:, unconverged])
+            mix = left
+        m = min(step, width) if unconverged is not None else width
+        process = front @ mix[:, :m].to(dtype)
+        rest = front @ mix[:, m:].to(dtype)
+        image = matmat(process)
+        matvecs += m
+        iterations += 1
+        s_old = basis.shape[1]
+        coeffs, new, r = ortho(image, torch.cat([basis, process, rest], dim=1))
+        coeffs = coeffs.to(torch.float64)
+        t_new = torch.zeros(s_old + m, s_old + m, **f64)
+        t_new[:s_old, :s_old] = t
+        t_new[s_old:, :s_old] = mix[:, :m].T @ coupling
+        t_new[:, s_old:] = coeffs[: s_old + m]
+        t = 0.5 * (t_new + t_new.T)
+        coupling = torch.cat(
+            [
+                torch.cat([mix[:, m:].T @ coupling, coeffs[s_old + m :]], dim=1),
+                torch.cat([torch.zeros(m, s_old, **f64), r.to(torch.float64)], dim=1),
+            ]
+        )
+        basis = torch.cat([basis, process], dim=1)
+        front = torch.cat([rest, new], dim=1)
+
+        theta, ritz_y = torch.linalg.eigh(t)
+        scale = max(scale, float(theta.abs().max()))
+        residuals = (coupling @ ritz_y).norm(dim=0)
+        s_new = basis.shape[1]
+        if s_new >= wanted:
+            idx = _wanted_indices(s_new, k, which, device)
+            open_ = residuals[idx] > tol * scale
+            if not bool(open_.any()):
+                converged = True
+                break
+            unconverged = idx[open_]
+            logger.debug(
+                "%s: step %d, %d matvecs, basis %d, max relative residual %.2e",
+                name,
+                iterations,
+                matvecs,
+                s_new,
+                float(residuals[idx].max()) / scale,
+            )
+        else:
+            unconverged = torch.arange(s_new, device=device)
+        if matvecs + min(step, width) > budget:
+            break
+        if s_new + step > basis_cap:  # thick restart: keep the wanted end(s) and a few more
+            keep = _kept_indices(s_new, n_keep, which, device)
+            y = ritz_y[:, keep]
+            basis = basis @ y.to(dtype)
+            t = torch.diag(theta[keep])
+            coupling = coupling @ y
+            theta, ritz_y = theta[keep], torch.eye(n_keep, **f64)
+            unconverged = _relabel(unconverged, keep)
+            restarts += 1
+
+    idx = _wanted_indices(basis.shape[1], k, which, device)
+    vectors = basis @ ritz_y[:, idx].to(dtype)
+    rel = residuals[idx] / scale if scale > 0 else torch.zeros_like(residuals[idx])
+    result = EigResult(
+        eigenvalues=theta[idx].to(dtype),
+        eigenvectors=vectors,
+        residuals=rel.to(dtype),
+        scale=scale,
+        iterations=iterations,
+        matvecs=matvecs,
+        restarts=restarts,
+        converged=converged,
+        tol=tol,
+    )
+    logger.debug(
+        "%s: %s after %d blocks, %d matvecs, %d restarts, max relative residual %.2e",
+        name,
+        "converged" if converged else "NOT converged",
+        iterations,
+        matvecs,
+        restarts,
+        result.max_residual,
+    )
+    if not converged:
+        message = (
+            f"{name}: the eigensolver stopped after {matvecs} operator products without "
+            f"reaching the relative residual tolerance {tol:.1e} (max residual "
+            f"{result.max_residual:.2e}); raise max_matvecs or tol"
+        )
+        if on_failure == "raise":
+            raise ConvergenceError(message)
+        if on_failure == "warn":
+            warnings.warn(message, ConvergenceWarning, stacklevel=2)
+    return result

@@ -1,0 +1,192 @@
+"""The spectrum of M = Gᵀ G / n (and of M_b) from the small side, the n×n Gram matrix.
+
+With G (n×P) the per-sample gradients and K = G Gᵀ / n:
+
+- M and K have the same nonzero eigenvalues; an eigenvector u of K with eigenvalue λ > 0 maps to
+  the unit eigenvector v = Gᵀ u / sqrt(n λ) of M. M's other P - rank eigenvalues are 0, with
+  eigenvectors spanning null(G) = {v : G v = 0}.
+- M_b = μμᵀ + c_b Σ = Gᵀ W G / n with W = c_b I + (1 - c_b) 11ᵀ/n (μ = Gᵀ1/n, Σ = M - μμᵀ), so
+  its nonzero eigenvalues are those of W^½ K W^½, where W^½ = √c_b (I - 11ᵀ/n) + 11ᵀ/n.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .eigensolvers import block_eigsh
+from .per_sample import GradientFactors
+from .threads import limit_threads
+
+__all__ = ["GramSpectrum", "second_moment_from_gram", "minibatch_gram", "top_eigenvalues"]
+
+logger = logging.getLogger("sgd_dynamics.curvature")
+
+
+@dataclass
+class GramSpectrum:
+    """Top of M from its Gram matrix.
+
+    top: (k,) the k largest eigenvalues of M, descending (zeros beyond rank n).
+    vectors: (P, k) orthonormal eigenvectors of M matching `top`.
+    gram_values: (n,) all eigenvalues of K = G Gᵀ / n ascending (None when only the top was found).
+    info: diagnostics (matvecs on K, residual, ...).
+    """
+
+    top: Tensor
+    vectors: Tensor
+    gram_values: Tensor | None
+    info: dict[str, float]
+
+
+def _rank_threshold(values: Tensor) -> float:
+    """Eigenvalues of K at or below this are numerically zero."""
+    eps = torch.finfo(values.dtype).eps
+    return 10.0 * values.numel() * eps * max(float(values.abs().max()), 0.0)
+
+
+def _null_space_vectors(range_basis: Tensor, count: int, seed: int) -> Tensor:
+    """`count` orthonormal vectors orthogonal to the orthonormal columns of range_basis (P×r)."""
+    generator = torch.Generator(device=range_basis.device)
+    generator.manual_seed(seed)
+    size = range_basis.shape[0]
+    x = torch.randn(
+        size, count, dtype=range_basis.dtype, device=range_basis.device, generator=generator
+    )
+    for _ in range(2):
+        x = x - range_basis @ (range_basis.T @ x)
+        x, _ = torch.linalg.qr(x)
+    return x
+
+
+def second_moment_from_gram(
+    factors: GradientFactors,
+    k: int,
+    *,
+    all_values: bool = False,
+    tol: float | None = None,
+    seed: int = 0,
+    on_failure: str = "warn",
+    dense_threads: int | None = 1,
+    gram: Tensor | None = None,
+) -> GramSpectrum:
+    """k largest eigenpairs of M = Gᵀ G / n through K = G Gᵀ / n (n×n).
+
+    all_values: also return all n eigenvalues of K (a dense `eigh` of K); otherwise the top of K
+    comes from `block_eigsh` (itself exact and dense for small n).
+    gram: K if already computed.
+    Eigenvalues of K at or below 10·n·eps·λ_max count as zero: their eigenvectors of M are
+    orthonormal vectors of null(G) rather than mapped ones.
+    """
+    n = factors.n_samples
+    kernel = gram if gram is not None else factors.gram() / n
+    kernel = 0.5 * (kernel + kernel.T)
+    info: dict[str, float] = {}
+    k_gram = min(k, n)
+    all_pairs: tuple[Tensor, Tensor] | None = None
+
+    def dense_pairs() -> tuple[Tensor, Tensor]:
+        with limit_threads(dense_threads):
+            values, vectors = torch.linalg.eigh(kernel)
+        return values.flip(0), vectors.flip(1)  # descending
+
+    if all_values or k_gram == n:
+        all_pairs = dense_pairs()
+        top, u = all_pairs[0][:k_gram], all_pairs[1][:, :k_gram]
+    else:
+        result = block_eigsh(
+            lambda v: kernel @ v,
+            n,
+            k_gram,
+            "largest",
+            tol=tol,
+            dtype=kernel.dtype,
+            device=kernel.device,
+            seed=seed,
+            on_failure=on_failure,
+            name="M (Gram)",
+        )
+        top, u = result.eigenvalues, result.eigenvectors
+        info.update(
+            mt_matvecs=float(result.matvecs),
+            mt_iterations=float(result.iterations),
+            mt_max_residual=result.max_residual,
+            mt_converged=float(result.converged),
+        )
+    threshold = _rank_threshold(top)
+    n_pos = int((top > threshold).sum())
+    if n_pos < k and all_pairs is None:
+        all_pairs = dense_pairs()  # rank below k: the null space needs the whole range of G
+        top, u = all_pairs[0][:k_gram], all_pairs[1][:, :k_gram]
+    vectors = factors.rmatmat(u[:, :n_pos]) / torch.sqrt(n * top[:n_pos])
+    vectors, _ = _orthonormal_in_order(vectors)
+    top_full = torch.zeros(k, dtype=kernel.dtype, device=kernel.device)
+    top_full[:k_gram] = top
+    if n_pos < k:
+        assert all_pairs is not None
+        values_desc, vectors_desc = all_pairs
+        rank = int((values_desc > threshold).sum())
+        range_basis = factors.rmatmat(vectors_desc[:, :rank]) / torch.sqrt(n * values_desc[:rank])
+        range_basis, _ = _orthonormal_in_order(range_basis)
+        vectors = torch.cat([vectors, _null_space_vectors(range_basis, k - n_pos, seed)], dim=1)
+        logger.info("M has numerical rank %d < k = %d: completed with null-space vectors", rank, k)
+    gram_values = all_pairs[0].flip(0) if all_pairs is not None and all_values else None
+    return GramSpectrum(top=top_full, vectors=vectors, gram_values=gram_values, info=info)
+
+
+def _orthonormal_in_order(vectors: Tensor) -> tuple[Tensor, Tensor]:
+    """QR with signs fixed so that nearly orthonormal columns change only by rounding."""
+    if vectors.shape[1] == 0:
+        return vectors, vectors.new_zeros(0, 0)
+    q, r = torch.linalg.qr(vectors)
+    signs = torch.sign(torch.diagonal(r))
+    signs[signs == 0] = 1
+    return q * signs, r * signs[:, None]
+
+
+def minibatch_gram(kernel: Tensor, coefficient: float) -> Tensor:
+    """W^½ K W^½ with W^½ = √c (I - 11ᵀ/n) + 11ᵀ/n: its eigenvalues are those of M_b (nonzero)."""
+    root = math.sqrt(coefficient)
+    left = root * kernel + (1.0 - root) * kernel.mean(dim=0, keepdim=True)
+    return root * left + (1.0 - root) * left.mean(dim=1, keepdim=True)
+
+
+def top_eigenvalues(
+    matrix: Tensor,
+    k: int,
+    *,
+    tol: float | None = None,
+    seed: int = 0,
+    on_failure: str = "warn",
+    dense_threads: int | None = 1,
+    name: str = "matrix",
+) -> tuple[Tensor, dict[str, float]]:
+    """k largest eigenvalues (descending) of a symmetric n×n matrix, zero-padded when k > n."""
+    n = matrix.shape[0]
+    k_small = min(k, n)
+    if k_small == n:
+        with limit_threads(dense_threads):
+            values = torch.linalg.eigvalsh(matrix).flip(0)
+        info = {}
+    else:
+        result = block_eigsh(
+            lambda v: matrix @ v,
+            n,
+            k_small,
+            "largest",
+            tol=tol,
+            dtype=matrix.dtype,
+            device=matrix.device,
+            seed=seed,
+            on_failure=on_failure,
+            name=name,
+        )
+        values = result.eigenvalues
+        info = {"matvecs": float(result.matvecs), "max_residual": result.max_residual}
+    out = torch.zeros(k, dtype=matrix.dtype, device=matrix.device)
+    out[:k_small] = values
+    return out, info

@@ -1,0 +1,97 @@
+"""Checks of the arguments of the curvature engine: one clear ValueError per kind of bad input."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .functional import FunctionalModel
+
+__all__ = ["prepare_data", "check_k", "check_batch_size", "check_positive_int", "check_dtype"]
+
+
+def check_dtype(dtype: torch.dtype) -> None:
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """`value` as an int ≥ 1, else ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def check_k(k: object, n_params: int) -> int:
+    """The number of eigenpairs: an integer with 1 <= k <= P."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n_params:
+        raise ValueError(
+            f"k must be an integer with 1 <= k <= P = {n_params} (the number of parameters), "
+            f"got {k!r}"
+        )
+    return int(k)
+
+
+def check_batch_size(batch_size: object, n_samples: int) -> int | None:
+    """None, or a mini-batch size b with 1 <= b <= n."""
+    if batch_size is None:
+        return None
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, numbers.Integral)
+        or not 1 <= batch_size <= n_samples
+    ):
+        raise ValueError(
+            f"batch_size must be None or an integer with 1 <= b <= n = {n_samples} "
+            f"(the number of samples), got {batch_size!r}"
+        )
+    return int(batch_size)
+
+
+def prepare_data(fm: FunctionalModel, inputs: object, targets: object) -> tuple[Tensor, Tensor]:
+    """Validate (inputs, targets) and return them on the model's device.
+
+    inputs: (n, ...) tensor or array; floating inputs are cast to the computation dtype.
+    targets: (n,) integer class labels in [0, C), C = the number of logits the model returns.
+    Returns (x, y) with y int64.
+    """
+    if not isinstance(inputs, Tensor):
+        inputs = torch.as_tensor(np.asarray(inputs))
+    if not isinstance(targets, Tensor):
+        targets = torch.as_tensor(np.asarray(targets))
+    if inputs.ndim < 1 or inputs.shape[0] == 0:
+        raise ValueError(
+            f"inputs must hold at least one sample (shape (n, ...)), got shape "
+            f"{tuple(inputs.shape)}"
+        )
+    if targets.ndim != 1:
+        raise ValueError(
+            f"targets must be a 1-D tensor of class labels, got shape {tuple(targets.shape)}"
+        )
+    if targets.shape[0] != inputs.shape[0]:
+        raise ValueError(
+            f"inputs and targets must have the same length, got {inputs.shape[0]} inputs and "
+            f"{targets.shape[0]} targets"
+        )
+    if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
+        raise ValueError(f"targets must be integer class labels (int64), got dtype {targets.dtype}")
+    x = inputs.to(device=fm.device, dtype=fm.dtype if inputs.is_floating_point() else None)
+    y = targets.to(device=fm.device, dtype=torch.int64)
+    with torch.no_grad():
+        probe = fm.logits(fm.theta, x[:1])
+    if probe.ndim != 2 or probe.shape[0] != 1:
+        raise ValueError(
+            "model(inputs) must return logits of shape (n, C); for one sample it returned shape "
+            f"{tuple(probe.shape)}"
+        )
+    n_classes = probe.shape[1]
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= n_classes:
+        raise ValueError(
+            f"targets must lie in [0, C) with C = {n_classes} classes (the model's logits), "
+            f"found labels in [{low}, {high}]"
+        )
+    return x, y

@@ -1,0 +1,176 @@
+"""H_f, M, M_b and H_p applied to blocks of vectors, without forming P×P matrices.
+
+With per-sample losses f_i(θ) = -log p_i(θ), i = 1..n (see DESIGN.md, "The mathematics"):
+
+    H_f V = (1/n) Σ_i ∇²f_i V                 forward-over-reverse Hessian-vector products
+    M V   = (1/n) Jᵀ (J V)                      J (n×P) = Jacobian of (f_1..f_n); jvp then vjp
+    M_b V = c_b M V + (1 - c_b) μ (μᵀ V)        c_b = (n - b) / (b (n - 1)), μ = ∇F
+    H_p V = M V - H_f V
+
+Every product takes a block V of shape (P, m) (or one vector (P,)) and returns the same shape; the
+m columns go through `torch.func.vmap` together, and the data are summed in chunks of
+`chunk_size` samples, so memory is bounded by the chunk, not by n. When per-sample gradient
+factors are available (`per_sample.GradientFactors`), M V = Gᵀ (G V) / n uses them instead of
+jvp/vjp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+from torch.func import grad, jvp, vjp, vmap
+
+from .functional import FunctionalModel
+from .per_sample import GradientFactors
+
+__all__ = ["CurvatureOperators", "minibatch_coefficient", "default_chunk_size"]
+
+
+def minibatch_coefficient(n_samples: int, batch_size: int) -> float:
+    """c_b = (n - b) / (b (n - 1)), the weight of Σ in M_b = μμᵀ + c_b Σ (c_1 = 1, c_n = 0)."""
+    if not 1 <= batch_size <= n_samples:
+        raise ValueError(f"batch_size must satisfy 1 <= b <= n = {n_samples}, got {batch_size}")
+    if n_samples == 1:
+        return 1.0
+    return (n_samples - batch_size) / (batch_size * (n_samples - 1))
+
+
+def default_chunk_size(n_samples: int) -> int:
+    """Samples per pass: all of them up to 2048, so small data sets need a single pass."""
+    return min(n_samples, 2048)
+
+
+class CurvatureOperators:
+    """Matrix-free H_f, M, M_b, H_p of the mean cross-entropy of `fm` on (inputs, targets).
+
+    Args:
+        fm: the model as a function of its flat parameters (`FunctionalModel`).
+        inputs: (n, ...) tensor on fm.device, floating inputs in fm.dtype.
+        targets: (n,) int64 labels.
+        chunk_size: samples per forward/backward pass (None: `default_chunk_size`).
+        gradients: per-sample gradient factors G; when given, M products use Gᵀ (G V) / n.
+        column_chunk: at most this many columns of a block go through vmap at once (None: all).
+    """
+
+    def __init__(
+        self,
+        fm: FunctionalModel,
+        inputs: Tensor,
+        targets: Tensor,
+        chunk_size: int | None = None,
+        gradients: GradientFactors | None = None,
+        column_chunk: int | None = None,
+    ) -> None:
+        self.fm = fm
+        self.inputs = inputs
+        self.targets = targets
+        self.n_samples = int(targets.shape[0])
+        self.n_params = fm.n_params
+        self.chunk_size = chunk_size or default_chunk_size(self.n_samples)
+        self.gradients = gradients
+        self.column_chunk = column_chunk
+        self.theta = fm.theta
+        self._mean_gradient: Tensor | None = None
+
+    def chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """(inputs, targets) in consecutive chunks of at most `chunk_size` samples."""
+        for start in range(0, self.n_samples, self.chunk_size):
+            stop = start + self.chunk_size
+            yield self.inputs[start:stop], self.targets[start:stop]
+
+    # ---------------------------------------------------------------- loss and gradient
+    def loss_gradient(self) -> tuple[float, float, Tensor]:
+        """(mean loss F, accuracy, μ = ∇F (P,)) on all samples, in eval mode."""
+        total_loss = 0.0
+        correct = 0
+        gradient = torch.zeros_like(self.theta)
+        for x, y in self.chunks():
+            theta = self.theta.detach().requires_grad_(True)
+            with torch.enable_grad():
+                logits = self.fm.logits(theta, x)
+                loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+                (chunk_grad,) = torch.autograd.grad(loss, theta)
+            gradient += chunk_grad
+            total_loss += float(loss.detach())
+            correct += int((logits.detach().argmax(dim=1) == y).sum())
+        gradient /= self.n_samples
+        self._mean_gradient = gradient
+        return total_loss / self.n_samples, correct / self.n_samples, gradient
+
+    @property
+    def mean_gradient(self) -> Tensor:
+        """μ = ∇F (P,), computed on first use."""
+        if self._mean_gradient is None:
+            self.loss_gradient()
+        assert self._mean_gradient is not None
+        return self._mean_gradient
+
+    # ---------------------------------------------------------------- products
+    def _apply(
+        self, block: Tensor, per_chunk: Callable[[Tensor, Tensor, Tensor], Tensor]
+    ) -> Tensor:
+        """Σ over chunks of per_chunk(x, y, Vt) / n, with Vt = block.T (m, P); returns (P, m)."""
+        vector = block.ndim == 1
+        columns = block.reshape(self.n_params, -1).to(self.theta.dtype)
+        rows = columns.T.contiguous()
+        out = torch.zeros_like(rows)
+        for x, y in self.chunks():
+            out += per_chunk(x, y, rows)
+        out /= self.n_samples
+        result = out.T
+        return result.reshape(-1) if vector else result
+
+    def _vmap(self, fn: Callable[[Tensor], Tensor], rows: Tensor) -> Tensor:
+        return vmap(fn, chunk_size=self.column_chunk)(rows)
+
+    def _hf_chunk(self, x: Tensor, y: Tensor, rows: Tensor) -> Tensor:
+        if rows.shape[0] == 1:  # one vector: double backward is cheaper than vmap
+            theta = self.theta.detach().requires_grad_(True)
+            loss = self.fm.loss_sum(theta, x, y)
+            (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
+            (product,) = torch.autograd.grad(gradient, theta, rows[0])
+            return product[None]
+        gradient = grad(self.fm.loss_sum)
+
+        def hvp(v: Tensor) -> Tensor:
+            return jvp(lambda t: gradient(t, x, y), (self.theta,), (v,))[1]
+
+        return self._vmap(hvp, rows)
+
+    def _m_chunk(self, x: Tensor, y: Tensor, rows: Tensor) -> Tensor:
+        def losses(t: Tensor) -> Tensor:
+            return self.fm.losses(t, x, y)
+
+        jv = self._vmap(lambda v: jvp(losses, (self.theta,), (v,))[1], rows)  # (m, c) = (J V)ᵀ
+        _, pullback = vjp(losses, self.theta)
+        return self._vmap(lambda u: pullback(u)[0], jv)
+
+    def hf(self, block: Tensor) -> Tensor:
+        """H_f V = (1/n) Σ_i ∇²f_i V for V (P, m) or (P,)."""
+        with torch.enable_grad():
+            return self._apply(block, self._hf_chunk)
+
+    def m(self, block: Tensor) -> Tensor:
+        """M V = (1/n) Σ_i g_i (g_iᵀ V) for V (P, m) or (P,)."""
+        if self.gradients is not None:
+            vector = block.ndim == 1
+            columns = block.reshape(self.n_params, -1).to(self.theta.dtype)
+            result = self.gradients.rmatmat(self.gradients.matmat(columns)) / self.n_samples
+            return result.reshape(-1) if vector else result
+        with torch.enable_grad():
+            return self._apply(block, self._m_chunk)
+
+    def mb(self, block: Tensor, batch_size: int) -> Tensor:
+        """M_b V = c_b M V + (1 - c_b) μ (μᵀ V), the second moment of size-b mini-batch gradients
+        drawn without replacement."""
+        c = minibatch_coefficient(self.n_samples, batch_size)
+        mu = self.mean_gradient
+        columns = block.reshape(self.n_params, -1).to(self.theta.dtype)
+        result = c * self.m(columns) + (1.0 - c) * torch.outer(mu, mu @ columns)
+        return result.reshape(-1) if block.ndim == 1 else result
+
+    def hp(self, block: Tensor) -> Tensor:
+        """H_p V = M V - H_f V, with H_p = (1/n) Σ_i ∇²p_i / p_i."""
+        return self.m(block) - self.hf(block)

@@ -1,0 +1,295 @@
+"""Per-sample gradients g_i = ∇f_i as the rows of G (n×P), stored explicitly or in factored form.
+
+`GradientFactors` is what the second-moment code needs from G:
+
+    gram()      G Gᵀ (n×n), whose nonzero eigenvalues / n are those of M = Gᵀ G / n
+    sq_norms()  ||g_i||² (n,)
+    matmat(V)   G V (n×m) for V (P×m)
+    rmatmat(U)  Gᵀ U (P×m) for U (n×m)
+
+Two implementations:
+
+- `DenseGradients`: G itself, from `torch.func.vmap(grad)` over the samples, in chunks.
+- `LinearLayerGradients`: for a network whose parameters all belong to `nn.Linear` layers, each
+  called once per forward on a 2-D (n, in) input. A sample's gradient with respect to a layer's
+  weight and bias is the outer product d_i ⊗ [a_i, 1] of the gradient of its loss with respect to
+  the layer's output (d_i) and the layer's input (a_i), so G is never formed:
+  G Gᵀ = Σ_layers ([A, 1][A, 1]ᵀ) ∘ (D Dᵀ), and G V, Gᵀ U are a few matrix products per layer.
+
+`gradient_factors` picks one of them within a memory budget, or returns None (then M is applied
+through jvp/vjp products).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.func import grad, vmap
+
+from .functional import FunctionalModel
+
+__all__ = [
+    "GradientFactors",
+    "DenseGradients",
+    "LinearLayerGradients",
+    "per_sample_gradients",
+    "linear_layer_gradients",
+    "gradient_factors",
+]
+
+logger = logging.getLogger("sgd_dynamics.curvature")
+
+_ROW_BLOCK_ELEMENTS = 1 << 24  # temporaries of at most this many elements in the factored products
+
+
+class GradientFactors:
+    """Interface: the per-sample gradient matrix G (n×P) through products."""
+
+    n_samples: int
+    n_params: int
+
+    def gram(self) -> Tensor:
+        raise NotImplementedError
+
+    def sq_norms(self) -> Tensor:
+        raise NotImplementedError
+
+    def matmat(self, block: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def rmatmat(self, block: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class DenseGradients(GradientFactors):
+    """G stored as an (n, P) tensor."""
+
+    def __init__(self, matrix: Tensor) -> None:
+        self.matrix = matrix
+        self.n_samples, self.n_params = matrix.shape
+
+    def gram(self) -> Tensor:
+        return self.matrix @ self.matrix.T
+
+    def sq_norms(self) -> Tensor:
+        return (self.matrix * self.matrix).sum(dim=1)
+
+    def matmat(self, block: Tensor) -> Tensor:
+        return self.matrix @ block
+
+    def rmatmat(self, block: Tensor) -> Tensor:
+        return self.matrix.T @ block
+
+
+@dataclass
+class _LinearLayer:
+    """One nn.Linear: inputs with a ones column when it has a bias, output gradients, layout."""
+
+    inputs: Tensor  # (n, J), J = in (+1 with bias)
+    output_grads: Tensor  # (n, out)
+    weight_offset: int
+    bias_offset: int | None
+    n_out: int
+    n_in: int
+
+
+class LinearLayerGradients(GradientFactors):
+    """G of a network of nn.Linear layers, from each layer's inputs A and output gradients D."""
+
+    def __init__(self, layers: list[_LinearLayer], n_samples: int, n_params: int) -> None:
+        self.layers = layers
+        self.n_samples = n_samples
+        self.n_params = n_params
+
+    def _row_blocks(self, width: int) -> list[slice]:
+        step = max(1, _ROW_BLOCK_ELEMENTS // max(width, 1))
+        return [slice(s, s + step) for s in range(0, self.n_samples, step)]
+
+    def gram(self) -> Tensor:
+        n = self.n_samples
+        first = self.layers[0].inputs
+        out = torch.zeros(n, n, dtype=first.dtype, device=first.device)
+        for rows in self._row_blocks(n):
+            for layer in self.layers:
+                a, d = layer.inputs, layer.output_grads
+                out[rows] += (a[rows] @ a.T).mul_(d[rows] @ d.T)
+        return out
+
+    def sq_norms(self) -> Tensor:
+        return sum(
+            (layer.inputs * layer.inputs).sum(1) * (layer.output_grads * layer.output_grads).sum(1)
+            for layer in self.layers
+        )
+
+    def _layer_block(self, layer: _LinearLayer, block: Tensor) -> Tensor:
+        """The layer's part of V (P×m) as (out, J, m)."""
+        m = block.shape[1]
+        weight = block[layer.weight_offset : layer.weight_offset + layer.n_out * layer.n_in]
+        parts = [weight.reshape(layer.n_out, layer.n_in, m)]
+        if layer.bias_offset is not None:
+            bias = block[layer.bias_offset : layer.bias_offset + layer.n_out]
+            parts.append(bias.reshape(layer.n_out, 1, m))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def matmat(self, block: Tensor) -> Tensor:
+        m = block.shape[1]
+        out = torch.zeros(self.n_samples, m, dtype=block.dtype, device=block.device)
+        for layer in self.layers:
+            v = self._layer_block(layer, block)  # (out, J, m)
+            n_out, width = v.shape[0], v.shape[1]
+            v_flat = v.permute(1, 0, 2).reshape(width, n_out * m)
+            for rows in self._row_blocks(n_out * m):
+                av = (layer.inputs[rows] @ v_flat).view(-1, n_out, m)
+                out[rows] += (av * layer.output_grads[rows, :, None]).sum(dim=1)
+        return out
+
+    def rmatmat(self, block: Tensor) -> Tensor:
+        m = block.shape[1]
+        out = torch.zeros(self.n_params, m, dtype=block.dtype, device=block.device)
+        for layer in self.layers:
+            n_out, width = layer.n_out, layer.inputs.shape[1]
+            acc = torch.zeros(n_out * m, width, dtype=block.dtype, device=block.device)
+            for rows in self._row_blocks(n_out * m):
+                du = (layer.output_grads[rows, :, None] * block[rows, None, :]).reshape(
+                    -1, n_out * m
+                )
+                acc += du.T @ layer.inputs[rows]
+            grads = acc.view(n_out, m, width).permute(0, 2, 1)  # (out, J, m)
+            size = n_out * layer.n_in
+            out[layer.weight_offset : layer.weight_offset + size] = grads[:, : layer.n_in].reshape(
+                size, m
+            )
+            if layer.bias_offset is not None:
+                out[layer.bias_offset : layer.bias_offset + n_out] = grads[:, layer.n_in]
+        return out
+
+
+def per_sample_gradients(
+    fm: FunctionalModel, inputs: Tensor, targets: Tensor, chunk_size: int
+) -> Tensor:
+    """G (n×P): row i is ∇f_i at fm.theta, by `vmap(grad)` over chunks of samples."""
+    per_sample = vmap(grad(fm.single_loss), in_dims=(None, 0, 0))
+    rows = []
+    with torch.enable_grad():
+        for start in range(0, inputs.shape[0], chunk_size):
+            stop = start + chunk_size
+            rows.append(per_sample(fm.theta, inputs[start:stop], targets[start:stop]).detach())
+    return torch.cat(rows)
+
+
+def _linear_layout(fm: FunctionalModel) -> list[tuple[nn.Linear, int, int | None]] | None:
+    """(layer, weight offset, bias offset) for every nn.Linear, if they hold all parameters."""
+    offsets = {name: offset for name, offset in zip(fm.names, fm.offsets, strict=False)}
+    layout = []
+    covered = 0
+    for prefix, module in fm.model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        dot = prefix + "." if prefix else ""
+        weight_name, bias_name = dot + "weight", dot + "bias"
+        if weight_name not in offsets or (module.bias is not None and bias_name not in offsets):
+            return None  # a tied or frozen-out parameter: not this layout
+        bias_offset = offsets[bias_name] if module.bias is not None else None
+        layout.append((module, offsets[weight_name], bias_offset))
+        covered += module.weight.numel() + (module.bias.numel() if module.bias is not None else 0)
+    if not layout or covered != fm.n_params:
+        return None
+    return layout
+
+
+def linear_layer_gradients(
+    fm: FunctionalModel, inputs: Tensor, targets: Tensor, chunk_size: int
+) -> LinearLayerGradients | None:
+    """Factored G for networks made of nn.Linear layers (each called once on (n, in) inputs);
+    None when the model has another structure."""
+    layout = _linear_layout(fm)
+    if layout is None:
+        return None
+    n = inputs.shape[0]
+    records: dict[int, list[tuple[Tensor, Tensor]]] = {}
+
+    def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+        records.setdefault(id(module), []).append((args[0], output))
+
+    handles = [module.register_forward_hook(hook) for module, _, _ in layout]
+    a_chunks: list[list[Tensor]] = [[] for _ in layout]
+    d_chunks: list[list[Tensor]] = [[] for _ in layout]
+    try:
+        for start in range(0, n, chunk_size):
+            x, y = inputs[start : start + chunk_size], targets[start : start + chunk_size]
+            records.clear()
+            theta = fm.theta.detach().requires_grad_(True)
+            with torch.enable_grad():
+                loss = fm.loss_sum(theta, x, y)
+                seen = [records.get(id(module), []) for module, _, _ in layout]
+                if any(len(calls) != 1 for calls in seen):
+                    return None  # a layer unused or called twice
+                outputs = [calls[0][1] for calls in seen]
+                if any(o.ndim != 2 or o.shape[0] != x.shape[0] for o in outputs):
+                    return None
+                grads = torch.autograd.grad(loss, outputs, allow_unused=True)
+            for i, ((module, _, _), calls, g) in enumerate(zip(layout, seen, grads, strict=True)):
+                a = calls[0][0].detach()
+                if a.ndim != 2 or g is None:
+                    return None
+                if module.bias is not None:
+                    a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
+                a_chunks[i].append(a)
+                d_chunks[i].append(g.detach())
+    finally:
+        for handle in handles:
+            handle.remove()
+    layers = [
+        _LinearLayer(
+            inputs=torch.cat(a_chunks[i]),
+            output_grads=torch.cat(d_chunks[i]),
+            weight_offset=weight_offset,
+            bias_offset=bias_offset,
+            n_out=module.out_features,
+            n_in=module.in_features,
+        )
+        for i, (module, weight_offset, bias_offset) in enumerate(layout)
+    ]
+    return LinearLayerGradients(layers, n_samples=n, n_params=fm.n_params)
+
+
+def gradient_factors(
+    fm: FunctionalModel,
+    inputs: Tensor,
+    targets: Tensor,
+    chunk_size: int,
+    memory_budget: int,
+    route: str = "auto",
+) -> GradientFactors | None:
+    """Per-sample gradient factors within `memory_budget` bytes, or None.
+
+    route: "auto" (linear-layer factors when the model allows, else dense G when n·P fits),
+    "linear", "dense", or "operator" (None: M through jvp/vjp products).
+    The n×n Gram matrix must fit the budget as well.
+    """
+    if route not in ("auto", "linear", "dense", "operator"):
+        raise ValueError(f"m_route must be 'auto', 'linear', 'dense' or 'operator', got {route!r}")
+    if route == "operator":
+        return None
+    n, p = inputs.shape[0], fm.n_params
+    itemsize = torch.empty((), dtype=fm.dtype).element_size()
+    gram_bytes = 3 * n * n * itemsize
+    if route in ("auto", "linear"):
+        layout = _linear_layout(fm)
+        if layout is not None:
+            widths = sum(m.in_features + 1 + m.out_features for m, _, _ in layout)
+            if route == "linear" or (n * widths * itemsize + gram_bytes <= memory_budget):
+                factors = linear_layer_gradients(fm, inputs, targets, chunk_size)
+                if factors is not None:
+                    return factors
+        if route == "linear":
+            raise ValueError(
+                "m_route='linear' needs a model whose parameters all belong to "
+                "nn.Linear layers, each called once per forward on (n, in) inputs"
+            )
+    if route == "dense" or n * p * itemsize + gram_bytes <= memory_budget:
+        return DenseGradients(per_sample_gradients(fm, inputs, targets, chunk_size))
+    return None

@@ -1,0 +1,534 @@
+"""One snapshot of the curvature: spectra of H_f, M, H_p (and M_b), principal angles, traces.
+
+`compute_spectra(model, inputs, targets, ...)` measures, at the model's current parameters, the
+quantities of DESIGN.md ("The mathematics") for the mean cross-entropy of `model(inputs)` (logits
+(n, C)) against `targets` (n,). The network is evaluated in **eval mode** on a detached copy of
+its parameters cast to `dtype`; the model itself (parameters, dtype, requires_grad flags,
+train/eval state) is left exactly as found.
+
+Two methods:
+- "dense": the exact P×P matrices and their full spectra (all P eigenvalues of H_f, M, H_p);
+  M's spectrum from the n×n Gram matrix when n < P. Exact traces.
+- "iterative": matrix-free products and `block_eigsh`: k largest of H_f and M, k largest and k
+  smallest of H_p = M - H_f. M goes through per-sample gradient factors and its Gram matrix when
+  they fit `memory_budget` (layer by layer for networks of nn.Linear layers), else through
+  jvp/vjp products. tr(M) is exact with factors; tr(H_f) is a Hutchinson estimate
+  (`trace_probes` Rademacher probes, standard error in `trace_hf_stderr`).
+"auto" picks "dense" when P <= dense_max_params.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .angles import principal_angles
+from .dense import eigenvalues, eigenvalues_and_top_vectors, hessian_matrix, second_moment_matrix
+from .eigensolvers import EigResult, block_eigsh, default_tolerance
+from .functional import FunctionalModel, evaluation_mode
+from .gram import minibatch_gram, second_moment_from_gram, top_eigenvalues
+from .inputs import check_batch_size, check_dtype, check_k, check_positive_int, prepare_data
+from .operators import CurvatureOperators, minibatch_coefficient
+from .per_sample import DenseGradients, GradientFactors, gradient_factors, per_sample_gradients
+
+__all__ = ["Spectra", "compute_spectra"]
+
+logger = logging.getLogger("sgd_dynamics.curvature")
+
+_METHODS = ("auto", "dense", "iterative")
+
+
+def _numpy(x: Tensor) -> np.ndarray:
+    return x.detach().to("cpu", torch.float64).numpy()
+
+
+@dataclass
+class Spectra:
+    """A curvature snapshot. Eigenvalue arrays are float64 numpy; eigenvectors CPU tensors.
+
+    hf_top, mt_top: (k,) largest eigenvalues of H_f and M, descending.
+    hp_top: (k,) largest eigenvalues of H_p, descending; hp_bottom: (k,) smallest, ascending.
+    hf_vecs, mt_vecs: (P, k) orthonormal eigenvectors (parameters flattened in
+        model.parameters() order), columns matching hf_top / mt_top.
+    cosines: (k,) cosines of the principal angles between span(hf_vecs) and span(mt_vecs),
+        descending.
+    hf_all, mt_all, hp_all: (P,) all eigenvalues ascending (dense method), else None.
+    trace_hf, trace_mt, trace_hp: traces. Exact in the dense method; in the iterative method
+        trace_hf is a Hutchinson estimate (standard error trace_hf_stderr), trace_mt is exact
+        when M goes through per-sample gradient factors and a Hutchinson estimate otherwise
+        (trace_mt_stderr), and trace_hp = trace_mt - trace_hf.
+    grad_norm: ||μ||, μ = ∇F; loss, accuracy: mean loss and accuracy on the samples (eval mode).
+    batch_size, mb_top, trace_mb: the size-b mini-batch second moment M_b (when batch_size given).
+    hp_top_vecs, hp_bottom_vecs: (P, k) eigenvectors of H_p (iterative method; for warm starts).
+    diagnostics: solver figures (matvecs, iterations, max relative residuals, converged flags).
+    """
+
+    k: int
+    method: str
+    m_route: str
+    dtype: str
+    n_samples: int
+    n_params: int
+    hf_top: np.ndarray
+    mt_top: np.ndarray
+    hp_top: np.ndarray
+    hp_bottom: np.ndarray
+    cosines: np.ndarray
+    hf_vecs: Tensor
+    mt_vecs: Tensor
+    trace_hf: float
+    trace_mt: float
+    trace_hp: float
+    grad_norm: float
+    loss: float
+    accuracy: float
+    hf_all: np.ndarray | None = None
+    mt_all: np.ndarray | None = None
+    hp_all: np.ndarray | None = None
+    trace_hf_stderr: float = 0.0
+    trace_mt_stderr: float = 0.0
+    batch_size: int | None = None
+    mb_top: np.ndarray | None = None
+    trace_mb: float | None = None
+    hp_top_vecs: Tensor | None = None
+    hp_bottom_vecs: Tensor | None = None
+    seconds: float = 0.0
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything storable (no P×k eigenvector blocks) as float64 numpy arrays (0-d scalars)."""
+        out: dict[str, np.ndarray] = {}
+        for name in ("hf_top", "mt_top", "hp_top", "hp_bottom", "cosines"):
+            out[name] = np.asarray(getattr(self, name), dtype=np.float64)
+        for name in ("hf_all", "mt_all", "hp_all", "mb_top"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = np.asarray(value, dtype=np.float64)
+        scalars = {
+            "trace_hf": self.trace_hf,
+            "trace_mt": self.trace_mt,
+            "trace_hp": self.trace_hp,
+            "trace_hf_stderr": self.trace_hf_stderr,
+            "trace_mt_stderr": self.trace_mt_stderr,
+            "grad_norm": self.grad_norm,
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "n_samples": self.n_samples,
+            "n_params": self.n_params,
+            "k": self.k,
+            "dense": float(self.method == "dense"),
+            "seconds": self.seconds,
+        }
+        if self.batch_size is not None:
+            scalars["batch_size"] = self.batch_size
+            scalars["trace_mb"] = self.trace_mb
+        scalars.update(self.diagnostics)
+        for name, value in scalars.items():
+            out[name] = np.asarray(value, dtype=np.float64)
+        return out
+
+
+def _check_warm_start(warm_start: object, n_params: int) -> dict[str, Tensor]:
+    """Starting blocks {hf, mt, hp} from a previous snapshot (Spectra or an object/dict with
+    hf_vecs, mt_vecs and optionally hp_top_vecs, hp_bottom_vecs)."""
+    if warm_start is None:
+        return {}
+    get = warm_start.get if isinstance(warm_start, dict) else lambda n: getattr(warm_start, n, None)
+    blocks: dict[str, Tensor] = {}
+    for key, names in (
+        ("hf", ("hf_vecs",)),
+        ("mt", ("mt_vecs",)),
+        ("hp", ("hp_top_vecs", "hp_bottom_vecs")),
+    ):
+        parts = [get(name) for name in names]
+        parts = [torch.as_tensor(p) for p in parts if p is not None]
+        if not parts:
+            continue
+        for p in parts:
+            if p.ndim != 2 or p.shape[0] != n_params:
+                raise ValueError(
+                    f"warm_start vectors must have shape (P, j) with P = {n_params}, got "
+                    f"{tuple(p.shape)}: the previous snapshot was taken on another model"
+                )
+        blocks[key] = torch.cat(parts, dim=1)
+    if not isinstance(warm_start, dict) and not any(
+        hasattr(warm_start, name) for name in ("hf_vecs", "mt_vecs")
+    ):
+        raise ValueError("warm_start must be a previous Spectra (or have hf_vecs / mt_vecs)")
+    return blocks
+
+
+def _solver_info(prefix: str, result: EigResult) -> dict[str, float]:
+    return {
+        f"{prefix}_matvecs": float(result.matvecs),
+        f"{prefix}_iterations": float(result.iterations),
+        f"{prefix}_restarts": float(result.restarts),
+        f"{prefix}_max_residual": result.max_residual,
+        f"{prefix}_converged": float(result.converged),
+    }
+
+
+def _hutchinson(
+    ops: CurvatureOperators, probes: int, seed: int, with_m: bool
+) -> tuple[float, float, float | None, float | None]:
+    """Hutchinson estimates (mean, standard error) of tr(H_f) and, if with_m, of tr(M)."""
+    if probes < 1:
+        return math.nan, math.nan, None, None
+    generator = torch.Generator(device=ops.theta.device)
+    generator.manual_seed(seed + 7919)
+    z = torch.randint(0, 2, (ops.n_params, probes), generator=generator, device=ops.theta.device)
+    z = z.to(ops.theta.dtype) * 2 - 1
+    hf_samples = (z * ops.hf(z)).sum(0)
+    stderr = lambda s: float(s.std() / math.sqrt(probes)) if probes > 1 else math.nan
+    hf_mean, hf_err = float(hf_samples.mean()), stderr(hf_samples)
+    if not with_m:
+        return hf_mean, hf_err, None, None
+    m_samples = (z * ops.m(z)).sum(0)
+    return hf_mean, hf_err, float(m_samples.mean()), stderr(m_samples)
+
+
+def _dense_snapshot(
+    ops: CurvatureOperators,
+    k: int,
+    batch_size: int | None,
+    memory_budget: int,
+    dense_threads: int | None,
+    seed: int,
+) -> dict:
+    fm, n, p = ops.fm, ops.n_samples, ops.n_params
+    itemsize = ops.theta.element_size()
+    hessian = hessian_matrix(ops)
+    gram = None
+    if n < p and n * p * itemsize <= memory_budget:
+        factors = DenseGradients(per_sample_gradients(fm, ops.inputs, ops.targets, ops.chunk_size))
+        moment = factors.matrix.T @ factors.matrix / n
+        gram = factors.gram() / n
+    else:
+        factors = None
+        moment = second_moment_matrix(fm, ops.inputs, ops.targets, ops.chunk_size)
+    residual = moment - hessian
+    hf_all, hf_top, hf_vecs = eigenvalues_and_top_vectors(hessian, k, dense_threads)
+    hp_all = eigenvalues(residual, dense_threads)
+    if factors is not None:
+        spectrum = second_moment_from_gram(
+            factors, k, all_values=True, dense_threads=dense_threads, gram=gram, seed=seed
+        )
+        assert spectrum.gram_values is not None
+        zeros = torch.zeros(p - n, dtype=spectrum.gram_values.dtype)
+        mt_all = torch.sort(torch.cat([zeros, spectrum.gram_values.cpu()])).values
+        mt_top, mt_vecs = spectrum.top, spectrum.vectors
+    else:
+        mt_all, mt_top, mt_vecs = eigenvalues_and_top_vectors(moment, k, dense_threads)
+    out = dict(
+        hf_all=hf_all,
+        hf_top=hf_top,
+        hf_vecs=hf_vecs,
+        mt_all=mt_all,
+        mt_top=mt_top,
+        mt_vecs=mt_vecs,
+        hp_all=hp_all,
+        hp_top=hp_all[-k:].flip(0),
+        hp_bottom=hp_all[:k],
+        trace_hf=float(torch.trace(hessian)),
+        trace_mt=float(torch.trace(moment)),
+        trace_hp=float(torch.trace(residual)),
+        trace_hf_stderr=0.0,
+        diagnostics={},
+    )
+    if batch_size is not None:
+        c = minibatch_coefficient(n, batch_size)
+        if gram is not None:
+            out["mb_top"], _ = top_eigenvalues(
+                minibatch_gram(gram, c), k, dense_threads=dense_threads
+            )
+        else:
+            mu = ops.mean_gradient
+            mb = c * moment + (1.0 - c) * torch.outer(mu, mu)
+            out["mb_top"] = eigenvalues(mb, dense_threads)[-k:].flip(0)
+    return out
+
+
+def _iterative_snapshot(
+    ops: CurvatureOperators,
+    k: int,
+    batch_size: int | None,
+    factors: GradientFactors | None,
+    warm: dict[str, Tensor],
+    solver: dict,
+    trace_probes: int,
+    seed: int,
+) -> dict:
+    n, p = ops.n_samples, ops.n_params
+    device, dtype = ops.theta.device, ops.theta.dtype
+    start = {key: block.to(device=device, dtype=dtype) for key, block in warm.items()}
+    diagnostics: dict[str, float] = {}
+
+    hf = block_eigsh(
+        ops.hf,
+        p,
+        k,
+        "largest",
+        x0=start.get("hf"),
+        dtype=dtype,
+        device=device,
+        seed=seed,
+        name="H_f",
+        **solver,
+    )
+    diagnostics.update(_solver_info("hf", hf))
+
+    gram = None
+    if factors is not None:
+        gram = factors.gram() / n
+        spectrum = second_moment_from_gram(
+            factors, k, gram=gram, tol=solver["tol"], seed=seed, on_failure=solver["on_failure"]
+        )
+        mt_top, mt_vecs = spectrum.top, spectrum.vectors
+        diagnostics.update(spectrum.info)
+    else:
+        mt = block_eigsh(
+            ops.m,
+            p,
+            k,
+            "largest",
+            x0=start.get("mt"),
+            dtype=dtype,
+            device=device,
+            seed=seed + 1,
+            name="M",
+            **solver,
+        )
+        mt_top, mt_vecs = mt.eigenvalues, mt.eigenvectors
+        diagnostics.update(_solver_info("mt", mt))
+
+    hp = block_eigsh(
+        ops.hp,
+        p,
+        k,
+        "both",
+        x0=start.get("hp"),
+        dtype=dtype,
+        device=device,
+        seed=seed + 2,
+        name="H_p",
+        **solver,
+    )
+    diagnostics.update(_solver_info("hp", hp))
+
+    trace_hf, trace_hf_err, trace_m_est, trace_m_err = _hutchinson(
+        ops, trace_probes, seed, with_m=factors is None
+    )
+    if factors is not None:
+        trace_mt, trace_mt_err = float(factors.sq_norms().sum()) / n, 0.0
+    else:
+        trace_mt = trace_m_est if trace_m_est is not None else math.nan
+        trace_mt_err = trace_m_err if trace_m_err is not None else math.nan
+    out = dict(
+        hf_top=hf.eigenvalues,
+        hf_vecs=hf.eigenvectors,
+        mt_top=mt_top,
+        mt_vecs=mt_vecs,
+        hp_top=hp.eigenvalues[:k],
+        hp_bottom=hp.eigenvalues[k:],
+        hp_top_vecs=hp.eigenvectors[:, :k],
+        hp_bottom_vecs=hp.eigenvectors[:, k:],
+        trace_hf=trace_hf,
+        trace_mt=trace_mt,
+        trace_hp=trace_mt - trace_hf,
+        trace_hf_stderr=trace_hf_err,
+        trace_mt_stderr=trace_mt_err,
+        diagnostics=diagnostics,
+    )
+    if batch_size is not None:
+        c = minibatch_coefficient(n, batch_size)
+        if gram is not None:
+            out["mb_top"], info = top_eigenvalues(
+                minibatch_gram(gram, c),
+                k,
+                tol=solver["tol"],
+                seed=seed,
+                on_failure=solver["on_failure"],
+                name="M_b (Gram)",
+            )
+        else:
+            mb = block_eigsh(
+                lambda v: ops.mb(v, batch_size),
+                p,
+                k,
+                "largest",
+                x0=mt_vecs,
+                dtype=dtype,
+                device=device,
+                seed=seed + 3,
+                name="M_b",
+                **solver,
+            )
+            out["mb_top"], info = mb.eigenvalues, _solver_info("mb", mb)
+        diagnostics.update(
+            {
+                f"mb_{key}" if not key.startswith("mb_") else key: value
+                for key, value in info.items()
+            }
+        )
+    return out
+
+
+def compute_spectra(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    k: int = 15,
+    method: str = "auto",
+    dtype: torch.dtype = torch.float64,
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    warm_start: Spectra | dict | None = None,
+    *,
+    tol: float | None = None,
+    max_matvecs: int | None = None,
+    block_size: int | None = None,
+    m_route: str = "auto",
+    memory_budget: int = 1 << 30,
+    dense_max_params: int = 3000,
+    dense_threads: int | None = 1,
+    trace_probes: int = 16,
+    seed: int = 0,
+    on_nonconvergence: str = "warn",
+) -> Spectra:
+    """Spectra of H_f, M, H_p (and M_b) of the mean cross-entropy at the model's parameters.
+
+    Args:
+        model: any nn.Module classifier, model(inputs) -> (n, C) logits; evaluated in eval mode
+            on a detached copy of its parameters (left untouched), on its own device.
+        inputs: (n, ...) samples; targets: (n,) integer labels in [0, C).
+        k: eigenpairs per operator (1 <= k <= P).
+        method: "dense", "iterative", or "auto" (dense when P <= dense_max_params).
+        dtype: torch.float64 (default) or torch.float32 for all computations.
+        batch_size: b, to also return the k largest eigenvalues of M_b (mb_top) and tr(M_b).
+        chunk_size: samples per forward/backward pass (default: up to 2048).
+        warm_start: a previous snapshot (same model shape): its eigenvectors start the
+            iterative solvers (H_f, H_p, and M when M goes through operator products).
+        tol: relative residual tolerance of the iterative solvers (default 1e-8 in float64,
+            1e-4 in float32): ||A x - θ x|| <= tol · ||A||.
+        max_matvecs, block_size: solver budget and block width (see `block_eigsh`).
+        m_route: how M is applied in the iterative method: "auto", "linear" (layer-wise factors of
+            nn.Linear networks), "dense" (per-sample gradient matrix), "operator" (jvp/vjp).
+        memory_budget: bytes allowed for per-sample gradient factors and the Gram matrix.
+        dense_max_params: largest P for which method="auto" picks the dense method.
+        dense_threads: thread limit around dense eigendecompositions (None: leave as is).
+        trace_probes: Hutchinson probes for tr(H_f) in the iterative method (0: NaN).
+        seed: seed of the random starting blocks and probes (results are reproducible).
+        on_nonconvergence: "warn" (ConvergenceWarning), "raise" (ConvergenceError), "ignore".
+    """
+    started = time.perf_counter()
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if on_nonconvergence not in ("warn", "raise", "ignore"):
+        raise ValueError(
+            f"on_nonconvergence must be 'warn', 'raise' or 'ignore', got {on_nonconvergence!r}"
+        )
+    check_dtype(dtype)
+    if chunk_size is not None:
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
+    if trace_probes < 0:
+        raise ValueError(f"trace_probes must be >= 0, got {trace_probes}")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    with evaluation_mode(model):
+        fm = FunctionalModel(model, dtype)
+        k = check_k(k, fm.n_params)
+        x, y = prepare_data(fm, inputs, targets)
+        n, p = x.shape[0], fm.n_params
+        batch_size = check_batch_size(batch_size, n)
+        warm = _check_warm_start(warm_start, p)
+        chosen = method if method != "auto" else ("dense" if p <= dense_max_params else "iterative")
+        ops = CurvatureOperators(fm, x, y, chunk_size=chunk_size)
+        loss, accuracy, mu = ops.loss_gradient()
+        logger.info(
+            "curvature snapshot: %s method, P = %d, n = %d, k = %d, %s on %s",
+            chosen,
+            p,
+            n,
+            k,
+            str(dtype).replace("torch.", ""),
+            fm.device,
+        )
+        if chosen == "dense":
+            m_used = "dense"
+            out = _dense_snapshot(ops, k, batch_size, memory_budget, dense_threads, seed)
+        else:
+            factors = gradient_factors(fm, x, y, ops.chunk_size, memory_budget, m_route)
+            ops.gradients = factors
+            m_used = {None: "operator", DenseGradients: "dense"}.get(
+                type(factors) if factors is not None else None, "linear"
+            )
+            logger.info(
+                "M through %s",
+                {
+                    "operator": "jvp/vjp products",
+                    "dense": "the per-sample gradient matrix and its Gram",
+                    "linear": "layer-wise factors and the Gram matrix",
+                }[m_used],
+            )
+            solver = dict(
+                tol=default_tolerance(dtype) if tol is None else tol,
+                max_matvecs=max_matvecs,
+                block_size=block_size,
+                on_failure=on_nonconvergence,
+            )
+            out = _iterative_snapshot(ops, k, batch_size, factors, warm, solver, trace_probes, seed)
+    grad_norm = float(mu.norm())
+    trace_mb = None
+    if batch_size is not None:
+        c = minibatch_coefficient(n, batch_size)
+        trace_mb = c * out["trace_mt"] + (1.0 - c) * grad_norm**2
+    hf_vecs = out["hf_vecs"].detach().cpu()
+    mt_vecs = out["mt_vecs"].detach().cpu()
+    spectra = Spectra(
+        k=k,
+        method=chosen,
+        m_route=m_used,
+        dtype=str(dtype).replace("torch.", ""),
+        n_samples=n,
+        n_params=p,
+        hf_top=_numpy(out["hf_top"]),
+        mt_top=_numpy(out["mt_top"]),
+        hp_top=_numpy(out["hp_top"]),
+        hp_bottom=_numpy(out["hp_bottom"]),
+        cosines=principal_angles(hf_vecs, mt_vecs),
+        hf_vecs=hf_vecs,
+        mt_vecs=mt_vecs,
+        trace_hf=out["trace_hf"],
+        trace_mt=out["trace_mt"],
+        trace_hp=out["trace_hp"],
+        trace_hf_stderr=out["trace_hf_stderr"],
+        trace_mt_stderr=out.get("trace_mt_stderr", 0.0),
+        grad_norm=grad_norm,
+        loss=loss,
+        accuracy=accuracy,
+        hf_all=_numpy(out["hf_all"]) if "hf_all" in out else None,
+        mt_all=_numpy(out["mt_all"]) if "mt_all" in out else None,
+        hp_all=_numpy(out["hp_all"]) if "hp_all" in out else None,
+        batch_size=batch_size,
+        mb_top=_numpy(out["mb_top"]) if "mb_top" in out else None,
+        trace_mb=trace_mb,
+        hp_top_vecs=out["hp_top_vecs"].detach().cpu() if "hp_top_vecs" in out else None,
+        hp_bottom_vecs=out["hp_bottom_vecs"].detach().cpu() if "hp_bottom_vecs" in out else None,
+        diagnostics=out["diagnostics"],
+    )
+    spectra.seconds = time.perf_counter() - started
+    logger.info(
+        "curvature snapshot done in %.2f s: hf_top[0] = %.4g, mt_top[0] = %.4g, cos[0] = %.3f %s",
+        spectra.seconds,
+        spectra.hf_top[0],
+        spectra.mt_top[0],
+        spectra.cosines[0],
+        " ".join(f"{key}={value:.3g}" for key, value in spectra.diagnostics.items()),
+    )
+    return spectra
