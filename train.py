@@ -65,6 +65,8 @@ def build(cfg: DictConfig) -> dict:
     module = ClassifierModule(net, **OmegaConf.to_container(cfg.optimizer, resolve=True))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if cfg.get("spectral") is not None:
+        callbacks.append(instantiate(cfg.spectral))
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     config = OmegaConf.to_container(cfg, resolve=True)
     config["overrides"] = (

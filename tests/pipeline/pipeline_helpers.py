@@ -96,3 +96,10 @@ def run_train(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.Co
         text=True,
         timeout=timeout,
     )
+
+
+def outputs_line(stdout: str) -> Path:
+    """The run folder from train.py's closing line ``Outputs: <folder>``."""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("Outputs: ")]
+    assert len(lines) == 1, stdout
+    return Path(lines[0].removeprefix("Outputs: "))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from pipeline_helpers import PYTHON, REPO_ROOT, run_train
+from pipeline_helpers import PYTHON, REPO_ROOT, outputs_line, run_train
 
 from sgd_dynamics.data import make_gauss10
 from sgd_dynamics.models import MLP
@@ -20,12 +20,6 @@ from sgd_dynamics.utils import read_json
 
 pytestmark = pytest.mark.slow
 RUN_DIR_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_[0-9a-f]{6}$")
-
-
-def outputs_line(stdout: str) -> Path:
-    lines = [ln for ln in stdout.splitlines() if ln.startswith("Outputs: ")]
-    assert len(lines) == 1, stdout
-    return Path(lines[0].removeprefix("Outputs: "))
 
 
 def final_net(run_dir: Path, depth: int = 1, width: int = 32) -> MLP:

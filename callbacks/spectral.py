@@ -1,0 +1,240 @@
+"""Lightning callback: spectral snapshots of H_f, M and H_p while SGD trains.
+
+At each scheduled global step (always step 0 and the last step) the callback computes
+:func:`sgd_dynamics.curvature.compute_spectra` on a fixed set of training samples (with their
+possibly noisy labels, from the data module's ``spectral_samples``), writes the snapshot
+atomically to ``RUN_DIR/spectra/step_XXXXXXXX.npz``, logs its scalars to every logger at the
+global step, and at the end of training draws the figures into ``RUN_DIR/figures/`` (and logs
+them as images to wandb).
+
+It never changes the training trajectory: the curvature work runs on detached copies of the
+parameters, inside a forked RNG state, with gradients enabled whatever Lightning's inference
+mode, and the model's train/eval state is left as found.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from sgd_dynamics.curvature import compute_spectra
+from sgd_dynamics.plots import draw_run_figures
+from sgd_dynamics.schedule import snapshot_steps
+from sgd_dynamics.store import list_snapshots, remove_snapshots_after, save_snapshot
+
+log = logging.getLogger("sgd_dynamics.spectral")
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class SpectralSnapshots(pl.Callback):
+    """Take spectral snapshots on a fixed sample set during training.
+
+    Args:
+        run_dir: the run's output folder; snapshots go to ``run_dir/spectra``.
+        k: number of top eigenpairs (and principal angles) per snapshot.
+        method: ``"dense"`` (exact matrices, all P eigenvalues), ``"iterative"`` or ``"auto"``.
+        n_samples: size of the fixed spectral subset of the training set (None: all of it).
+        dtype: ``"float64"`` or ``"float32"``, the precision of the curvature computation.
+        every_n_steps: a snapshot every this many global steps (None: off).
+        log_points: about this many log-spaced snapshot steps (None: off).
+        chunk_size: samples per chunk in the operators (None: the engine's default).
+        warm_start: start each iterative solve from the previous snapshot's eigenvectors.
+        draw_every: redraw the figures every this many snapshots (0: only at the end).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        k: int = 15,
+        method: str = "auto",
+        n_samples: int | None = None,
+        dtype: str = "float64",
+        every_n_steps: int | None = None,
+        log_points: int | None = 40,
+        chunk_size: int | None = None,
+        warm_start: bool = True,
+        draw_every: int = 0,
+    ) -> None:
+        super().__init__()
+        if dtype not in _DTYPES:
+            raise ValueError(f"spectral.dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if method not in ("dense", "iterative", "auto"):
+            raise ValueError(
+                f"spectral.method must be 'dense', 'iterative' or 'auto', got {method!r}"
+            )
+        if k < 1:
+            raise ValueError(f"spectral.k must be >= 1, got {k}")
+        if n_samples is not None and n_samples < 1:
+            raise ValueError(f"spectral.n_samples must be >= 1 or null, got {n_samples}")
+        self.run_dir = Path(run_dir)
+        self.k = int(k)
+        self.method = method
+        self.n_samples = n_samples
+        self.dtype = _DTYPES[dtype]
+        self.every_n_steps = every_n_steps
+        self.log_points = log_points
+        self.chunk_size = chunk_size
+        self.warm_start = warm_start
+        self.draw_every = int(draw_every)
+        self._schedule: set[int] = set()
+        self._samples: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._previous = None
+        self._last_taken = -1
+        self._n_taken = 0
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        last = _last_step(trainer)
+        self._schedule = set(snapshot_steps(last, self.every_n_steps, self.log_points))
+        inputs, targets = trainer.datamodule.spectral_samples(self.n_samples)
+        self._samples = (inputs, targets)
+        step = trainer.global_step
+        if trainer.is_global_zero and step > 0:
+            stale = remove_snapshots_after(self.run_dir, step)
+            if stale:
+                log.info("resumed at step %d: removed %d stale snapshot(s)", step, len(stale))
+        log.info(
+            "spectral snapshots: %d scheduled up to step %d on %d samples (k=%d, method=%s)",
+            len(self._schedule),
+            last,
+            len(targets),
+            self.k,
+            self.method,
+        )
+        if step in self._schedule and not self._on_disk(step):
+            self._snapshot(trainer, pl_module)
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if trainer.global_step in self._schedule and trainer.global_step > self._last_taken:
+            self._snapshot(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step > self._last_taken and not self._on_disk(trainer.global_step):
+            self._snapshot(trainer, pl_module)
+        if trainer.is_global_zero:
+            self._draw(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_taken": self._last_taken, "n_taken": self._n_taken}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_taken = int(state_dict.get("last_taken", -1))
+        self._n_taken = int(state_dict.get("n_taken", 0))
+
+    # ------------------------------------------------------------------ work
+    def _on_disk(self, step: int) -> bool:
+        return (self.run_dir / "spectra" / f"step_{step:08d}.npz").exists()
+
+    def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        assert self._samples is not None, "on_train_start was not called"
+        net = pl_module.net
+        device = next(net.parameters()).device
+        inputs, targets = (t.to(device) for t in self._samples)
+        step = trainer.global_step
+        started = time.perf_counter()
+        rng_devices = [device.index or 0] if device.type == "cuda" else []
+        with (
+            torch.random.fork_rng(devices=rng_devices),
+            torch.inference_mode(False),
+            torch.enable_grad(),
+        ):
+            spectra = compute_spectra(
+                net,
+                inputs,
+                targets,
+                k=self.k,
+                method=self.method,
+                dtype=self.dtype,
+                batch_size=_batch_size(trainer),
+                chunk_size=self.chunk_size,
+                warm_start=self._previous if self.warm_start else None,
+            )
+        seconds = time.perf_counter() - started
+        self._previous = spectra
+        self._last_taken = step
+        self._n_taken += 1
+        if not trainer.is_global_zero:
+            return
+        arrays = dict(spectra.to_arrays())
+        arrays.update(
+            step=step,
+            epoch=trainer.current_epoch,
+            train_loss=arrays["loss"],
+            train_acc=arrays["accuracy"],
+            batch_size=_batch_size(trainer) or -1,
+            seconds=seconds,
+        )
+        save_snapshot(self.run_dir, arrays)
+        metrics = _scalar_metrics(arrays)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+        n_aligned = int((arrays["cosines"][:10] > 0.9).sum())
+        log.info(
+            "snapshot step %d: loss %.4g, H_f top %.4g, M top %.4g, cos>0.9 %d/%d (%.2f s)",
+            step,
+            float(arrays["loss"]),
+            float(arrays["hf_top"][0]),
+            float(arrays["mt_top"][0]),
+            n_aligned,
+            min(10, len(arrays["cosines"])),
+            seconds,
+        )
+        if self.draw_every and self._n_taken % self.draw_every == 0:
+            self._draw(trainer, log_images=False)
+
+    def _draw(self, trainer: pl.Trainer, log_images: bool = True) -> None:
+        if not list_snapshots(self.run_dir):
+            return
+        paths = draw_run_figures(self.run_dir)
+        log.info("figures: %s", ", ".join(str(p) for p in paths))
+        if not log_images:
+            return
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                for path in paths:
+                    logger.log_image(key=f"figures/{Path(path).stem}", images=[str(path)])
+
+
+def _last_step(trainer: pl.Trainer) -> int:
+    """The global step training will stop at: ``max_steps``, else the estimate from epochs."""
+    if trainer.max_steps is not None and trainer.max_steps > 0:
+        return int(trainer.max_steps)
+    estimated = trainer.estimated_stepping_batches
+    if not math.isfinite(estimated):
+        raise ValueError("spectral snapshots need trainer.max_steps or trainer.max_epochs")
+    return int(estimated)
+
+
+def _batch_size(trainer: pl.Trainer) -> int | None:
+    datamodule = getattr(trainer, "datamodule", None)
+    return getattr(datamodule, "batch_size", None)
+
+
+def _scalar_metrics(arrays: dict[str, Any]) -> dict[str, float]:
+    """Scalars for the logger: top eigenvalues, cosines, traces, alignment summary."""
+    metrics: dict[str, float] = {}
+    for key in ("hf_top", "mt_top", "hp_top", "hp_bottom", "cosines", "mb_top"):
+        if key in arrays:
+            for i, value in enumerate(arrays[key], start=1):
+                metrics[f"spectral/{key}_{i}"] = float(value)
+    for key in ("trace_hf", "trace_mt", "trace_hp", "trace_mb", "grad_norm", "loss", "seconds"):
+        if key in arrays:
+            metrics[f"spectral/{key}"] = float(arrays[key])
+    cosines = arrays["cosines"][:10]
+    metrics["spectral/n_cos10_above_0.9"] = float((cosines > 0.9).sum())
+    metrics["spectral/mean_cos10"] = float(cosines.mean())
+    return metrics

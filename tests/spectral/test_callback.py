@@ -1,0 +1,120 @@
+"""The spectral callback inside a real (short) Lightning fit on Gauss-10, in-process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from callbacks.spectral import SpectralSnapshots
+from sgd_dynamics.data import Gauss10DataModule
+from sgd_dynamics.models import MLP
+from sgd_dynamics.module import ClassifierModule
+from sgd_dynamics.store import list_snapshots, load_run, load_snapshot, snapshot_path
+
+
+def fit(run_dir, max_steps, spectral=True, ckpt_path=None, seed=0, **spectral_kwargs):
+    """Train the default Gauss-10 MLP for `max_steps` with batch 10; returns (trainer, module)."""
+    pl.seed_everything(seed, verbose=False)
+    data = Gauss10DataModule(batch_size=10, seed=seed)
+    data.load()
+    module = ClassifierModule(MLP(data.input_dim, data.num_classes, width=16), lr=0.1)
+    callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)]
+    if spectral:
+        options = dict(k=5, method="dense", log_points=None, every_n_steps=10) | spectral_kwargs
+        callbacks.append(SpectralSnapshots(run_dir=run_dir, **options))
+    trainer = pl.Trainer(
+        max_steps=max_steps,
+        logger=False,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=run_dir,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    return trainer, module
+
+
+def test_snapshots_hold_consistent_spectra(tmp_path):
+    fit(tmp_path, max_steps=35)
+    history = load_run(tmp_path)
+    assert history.steps.tolist() == [0, 10, 20, 30, 35]  # step 0 and the last step always
+    n_params = 20 * 16 + 16 + 16 * 10 + 10
+    for i, step in enumerate(history.steps):
+        snap = load_snapshot(snapshot_path(tmp_path, int(step)))
+        hf, mt, hp = snap["hf_all"], snap["mt_all"], snap["hp_all"]
+        assert hf.shape == mt.shape == hp.shape == (n_params,)
+        scale = np.abs(hf).max() + np.abs(mt).max()
+        # trace(H_f) = trace(M) - trace(H_p), from the stored full spectra
+        assert abs(hf.sum() - (mt.sum() - hp.sum())) <= 1e-10 * scale * n_params
+        # M is positive semi-definite with at most n_samples nonzero eigenvalues
+        assert mt.min() >= -1e-10 * mt.max()
+        assert (mt > 1e-9 * mt.max()).sum() <= int(snap["n_samples"]) == 100
+        # the top-k arrays are the top of the full spectra
+        np.testing.assert_allclose(snap["hf_top"], hf[::-1][:5], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(snap["mt_top"], mt[::-1][:5], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(snap["hp_bottom"], hp[:5], rtol=1e-10, atol=1e-14)
+        assert snap["train_loss"] == history["train_loss"][i]
+        assert np.all(np.diff(snap["cosines"]) <= 1e-12) and snap["cosines"].max() <= 1 + 1e-12
+    assert np.all(np.diff(history.steps) > 0)
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "alignment.png",
+        "full_spectra.png",
+    ]
+
+
+def test_the_callback_does_not_change_the_training_trajectory(tmp_path):
+    _, with_spectra = fit(tmp_path / "on", max_steps=25, method="iterative", k=3)
+    _, without = fit(tmp_path / "off", max_steps=25, spectral=False)
+    for a, b in zip(with_spectra.parameters(), without.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert len(list_snapshots(tmp_path / "on")) == 4
+
+
+def test_resume_continues_the_history_without_loss_or_duplicates(tmp_path):
+    fit(tmp_path, max_steps=30)  # 3 epochs of 10 steps: last.ckpt at step 30
+    # a crash after the checkpoint leaves a snapshot the resumed run will take again
+    stale = snapshot_path(tmp_path, 37)
+    stale.write_bytes(snapshot_path(tmp_path, 30).read_bytes())
+    fit(tmp_path, max_steps=60, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
+    history = load_run(tmp_path)
+    assert history.steps.tolist() == [0, 10, 20, 30, 40, 50, 60]
+    assert not stale.exists()
+    # the resumed snapshots continue from the checkpoint: losses keep going down
+    assert np.all(np.diff(history["train_loss"]) < 0)
+
+
+def test_snapshot_under_inference_mode_restores_the_model_state(tmp_path):
+    data = Gauss10DataModule(batch_size=10, seed=0)
+    data.load()
+    module = ClassifierModule(MLP(data.input_dim, data.num_classes, width=8))
+    module.train()
+    callback = SpectralSnapshots(run_dir=tmp_path, k=3, method="dense")
+    callback._samples = data.spectral_samples(None)
+    trainer = pl.Trainer(logger=False, max_steps=1, enable_progress_bar=False)
+    trainer.datamodule = data  # what Lightning sets during fit
+    before = [p.detach().clone() for p in module.parameters()]
+    with torch.inference_mode():
+        callback._snapshot(trainer, module)
+    assert module.training and module.net.training
+    assert all(torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+    assert load_snapshot(snapshot_path(tmp_path, 0))["hf_all"].shape == (20 * 8 + 8 + 8 * 10 + 10,)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(dtype="float16"), "spectral.dtype"),
+        (dict(method="lanczos"), "spectral.method"),
+        (dict(k=0), "spectral.k"),
+        (dict(n_samples=0), "spectral.n_samples"),
+    ],
+)
+def test_bad_settings_are_named(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SpectralSnapshots(run_dir=tmp_path, **kwargs)
