@@ -26,6 +26,8 @@ __all__ = ["GramSpectrum", "second_moment_from_gram", "minibatch_gram", "top_eig
 
 logger = logging.getLogger("sgd_dynamics.curvature")
 
+DENSE_GRAM_MAX = 400  # up to this n, a dense eigh of the n×n Gram matrix beats Lanczos
+
 
 @dataclass
 class GramSpectrum:
@@ -76,8 +78,8 @@ def second_moment_from_gram(
 ) -> GramSpectrum:
     """k largest eigenpairs of M = Gᵀ G / n through K = G Gᵀ / n (n×n).
 
-    all_values: also return all n eigenvalues of K (a dense `eigh` of K); otherwise the top of K
-    comes from `block_eigsh` (itself exact and dense for small n).
+    all_values: compute all n eigenvalues of K (a dense `eigh` of K, also used for n <= 400);
+    otherwise the top of K comes from `block_eigsh`.
     gram: K if already computed.
     Eigenvalues of K at or below 10·n·eps·λ_max count as zero: their eigenvectors of M are
     orthonormal vectors of null(G) rather than mapped ones.
@@ -94,7 +96,7 @@ def second_moment_from_gram(
             values, vectors = torch.linalg.eigh(kernel)
         return values.flip(0), vectors.flip(1)  # descending
 
-    if all_values or k_gram == n:
+    if all_values or k_gram == n or n <= DENSE_GRAM_MAX:
         all_pairs = dense_pairs()
         top, u = all_pairs[0][:k_gram], all_pairs[1][:, :k_gram]
     else:
@@ -134,7 +136,7 @@ def second_moment_from_gram(
         range_basis, _ = _orthonormal_in_order(range_basis)
         vectors = torch.cat([vectors, _null_space_vectors(range_basis, k - n_pos, seed)], dim=1)
         logger.info("M has numerical rank %d < k = %d: completed with null-space vectors", rank, k)
-    gram_values = all_pairs[0].flip(0) if all_pairs is not None and all_values else None
+    gram_values = all_pairs[0].flip(0) if all_pairs is not None else None
     return GramSpectrum(top=top_full, vectors=vectors, gram_values=gram_values, info=info)
 
 
@@ -168,9 +170,9 @@ def top_eigenvalues(
     """k largest eigenvalues (descending) of a symmetric n×n matrix, zero-padded when k > n."""
     n = matrix.shape[0]
     k_small = min(k, n)
-    if k_small == n:
+    if k_small == n or n <= DENSE_GRAM_MAX:
         with limit_threads(dense_threads):
-            values = torch.linalg.eigvalsh(matrix).flip(0)
+            values = torch.linalg.eigvalsh(matrix).flip(0)[:k_small]
         info = {}
     else:
         result = block_eigsh(

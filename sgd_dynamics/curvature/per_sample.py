@@ -290,6 +290,11 @@ def gradient_factors(
                 "m_route='linear' needs a model whose parameters all belong to "
                 "nn.Linear layers, each called once per forward on (n, in) inputs"
             )
-    if route == "dense" or n * p * itemsize + gram_bytes <= memory_budget:
+    if route == "dense":
         return DenseGradients(per_sample_gradients(fm, inputs, targets, chunk_size))
+    if n * p * itemsize + gram_bytes <= memory_budget:
+        try:
+            return DenseGradients(per_sample_gradients(fm, inputs, targets, chunk_size))
+        except RuntimeError as error:  # a model that vmap cannot batch: products instead
+            logger.warning("per-sample gradients by vmap failed (%s): M through jvp/vjp", error)
     return None

@@ -13,8 +13,12 @@ Two methods:
   smallest of H_p = M - H_f. M goes through per-sample gradient factors and its Gram matrix when
   they fit `memory_budget` (layer by layer for networks of nn.Linear layers), else through
   jvp/vjp products. tr(M) is exact with factors; tr(H_f) is a Hutchinson estimate
-  (`trace_probes` Rademacher probes, standard error in `trace_hf_stderr`).
+  (`trace_probes` Rademacher probes, standard error in `trace_hf_stderr`). A previous snapshot
+  passed as `warm_start` provides the starting vectors of the solvers.
 "auto" picks "dense" when P <= dense_max_params.
+
+Timings of the parts and solver figures are in `Spectra.diagnostics`; progress goes to the logger
+"sgd_dynamics.curvature" (INFO: method and route, DEBUG: solver iterations).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .gram import minibatch_gram, second_moment_from_gram, top_eigenvalues
 from .inputs import check_batch_size, check_dtype, check_k, check_positive_int, prepare_data
 from .operators import CurvatureOperators, minibatch_coefficient
 from .per_sample import DenseGradients, GradientFactors, gradient_factors, per_sample_gradients
+from .threads import limit_threads
 
 __all__ = ["Spectra", "compute_spectra"]
 
@@ -268,21 +273,33 @@ def _iterative_snapshot(
     device, dtype = ops.theta.device, ops.theta.dtype
     start = {key: block.to(device=device, dtype=dtype) for key, block in warm.items()}
     diagnostics: dict[str, float] = {}
+    clock = time.perf_counter()
 
-    hf = block_eigsh(
-        ops.hf,
-        p,
-        k,
-        "largest",
-        x0=start.get("hf"),
-        dtype=dtype,
-        device=device,
-        seed=seed,
-        name="H_f",
-        **solver,
-    )
-    diagnostics.update(_solver_info("hf", hf))
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        diagnostics[f"{name}_seconds"] = now - clock
+        clock = now
 
+    def solve(name: str, matmat, which: str, x0: Tensor | None, offset: int) -> EigResult:
+        result = block_eigsh(
+            matmat,
+            p,
+            k,
+            which,
+            x0=x0,
+            dtype=dtype,
+            device=device,
+            seed=seed + offset,
+            name=name,
+            **solver,
+        )
+        prefix = {"H_f": "hf", "M": "mt", "H_p": "hp", "M_b": "mb"}[name]
+        diagnostics.update(_solver_info(prefix, result))
+        lap(prefix)
+        return result
+
+    hf = solve("H_f", ops.hf, "largest", start.get("hf"), 0)
     gram = None
     if factors is not None:
         gram = factors.gram() / n
@@ -291,35 +308,11 @@ def _iterative_snapshot(
         )
         mt_top, mt_vecs = spectrum.top, spectrum.vectors
         diagnostics.update(spectrum.info)
+        lap("mt")
     else:
-        mt = block_eigsh(
-            ops.m,
-            p,
-            k,
-            "largest",
-            x0=start.get("mt"),
-            dtype=dtype,
-            device=device,
-            seed=seed + 1,
-            name="M",
-            **solver,
-        )
+        mt = solve("M", ops.m, "largest", start.get("mt"), 1)
         mt_top, mt_vecs = mt.eigenvalues, mt.eigenvectors
-        diagnostics.update(_solver_info("mt", mt))
-
-    hp = block_eigsh(
-        ops.hp,
-        p,
-        k,
-        "both",
-        x0=start.get("hp"),
-        dtype=dtype,
-        device=device,
-        seed=seed + 2,
-        name="H_p",
-        **solver,
-    )
-    diagnostics.update(_solver_info("hp", hp))
+    hp = solve("H_p", ops.hp, "both", start.get("hp"), 2)
 
     trace_hf, trace_hf_err, trace_m_est, trace_m_err = _hutchinson(
         ops, trace_probes, seed, with_m=factors is None
@@ -329,6 +322,7 @@ def _iterative_snapshot(
     else:
         trace_mt = trace_m_est if trace_m_est is not None else math.nan
         trace_mt_err = trace_m_err if trace_m_err is not None else math.nan
+    lap("trace")
     out = dict(
         hf_top=hf.eigenvalues,
         hf_vecs=hf.eigenvectors,
@@ -356,26 +350,12 @@ def _iterative_snapshot(
                 on_failure=solver["on_failure"],
                 name="M_b (Gram)",
             )
+            diagnostics.update({f"mb_{key}": value for key, value in info.items()})
+            lap("mb")
         else:
-            mb = block_eigsh(
-                lambda v: ops.mb(v, batch_size),
-                p,
-                k,
-                "largest",
-                x0=mt_vecs,
-                dtype=dtype,
-                device=device,
-                seed=seed + 3,
-                name="M_b",
-                **solver,
-            )
-            out["mb_top"], info = mb.eigenvalues, _solver_info("mb", mb)
-        diagnostics.update(
-            {
-                f"mb_{key}" if not key.startswith("mb_") else key: value
-                for key, value in info.items()
-            }
-        )
+            out["mb_top"] = solve(
+                "M_b", lambda v: ops.mb(v, batch_size), "largest", mt_vecs, 3
+            ).eigenvalues
     return out
 
 
@@ -416,12 +396,16 @@ def compute_spectra(
             iterative solvers (H_f, H_p, and M when M goes through operator products).
         tol: relative residual tolerance of the iterative solvers (default 1e-8 in float64,
             1e-4 in float32): ||A x - θ x|| <= tol · ||A||.
-        max_matvecs, block_size: solver budget and block width (see `block_eigsh`).
+        max_matvecs: product budget of each iterative solve (see `block_eigsh`).
+        block_size: vectors per operator call in the solvers (default 1, thick-restart Lanczos;
+            see `block_eigsh`).
         m_route: how M is applied in the iterative method: "auto", "linear" (layer-wise factors of
             nn.Linear networks), "dense" (per-sample gradient matrix), "operator" (jvp/vjp).
         memory_budget: bytes allowed for per-sample gradient factors and the Gram matrix.
         dense_max_params: largest P for which method="auto" picks the dense method.
-        dense_threads: thread limit around dense eigendecompositions (None: leave as is).
+        dense_threads: thread limit for the dense method and every dense eigendecomposition
+            (default 1: small dense problems gain little from threads and collapse when the
+            threads outnumber free cores; None: leave the thread pools as they are).
         trace_probes: Hutchinson probes for tr(H_f) in the iterative method (0: NaN).
         seed: seed of the random starting blocks and probes (results are reproducible).
         on_nonconvergence: "warn" (ConvergenceWarning), "raise" (ConvergenceError), "ignore".
@@ -436,6 +420,10 @@ def compute_spectra(
     check_dtype(dtype)
     if chunk_size is not None:
         chunk_size = check_positive_int(chunk_size, "chunk_size")
+    if m_route not in ("auto", "linear", "dense", "operator"):
+        raise ValueError(
+            f"m_route must be 'auto', 'linear', 'dense' or 'operator', got {m_route!r}"
+        )
     if trace_probes < 0:
         raise ValueError(f"trace_probes must be >= 0, got {trace_probes}")
     if not isinstance(model, nn.Module):
@@ -461,9 +449,12 @@ def compute_spectra(
         )
         if chosen == "dense":
             m_used = "dense"
-            out = _dense_snapshot(ops, k, batch_size, memory_budget, dense_threads, seed)
+            with limit_threads(dense_threads):  # small problems: oversubscription costs most
+                out = _dense_snapshot(ops, k, batch_size, memory_budget, dense_threads, seed)
         else:
+            clock = time.perf_counter()
             factors = gradient_factors(fm, x, y, ops.chunk_size, memory_budget, m_route)
+            factors_seconds = time.perf_counter() - clock
             ops.gradients = factors
             m_used = {None: "operator", DenseGradients: "dense"}.get(
                 type(factors) if factors is not None else None, "linear"
@@ -483,6 +474,7 @@ def compute_spectra(
                 on_failure=on_nonconvergence,
             )
             out = _iterative_snapshot(ops, k, batch_size, factors, warm, solver, trace_probes, seed)
+            out["diagnostics"]["factors_seconds"] = factors_seconds
     grad_norm = float(mu.norm())
     trace_mb = None
     if batch_size is not None:
