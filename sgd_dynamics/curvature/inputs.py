@@ -80,6 +80,10 @@ def prepare_data(fm: FunctionalModel, inputs: object, targets: object) -> tuple[
         raise ValueError(f"targets must be integer class labels (int64), got dtype {targets.dtype}")
     x = inputs.to(device=fm.device, dtype=fm.dtype if inputs.is_floating_point() else None)
     y = targets.to(device=fm.device, dtype=torch.int64)
+    if x.is_inference():  # made under torch.inference_mode: autograd cannot save it
+        x = x.clone()
+    if y.is_inference():
+        y = y.clone()
     with torch.no_grad():
         probe = fm.logits(fm.theta, x[:1])
     if probe.ndim != 2 or probe.shape[0] != 1:

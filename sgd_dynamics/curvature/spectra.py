@@ -428,7 +428,7 @@ def compute_spectra(
         raise ValueError(f"trace_probes must be >= 0, got {trace_probes}")
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    with evaluation_mode(model):
+    with evaluation_mode(model), torch.inference_mode(False), torch.enable_grad():
         fm = FunctionalModel(model, dtype)
         k = check_k(k, fm.n_params)
         x, y = prepare_data(fm, inputs, targets)

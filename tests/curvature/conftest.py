@@ -42,3 +42,12 @@ KINDS = ["mlp_relu", "mlp_tanh", "cnn"]
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These problems are small: one thread is as fast and immune to busy cores (DESIGN.md)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

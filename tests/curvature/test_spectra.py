@@ -169,6 +169,19 @@ def test_model_state_is_left_untouched(method: str) -> None:
     assert np.array_equal(again.hf_top, s.hf_top)
 
 
+def test_works_under_no_grad_and_inference_mode() -> None:
+    model = make_model("mlp_tanh")
+    x, y = make_data("mlp_tanh", n=6)
+    ref = compute_spectra(model, x, y, k=3, method="iterative")
+    with torch.no_grad():
+        quiet = compute_spectra(model, x, y, k=3, method="iterative")
+    with torch.inference_mode():
+        x_inf, y_inf = x.clone(), y.clone()
+        inferred = compute_spectra(model, x_inf, y_inf, k=3, method="dense")
+    assert np.allclose(quiet.hf_top, ref.hf_top, rtol=1e-12)
+    assert rel(inferred.hf_top, ref.hf_top) <= 1e-6
+
+
 def test_to_arrays() -> None:
     model = make_model("mlp_relu")
     x, y = make_data("mlp_relu", n=6)
