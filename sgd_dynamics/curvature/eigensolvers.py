@@ -172,16 +172,6 @@ class _Orthonormalizer:
         return w
 
 
-def _relabel(indices: Tensor, keep: Tensor) -> Tensor:
-    """Positions in `keep` of the Ritz indices `indices` (those that survived a restart)."""
-    position = {int(j): i for i, j in enumerate(keep.tolist())}
-    return torch.tensor(
-        [position[int(j)] for j in indices.tolist() if int(j) in position],
-        dtype=torch.long,
-        device=keep.device,
-    )
-
-
 def _dense_solve(
     matmat: Matmat, size: int, k: int, which: str, dtype: torch.dtype, device: torch.device
 ) -> tuple[Tensor, Tensor]:
@@ -225,7 +215,7 @@ def block_eigsh(
         space of Σ x_i contains the x_i after about j steps, up to their error).
     on_failure: "warn" (`ConvergenceWarning`), "raise" (`ConvergenceError`) or "ignore" when the
         tolerance is not reached within `max_matvecs`; the best Ritz pairs are returned.
-    Operators with P <= max_basis + block_size are solved exactly from their dense matrix.
+    Operators with P <= max_basis + 2 · block_size are solved exactly from their dense matrix.
     """
     if which not in _WHICH:
         raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
@@ -241,24 +231,23 @@ def block_eigsh(
             x0 = x0[:, None]
         if x0.ndim != 2 or x0.shape[0] != size:
             raise ValueError(f"x0 must have shape ({size}, j), got {tuple(x0.shape)}")
-    step = block_size or 1
-    width = step
-    n_keep = wanted + max(step, wanted // 2)
-    basis_cap = max(max_basis or 3 * n_keep, n_keep + 2 * step)
+    block = block_size or 1
+    n_keep = wanted + max(block, wanted // 2)
+    basis_cap = max(max_basis or 3 * n_keep, n_keep + 2 * block)
     budget = max_matvecs or max(2000, 50 * basis_cap)
 
-    if size <= basis_cap + 2 * width:
+    if size <= basis_cap + 2 * block:
         values, vectors = _dense_solve(matmat, size, min(k, size), which, dtype, device)
         scale = float(values.abs().max())
         return EigResult(values, vectors, torch.zeros_like(values), scale, 1, size, 0, True, tol)
 
     ortho = _Orthonormalizer(size, dtype, device, seed)
-    start = ortho.random(width)
+    start = ortho.random(block)
     if x0 is not None:
         x0 = x0.to(device=device, dtype=dtype)
-        if x0.shape[1] > width:  # sum the columns in `width` groups: one Krylov start per group
-            groups = torch.arange(x0.shape[1], device=device) % width
-            x0 = torch.zeros(size, width, dtype=dtype, device=device).index_add_(1, groups, x0)
+        if x0.shape[1] > block:  # sum the columns in `block` groups: one Krylov start per group
+            groups = torch.arange(x0.shape[1], device=device) % block
+            x0 = torch.zeros(size, block, dtype=dtype, device=device).index_add_(1, groups, x0)
         start[:, : x0.shape[1]] = x0
     empty = torch.zeros(size, 0, dtype=dtype, device=device)
     _, front, _ = ortho(start, empty)
@@ -266,73 +255,52 @@ def block_eigsh(
     f64 = dict(dtype=torch.float64, device=device)
     basis = empty  # processed columns Q_s (A applied)
     t = torch.zeros(0, 0, **f64)  # T = Q_sᵀ A Q_s
-    coupling = torch.zeros(width, 0, **f64)  # B in A Q_s = Q_s T + front B
+    coupling = torch.zeros(block, 0, **f64)  # B in A Q_s = Q_s T + front B
     scale = 0.0
     matvecs = iterations = restarts = 0
     theta = residuals = ritz_y = None
-    unconverged = None
     converged = False
     while True:
-        # directions to apply A to: all of the front, or its `step` dominant residual directions
-        if unconverged is None or step >= width:
-            mix = torch.eye(width, **f64)
-        else:
-            left, _, _ = torch.linalg.svd(coupling @ ritz_y[:, unconverged])
-            mix = left
-        m = min(step, width) if unconverged is not None else width
-        process = front @ mix[:, :m].to(dtype)
-        rest = front @ mix[:, m:].to(dtype)
-        image = matmat(process)
-        matvecs += m
+        image = matmat(front)
+        matvecs += block
         iterations += 1
         s_old = basis.shape[1]
-        coeffs, new, r = ortho(image, torch.cat([basis, process, rest], dim=1))
+        basis = torch.cat([basis, front], dim=1)
+        coeffs, front, r = ortho(image, basis)  # A front = basis C + new front R
         coeffs = coeffs.to(torch.float64)
-        t_new = torch.zeros(s_old + m, s_old + m, **f64)
+        t_new = torch.zeros(s_old + block, s_old + block, **f64)
         t_new[:s_old, :s_old] = t
-        t_new[s_old:, :s_old] = mix[:, :m].T @ coupling
-        t_new[:, s_old:] = coeffs[: s_old + m]
+        t_new[s_old:, :s_old] = coupling
+        t_new[:, s_old:] = coeffs
         t = 0.5 * (t_new + t_new.T)
-        coupling = torch.cat(
-            [
-                torch.cat([mix[:, m:].T @ coupling, coeffs[s_old + m :]], dim=1),
-                torch.cat([torch.zeros(m, s_old, **f64), r.to(torch.float64)], dim=1),
-            ]
-        )
-        basis = torch.cat([basis, process], dim=1)
-        front = torch.cat([rest, new], dim=1)
+        coupling = torch.cat([torch.zeros(block, s_old, **f64), r.to(torch.float64)], dim=1)
 
         theta, ritz_y = torch.linalg.eigh(t)
         scale = max(scale, float(theta.abs().max()))
-        residuals = (coupling @ ritz_y).norm(dim=0)
+        residuals = (coupling @ ritz_y).norm(dim=0)  # ||A Q y - θ Q y|| = ||B y||
         s_new = basis.shape[1]
         if s_new >= wanted:
             idx = _wanted_indices(s_new, k, which, device)
-            open_ = residuals[idx] > tol * scale
-            if not bool(open_.any()):
+            worst = float(residuals[idx].max())
+            if worst <= tol * scale:
                 converged = True
                 break
-            unconverged = idx[open_]
             logger.debug(
                 "%s: step %d, %d matvecs, basis %d, max relative residual %.2e",
                 name,
                 iterations,
                 matvecs,
                 s_new,
-                float(residuals[idx].max()) / scale,
+                worst / scale,
             )
-        else:
-            unconverged = torch.arange(s_new, device=device)
-        if matvecs + min(step, width) > budget:
+        if matvecs + block > budget:
             break
-        if s_new + step > basis_cap:  # thick restart: keep the wanted end(s) and a few more
+        if s_new + block > basis_cap:  # thick restart: keep the wanted end(s) and a few more
             keep = _kept_indices(s_new, n_keep, which, device)
             y = ritz_y[:, keep]
             basis = basis @ y.to(dtype)
             t = torch.diag(theta[keep])
             coupling = coupling @ y
-            theta, ritz_y = theta[keep], torch.eye(n_keep, **f64)
-            unconverged = _relabel(unconverged, keep)
             restarts += 1
 
     idx = _wanted_indices(basis.shape[1], k, which, device)
