@@ -28,8 +28,11 @@ final train/test loss and accuracy, end-of-training spectral summary), bands.csv
 alignment_bands.png (per group, the median and quantile bands across seeds of the mean top-10
 cosine, the number of top-10 cosines above 0.9, and the top eigenvalues of H_f and M, on a
 common step grid: the jobs' shared steps, else their union within the range all jobs cover with
-linear interpolation in log(step + 1)), and comparison.png (end-of-training values against each
-swept knob)."""
+linear interpolation in log(step + 1)), comparison.png (end-of-training values against each
+swept knob) and groups.csv (per group, median and quantiles of the end-of-training values).
+When the jobs logged to wandb (a wandb logger in their .hydra/config.yaml), the report is also
+logged as a wandb run named <sweep>/report in the jobs' group <sweep>, offline by default, into
+SWEEP_DIR/report/wandb/ (upload later with `wandb sync`)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,6 +83,17 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--threshold", type=float, default=0.9, help="cosine counted as aligned (default: 0.9)"
     )
+    rep.add_argument(
+        "--no-wandb",
+        action="store_true",
+        help="do not log the report to wandb even when the jobs used the wandb logger",
+    )
+    rep.add_argument(
+        "--wandb-mode",
+        choices=["offline", "online"],
+        default="offline",
+        help="wandb mode of the report run (default: offline; online needs `wandb login`)",
+    )
     return parser
 
 
@@ -102,9 +116,15 @@ def _report(args: argparse.Namespace) -> int:
         top=args.top,
         threshold=args.threshold,
     )
-    for path in [result.csv_path, result.bands_csv_path, *result.figure_paths]:
+    paths = [result.csv_path, result.bands_csv_path, result.groups_csv_path, *result.figure_paths]
+    for path in paths:
         if path is not None:
             print(path)
+    if result.included and not args.no_wandb:
+        from sgd_dynamics.report_wandb import jobs_used_wandb, log_report_to_wandb
+
+        if jobs_used_wandb(result.included):
+            print(log_report_to_wandb(result, mode=args.wandb_mode))
     if not result.included:
         print(f"sgd-dynamics: no usable job in {args.sweep_dir}", file=sys.stderr)
         return 1

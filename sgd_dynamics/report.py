@@ -9,7 +9,9 @@ A sweep folder has Hydra's multirun layout: ``SWEEP_DIR/<job>/`` with ``.hydra/c
   without ``status.json`` has status ``unknown`` and is used when it has snapshots.
 - Groups: jobs sharing the values of the knobs. The knobs are ``group_by`` when given (values
   from the overrides, else from the resolved config), otherwise the override keys whose values
-  differ between jobs, ignoring seeds (``seed``, ``*.seed``) and ``hydra.*``.
+  differ between the jobs used (not skipped), ignoring seeds (``seed``, ``*.seed``),
+  ``hydra.*`` and ``ckpt_path`` (a resumed job's overrides.yaml gains ``ckpt_path=...``; it
+  stays in its group).
 - Series per job and snapshot: ``mean_top{m}_cos`` (mean of the m = 10 largest cosines),
   ``n_top{m}_cos_gt_{t}`` (how many of them exceed t = 0.9), ``hf_top_1`` and ``mt_top_1``
   (largest eigenvalue of H_f and of M).
@@ -55,8 +57,9 @@ logger = logging.getLogger(__name__)
 REPORT_DIRNAME = "report"
 JOBS_CSV = "jobs.csv"
 BANDS_CSV = "bands.csv"
+GROUPS_CSV = "groups.csv"
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
-DEFAULT_IGNORE = ("seed", "*.seed", "hydra.*")
+DEFAULT_IGNORE = ("seed", "*.seed", "ckpt_path", "hydra.*")
 SKIPPED_STATUSES = ("failed", "running")
 
 # summary.json names accepted for the four final metrics (first found wins; nested dicts are
@@ -141,12 +144,14 @@ class ReportResult:
     out_dir: Path
     csv_path: Path
     bands_csv_path: Path | None
+    groups_csv_path: Path | None
     figure_paths: list[Path]
     jobs: list[Job]
     groups: list[Group]
     knobs: list[str]
     levels: tuple[float, ...]
     quantities: dict[str, str]
+    title: str = ""
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -272,6 +277,28 @@ def value_sort_key(value: str | None) -> tuple:
         return (1, 0.0, value)
 
 
+def shared_settings(jobs: Sequence[Job], knobs: Sequence[str], ignore: Sequence[str]) -> list[str]:
+    """What every job of ``jobs`` has in common, for a figure title: the data set (class of
+    ``dataset._target_`` without "DataModule", unless ``dataset`` is overridden), then the
+    ``key=value`` overrides all jobs share, minus knobs, ``ignore`` patterns and ``logger``."""
+    if not jobs:
+        return []
+    shared = [
+        f"{key}={value}"
+        for key, value in jobs[0].overrides.items()
+        if key not in knobs
+        and key != "logger"
+        and not any(fnmatch.fnmatchcase(key, pattern) for pattern in ignore)
+        and all(job.overrides.get(key) == value for job in jobs)
+    ]
+    if "dataset" in knobs or any(item.startswith("dataset=") for item in shared):
+        return shared
+    targets = {_config_value(job.config, "dataset._target_") for job in jobs}
+    if len(targets) == 1 and isinstance(target := targets.pop(), str):
+        return [target.rsplit(".", 1)[-1].removesuffix("DataModule"), *shared]
+    return shared
+
+
 # ----------------------------------------------------------------------------- quantities
 
 
@@ -299,6 +326,11 @@ def job_series(history: RunHistory, top: int = 10, threshold: float = 0.9) -> di
         names[2]: history["hf_top"][:, 0].copy(),
         names[3]: history["mt_top"][:, 0].copy(),
     }
+
+
+def end_quantities(top: int = 10, threshold: float = 0.9) -> list[str]:
+    """Names of the end-of-training values summarised per group (groups.csv)."""
+    return [*series_names(top, threshold), "mt_top_1_end_over_peak"]
 
 
 def end_of_training(
@@ -391,7 +423,8 @@ def report(
 ) -> ReportResult:
     """Read a sweep folder and write its report into ``out_dir`` (default
     ``SWEEP_DIR/report``): ``jobs.csv``, ``bands.csv``, ``alignment_bands.png`` and (when some
-    knob is swept) ``comparison.png``. See the module docstring for the definitions.
+    knob is swept) ``comparison.png``, and ``groups.csv`` (per group, the median and
+    quantiles of the end-of-training values). See the module docstring for the definitions.
 
     Raises ``RunFolderError`` when ``sweep_dir`` is missing, is a run folder, or holds no job
     folder, and ``ValueError`` on bad ``quantiles`` or a ``group_by`` key found in no job.
@@ -427,8 +460,8 @@ def report(
         unknown = [k for k in knobs if all(knob_value(job, k) is None for job in jobs)]
         if unknown:
             raise ValueError(f"group_by keys {unknown} are in no job's overrides or config")
-    else:
-        knobs = varying_keys(jobs, ignore)
+    else:  # skipped jobs (e.g. a failed one started with other overrides) make no knob
+        knobs = varying_keys([job for job in jobs if job.included] or jobs, ignore)
 
     groups: dict[tuple, Group] = {}
     for job in jobs:
@@ -448,14 +481,19 @@ def report(
     out = Path(out_dir) if out_dir is not None else sweep_dir / REPORT_DIRNAME
     csv_path = write_jobs_csv(out / JOBS_CSV, jobs, top, threshold)
     bands_csv = write_bands_csv(out / BANDS_CSV, ordered) if ordered else None
+    groups_csv = (
+        write_groups_csv(out / GROUPS_CSV, ordered, knobs, levels, end_quantities(top, threshold))
+        if ordered
+        else None
+    )
     quantities = series_names(top, threshold)
+    included = [job for job in jobs if job.included]
+    title = ", ".join([f"sweep {sweep_dir.name}", *shared_settings(included, knobs, ignore)])
     figure_paths: list[Path] = []
     if figures and ordered:
         from sgd_dynamics.plots.sweep import draw_sweep_figures
 
-        figure_paths = draw_sweep_figures(
-            out, ordered, knobs, levels, quantities, title=sweep_dir.name
-        )
+        figure_paths = draw_sweep_figures(out, ordered, knobs, levels, quantities, title=title)
     skipped = [f"{job.name} ({job.skip_reason})" for job in jobs if not job.included]
     logger.info(
         "report of %s: %d jobs, %d used in %d groups, %d skipped%s",
@@ -473,12 +511,14 @@ def report(
         out_dir=out,
         csv_path=csv_path,
         bands_csv_path=bands_csv,
+        groups_csv_path=groups_csv,
         figure_paths=figure_paths,
         jobs=jobs,
         groups=ordered,
         knobs=knobs,
         levels=levels,
         quantities=quantities,
+        title=title,
     )
 
 
@@ -547,6 +587,32 @@ def write_bands_csv(path: Path, groups: Sequence[Group]) -> Path:
             for t, step in enumerate(band.steps):
                 row = [group.label, name, int(step), band.values.shape[0], band.median[t]]
                 writer.writerow([_cell(v) for v in (*row, *band.quantiles[:, t])])
+    with atomic_write(path, "w") as handle:
+        handle.write(buffer.getvalue())
+    return path
+
+
+def write_groups_csv(
+    path: Path,
+    groups: Sequence[Group],
+    knobs: Sequence[str],
+    levels: Sequence[float],
+    quantities: Sequence[str],
+) -> Path:
+    """One row per group: group, its knob values, n_jobs, then per end-of-training quantity
+    ``<quantity>.median`` and ``<quantity>.q<level>`` = ``numpy.quantile`` over its jobs."""
+    header = ["group", *knobs, "n_jobs"]
+    for name in quantities:
+        header += [f"{name}.median", *(f"{name}.q{q:g}" for q in levels)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for group in groups:
+        row: list[Any] = [group.label, *(group.settings[k] for k in knobs), len(group.jobs)]
+        for name in quantities:
+            values = np.array([job.end[name] for job in group.jobs], dtype=np.float64)
+            row += [np.quantile(values, 0.5), *np.quantile(values, levels)]
+        writer.writerow([_cell(v) for v in row])
     with atomic_write(path, "w") as handle:
         handle.write(buffer.getvalue())
     return path

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from sgd_dynamics.plots.common import new_figure, save_figure, set_step_axis
 
@@ -34,14 +35,34 @@ def _percent(q: float) -> str:
     return f"{100 * q:g}"
 
 
-def _scale_for(ax, quantity: str, values: np.ndarray, top: float | None) -> None:
+class PlainLogFormatter(LogFormatter):
+    """Log-axis tick labels as plain numbers (0.002, 0.5, 3) rather than 2 x 10^-3."""
+
+    def _num_to_string(self, x, vmin, vmax):
+        return f"{x:g}"
+
+
+def _scale_for(
+    ax, quantity: str, values: np.ndarray, top: float | None, full_range: bool = True
+) -> None:
+    """The mean cosine on [0, 1] (``full_range``; else matplotlib's limits around the data);
+    the count of aligned cosines on [0, top] (else from one below its lowest value to top, on
+    integer ticks); eigenvalues on a log axis when they are positive and span a decade or more,
+    else linear. Tick labels are plain numbers (0.2, 1, 5), never 2 x 10^-1."""
     finite = values[np.isfinite(values)]
-    if quantity.startswith("mean_top"):
+    if quantity.startswith("mean_top") and full_range:
         ax.set_ylim(0.0, 1.02)
     elif quantity.startswith("n_top") and top is not None:
-        ax.set_ylim(-0.3, top + 0.3)
-    elif finite.size and finite.min() > 0:
+        low = 0.0 if full_range or not finite.size else max(0.0, float(finite.min()) - 1.0)
+        ax.set_ylim(low - 0.3, top + 0.3)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    elif finite.size and finite.min() > 0 and finite.max() >= 10 * finite.min():
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
+        minor = PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5))
+        ax.yaxis.set_minor_formatter(minor)
+        return
+    ax.ticklabel_format(axis="y", useOffset=False)
 
 
 def _count_top(quantity: str) -> float | None:
@@ -93,11 +114,12 @@ def bands_figure(groups: Sequence[Group], levels: Sequence[float], quantities: d
         handles,
         labels,
         loc="outside lower center",
-        ncol=min(len(labels), 3),
+        ncol=min(len(labels), 4),
         fontsize=8,
         frameon=False,
     )
-    fig.suptitle(f"{title}: alignment and top eigenvalues over training\n{caption}", fontsize=11)
+    heading = "Alignment of the top eigenspaces of $H_f$ and $M$ and top eigenvalues, across seeds"
+    fig.suptitle(f"{heading}\n{title}\n{caption}", fontsize=11)
     return fig
 
 
@@ -168,7 +190,7 @@ def comparison_figure(
                     label=label,
                 )
             values = np.concatenate(gathered) if gathered else np.zeros(0)
-            _scale_for(ax, name, values, _count_top(name))
+            _scale_for(ax, name, values, _count_top(name), full_range=False)
             ax.set_xticks(range(len(x_values)), [str(v) for v in x_values])
             ax.set_xlim(-0.5, len(x_values) - 0.5)
             ax.set_xlabel(knob)
@@ -181,7 +203,8 @@ def comparison_figure(
         f"points: jobs; markers: median; bars: {_percent(lo_level)}-{_percent(hi_level)} % "
         "quantiles across seeds"
     )
-    fig.suptitle(f"{title}: end of training against each swept knob\n{caption}", fontsize=11)
+    heading = "End of training against each swept knob"
+    fig.suptitle(f"{heading}\n{title}\n{caption}", fontsize=11)
     return fig
 
 

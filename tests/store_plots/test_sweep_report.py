@@ -203,6 +203,43 @@ def test_bands_equal_numpy_quantiles_on_the_stored_numbers(sweep):
             assert count.values[row, t] == pytest.approx(expected, rel=1e-12)
 
 
+def test_groups_csv_holds_numpy_quantiles_of_the_last_snapshots(sweep):
+    levels = (0.25, 0.5, 0.75)
+    result = report(sweep, quantiles=levels, figures=False)
+    with open(result.groups_csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["group"] for row in rows] == ["batch_size=5", "batch_size=25"]
+    for row, jobs in zip(rows, ((0, 1, 2), (3, 4, 5)), strict=True):
+        assert row["n_jobs"] == "3" and row["batch_size"] == row["group"].split("=")[1]
+        series = [_files_series(sweep / str(j)) for j in jobs]
+        for name in ("mean_top10_cos", "n_top10_cos_gt_0.9", "hf_top_1", "mt_top_1"):
+            end = np.array([s[name][-1] for s in series])
+            assert float(row[f"{name}.median"]) == pytest.approx(np.median(end), rel=1e-14)
+            for q in levels:
+                assert float(row[f"{name}.q{q:g}"]) == pytest.approx(np.quantile(end, q), rel=1e-14)
+        ratio = np.array([s["mt_top_1"][-1] / s["mt_top_1"].max() for s in series])
+        assert float(row["mt_top_1_end_over_peak.median"]) == pytest.approx(np.median(ratio))
+
+
+def test_resumed_job_keeps_its_group_and_the_title_names_shared_settings(sweep):
+    # train.py's resume rewrites a job's overrides.yaml with ckpt_path=RUN_DIR/checkpoints/...
+    overrides = sweep / "4" / ".hydra" / "overrides.yaml"
+    ckpt = sweep / "4" / "checkpoints" / "last.ckpt"
+    overrides.write_text(overrides.read_text() + f"- ckpt_path={ckpt}\n")
+    for j in range(6):
+        path = sweep / str(j) / ".hydra" / "overrides.yaml"
+        path.write_text(path.read_text() + "- trainer.max_steps=60\n- logger=csv\n")
+    result = report(sweep, figures=False)
+    assert result.knobs == ["batch_size"]
+    assert [[job.name for job in g.jobs] for g in result.groups] == [
+        ["0", "1", "2"],
+        ["3", "4", "5"],
+    ]
+    # shared by all used jobs and named in the title: max_steps (not logger, nor ckpt_path)
+    assert result.title == f"sweep {sweep.name}, trainer.max_steps=60"
+    assert report(sweep, group_by=["ckpt_path"], figures=False).knobs == ["ckpt_path"]
+
+
 def test_report_command_options_and_exit_codes(sweep, tmp_path, capsys):
     out = tmp_path / "rep"
     argv = ["report", str(sweep), "--quantiles", "0.25", "0.75", "--by", "model.depth"]
@@ -211,6 +248,7 @@ def test_report_command_options_and_exit_codes(sweep, tmp_path, capsys):
     assert printed == [
         str(out / "jobs.csv"),
         str(out / "bands.csv"),
+        str(out / "groups.csv"),
         str(out / "alignment_bands.png"),
         str(out / "comparison.png"),
     ]
