@@ -45,10 +45,10 @@ class GramSpectrum:
     info: dict[str, float]
 
 
-def _rank_threshold(values: Tensor) -> float:
-    """Eigenvalues of K at or below this are numerically zero."""
+def _rank_threshold(values: Tensor, n: int) -> float:
+    """Eigenvalues of the n×n K at or below 10·n·eps·max|λ| are numerically zero."""
     eps = torch.finfo(values.dtype).eps
-    return 10.0 * values.numel() * eps * max(float(values.abs().max()), 0.0)
+    return 10.0 * n * eps * float(values.abs().max())
 
 
 def _null_space_vectors(range_basis: Tensor, count: int, seed: int) -> Tensor:
@@ -119,11 +119,13 @@ def second_moment_from_gram(
             mt_max_residual=result.max_residual,
             mt_converged=float(result.converged),
         )
-    threshold = _rank_threshold(top)
+    threshold = _rank_threshold(top, n)
     n_pos = int((top > threshold).sum())
     if n_pos < k and all_pairs is None:
         all_pairs = dense_pairs()  # rank below k: the null space needs the whole range of G
         top, u = all_pairs[0][:k_gram], all_pairs[1][:, :k_gram]
+        threshold = _rank_threshold(top, n)
+        n_pos = int((top > threshold).sum())
     vectors = factors.rmatmat(u[:, :n_pos]) / torch.sqrt(n * top[:n_pos])
     vectors, _ = _orthonormal_in_order(vectors)
     top_full = torch.zeros(k, dtype=kernel.dtype, device=kernel.device)

@@ -116,3 +116,20 @@ def test_more_samples_than_parameters() -> None:
     assert rel_error(torch.as_tensor(s.mt_all), torch.linalg.eigvalsh(m_ref)) <= TOL
     hp_ref = residual_direct(model, x, y)
     assert rel_error(torch.as_tensor(s.hp_all), torch.linalg.eigvalsh(hp_ref)) <= TOL
+
+
+@pytest.mark.parametrize("method", ["dense", "iterative"])
+def test_k_above_the_rank_of_m(method: str) -> None:
+    """k > n >= rank(M): the top of M ends in zeros with orthonormal null-space eigenvectors."""
+    model = make_model("mlp_tanh")
+    x, y = make_data("mlp_tanh", n=4)
+    k = 7
+    s = compute_spectra(model, x, y, k=k, method=method)
+    m_ref = second_moment(model, x, y)
+    ref = torch.linalg.eigvalsh(m_ref).flip(0)[:k]
+    top = torch.as_tensor(s.mt_top)
+    assert float((top - ref).abs().max()) <= 1e-12 * float(ref[0])
+    assert torch.all(top[4:] == 0)
+    vecs = s.mt_vecs
+    assert torch.allclose(vecs.T @ vecs, torch.eye(k, dtype=vecs.dtype), atol=1e-10)
+    assert rel_error(m_ref @ vecs, vecs * top) <= 1e-9
