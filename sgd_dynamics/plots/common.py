@@ -92,7 +92,7 @@ def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
 def run_title(config: Mapping[str, Any] | None, fallback: str = "") -> str:
     """A one-line title from a run's resolved config: data set, batch size, depth, label noise.
 
-    Looks for ``dataset.name`` (else the class of ``dataset._target_``), ``batch_size`` (top
+    Looks for ``dataset.name`` (else the class of ``dataset._target_`` less ``DataModule``), ``batch_size`` (top
     level or ``dataset.batch_size``), ``model.depth``, ``dataset.label_noise``, ``seed``;
     returns ``fallback`` when none is found.
     """
@@ -103,6 +103,8 @@ def run_title(config: Mapping[str, Any] | None, fallback: str = "") -> str:
     if dataset is None:
         target = _lookup(config, "dataset._target_")
         dataset = target.rsplit(".", 1)[-1] if isinstance(target, str) else None
+        if dataset is not None:
+            dataset = dataset.removesuffix("DataModule")  # Gauss10DataModule -> Gauss10
     if dataset is not None:
         parts.append(str(dataset))
     batch = _lookup(config, "batch_size")
