@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from pipeline_helpers import REPO_ROOT, load_entry_point, write_cifar_files, write_mnist_files
 
+from callbacks.spectral import SpectralSnapshots
 from sgd_dynamics.data import ClassificationDataModule
 from sgd_dynamics.module import ClassifierModule
 
@@ -53,6 +54,7 @@ def test_every_group_has_options():
         "logger",
         "callbacks",
         "experiment",
+        "spectral",
     } <= groups
 
 
@@ -73,6 +75,8 @@ def test_every_option_composes_and_instantiates(group, option, data_root, tmp_pa
     x, _ = parts["datamodule"].spectral_samples(3)
     assert net(x).shape == (3, parts["datamodule"].num_classes)
     assert parts["config"]["seed"] == cfg.seed
+    spectral = [c for c in parts["trainer"].callbacks if isinstance(c, SpectralSnapshots)]
+    assert len(spectral) == (0 if cfg.spectral is None else 1)
 
 
 def test_top_level_knobs_reach_the_groups(tmp_path):
