@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sgd_dynamics.models import num_parameters
-from sgd_dynamics.utils.files import write_json_atomic
+from sgd_dynamics.store import write_json_atomic
 
 STATUS_FILE = "status.json"
 SUMMARY_FILE = "summary.json"

@@ -92,9 +92,9 @@ def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
 def run_title(config: Mapping[str, Any] | None, fallback: str = "") -> str:
     """A one-line title from a run's resolved config: data set, batch size, depth, label noise.
 
-    Looks for ``dataset.name`` (else the class of ``dataset._target_`` less ``DataModule``), ``batch_size`` (top
-    level or ``dataset.batch_size``), ``model.depth``, ``dataset.label_noise``, ``seed``;
-    returns ``fallback`` when none is found.
+    Looks for ``dataset.name`` (else the class of ``dataset._target_`` less ``DataModule``),
+    ``batch_size`` (top level or ``dataset.batch_size``), ``model.depth``,
+    ``dataset.label_noise``, ``seed``; returns ``fallback`` when none is found.
     """
     if not config:
         return fallback
