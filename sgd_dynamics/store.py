@@ -70,12 +70,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, _new_file_mode())  # mkstemp's 0600 -> what open() would give
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
     _fsync_dir(path.parent)
+
+
+def _new_file_mode() -> int:
+    """0666 less the process umask: the permissions a plain ``open(path, "w")`` would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -212,3 +212,25 @@ def test_hydra_files_are_read_without_hydra(tmp_path):
     assert read_run_overrides(tmp_path) == ["batch_size=64", "+dataset.label_noise=0.2"]
     assert read_run_config(tmp_path / "none") is None
     assert read_run_overrides(tmp_path / "none") is None
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = save_snapshot(tmp_path, SNAPSHOT_FOR_MODE)
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+
+
+SNAPSHOT_FOR_MODE = {
+    "step": 0,
+    "epoch": 0,
+    "train_loss": 1.0,
+    "train_acc": 0.5,
+    "hf_top": [2.0, 1.0],
+    "mt_top": [2.0, 1.0],
+    "hp_top": [1.0, 0.5],
+    "hp_bottom": [-1.0, -0.5],
+    "cosines": [1.0, 0.9],
+}
