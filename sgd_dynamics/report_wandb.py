@@ -103,8 +103,10 @@ def log_report_to_wandb(
     ``report/jobs`` (jobs.csv) and ``report/groups`` (groups.csv) as ``wandb.Table``, and the
     report's settings (knobs, quantile levels, skipped jobs) as the run's config.
 
-    ``mode`` is ``"offline"`` (default: no network, nothing prompts) or ``"online"`` (needs
-    ``wandb login``). Returns the run's folder (``.../wandb/offline-run-*`` offline).
+    ``mode`` is ``"offline"`` (default: no network, nothing prompts; sets ``WANDB_MODE=offline``
+    in this process's environment) or ``"online"`` (needs ``wandb login``). ``WANDB_SILENT``,
+    ``WANDB_CONSOLE=off`` and ``WANDB_DISABLE_GIT`` are set unless already set. Returns the
+    run's folder (``.../wandb/offline-run-*`` offline).
     """
     if mode not in WANDB_MODES:
         raise ValueError(f"wandb mode must be one of {WANDB_MODES}, got {mode!r}")
