@@ -18,9 +18,8 @@ def test_the_curvature_engine_snippet_runs(capsys):
     (snippet,) = [b for b in python_blocks() if "compute_spectra" in b]
     exec(compile(snippet, "README.md", "exec"), {})
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert float(last) == pytest.approx(
-        1.0, abs=1e-6
-    )  # the iterative top-15 space is the dense one
+    # the iterative top-15 eigenspace of H_f is the dense one
+    assert float(last) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_the_quick_start_names_existing_scripts():
