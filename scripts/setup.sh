@@ -12,8 +12,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     echo "[setup] installing ${TORCH_SPEC:-torch==2.13.0}"
     "${PIP[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
 fi
-echo "[setup] installing sgd-dynamics[dev] (editable)"
-"${PIP[@]}" install -e ".[dev]"
+echo "[setup] installing sgd-dynamics[dev,launchers] (editable)"
+"${PIP[@]}" install -e ".[dev,launchers]"
 if ! .venv/bin/python -c "import curvlinops" 2>/dev/null; then
     echo "[setup] installing curvlinops-for-pytorch (test reference, no torchvision)"
     "${PIP[@]}" install --no-deps "curvlinops-for-pytorch==3.0.1"
