@@ -14,6 +14,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
+from .distributed import Reduction, sum_scalars
 from .functional import FunctionalModel
 from .operators import CurvatureOperators
 from .per_sample import per_sample_gradients
@@ -36,9 +37,16 @@ def hessian_matrix(ops: CurvatureOperators, column_block: int | None = None) -> 
 
 
 def second_moment_matrix(
-    fm: FunctionalModel, inputs: Tensor, targets: Tensor, chunk_size: int
+    fm: FunctionalModel,
+    inputs: Tensor,
+    targets: Tensor,
+    chunk_size: int,
+    distributed: Reduction | None = None,
 ) -> Tensor:
-    """M = (1/n) Σ_i g_i g_iᵀ as a (P, P) tensor, per-sample gradients taken chunk by chunk."""
+    """M = (1/n) Σ_i g_i g_iᵀ as a (P, P) tensor, per-sample gradients taken chunk by chunk.
+
+    With `distributed`, (inputs, targets) are this rank's shard: the partial sums and counts are
+    all-reduced, so every rank gets the mean over all samples."""
     p, n = fm.n_params, inputs.shape[0]
     matrix = torch.zeros(p, p, dtype=fm.dtype, device=fm.device)
     for start in range(0, n, chunk_size):
@@ -46,6 +54,9 @@ def second_moment_matrix(
             fm, inputs[start : start + chunk_size], targets[start : start + chunk_size], chunk_size
         )
         matrix += g.T @ g
+    if distributed is not None:
+        distributed.sum(matrix)
+        (n,) = sum_scalars(distributed, n, like=matrix)
     return matrix / n
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp, vjp, vmap
 
+from .distributed import Reduction, sum_scalars
 from .functional import FunctionalModel
 from .per_sample import GradientFactors
 
@@ -52,6 +53,9 @@ class CurvatureOperators:
         chunk_size: samples per forward/backward pass (None: `default_chunk_size`).
         gradients: per-sample gradient factors G; when given, M products use Gᵀ (G V) / n.
         column_chunk: at most this many columns of a block go through vmap at once (None: all).
+        distributed: a `distributed.Reduction` when several processes share the work: this
+            process keeps only its shard of (inputs, targets) and every sum over samples is
+            all-reduced, so products are still means over all n samples (n_samples = n).
     """
 
     def __init__(
@@ -62,11 +66,17 @@ class CurvatureOperators:
         chunk_size: int | None = None,
         gradients: GradientFactors | None = None,
         column_chunk: int | None = None,
+        distributed: Reduction | None = None,
     ) -> None:
         self.fm = fm
+        self.n_samples = int(targets.shape[0])
+        self.distributed = distributed
+        if distributed is not None:
+            shard = distributed.shard(self.n_samples)
+            inputs, targets = inputs[shard], targets[shard]
         self.inputs = inputs
         self.targets = targets
-        self.n_samples = int(targets.shape[0])
+        self.n_local = int(targets.shape[0])
         self.n_params = fm.n_params
         self.chunk_size = chunk_size or default_chunk_size(self.n_samples)
         self.gradients = gradients
@@ -76,7 +86,7 @@ class CurvatureOperators:
 
     def chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
         """(inputs, targets) in consecutive chunks of at most `chunk_size` samples."""
-        for start in range(0, self.n_samples, self.chunk_size):
+        for start in range(0, self.n_local, self.chunk_size):
             stop = start + self.chunk_size
             yield self.inputs[start:stop], self.targets[start:stop]
 
@@ -95,6 +105,9 @@ class CurvatureOperators:
             gradient += chunk_grad
             total_loss += float(loss.detach())
             correct += int((logits.detach().argmax(dim=1) == y).sum())
+        if self.distributed is not None:
+            self.distributed.sum(gradient)
+            total_loss, correct = sum_scalars(self.distributed, total_loss, correct, like=gradient)
         gradient /= self.n_samples
         self._mean_gradient = gradient
         return total_loss / self.n_samples, correct / self.n_samples, gradient
@@ -118,6 +131,8 @@ class CurvatureOperators:
         out = torch.zeros_like(rows)
         for x, y in self.chunks():
             out += per_chunk(x, y, rows)
+        if self.distributed is not None:
+            self.distributed.sum(out)
         out /= self.n_samples
         result = out.T
         return result.reshape(-1) if vector else result
@@ -157,7 +172,10 @@ class CurvatureOperators:
         if self.gradients is not None:
             vector = block.ndim == 1
             columns = block.reshape(self.n_params, -1).to(self.theta.dtype)
-            result = self.gradients.rmatmat(self.gradients.matmat(columns)) / self.n_samples
+            result = self.gradients.rmatmat(self.gradients.matmat(columns))
+            if self.distributed is not None:  # factors of this rank's shard: partial sums
+                self.distributed.sum(result)
+            result = result / self.n_samples
             return result.reshape(-1) if vector else result
         with torch.enable_grad():
             return self._apply(block, self._m_chunk)

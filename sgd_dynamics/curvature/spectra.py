@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from .angles import principal_angles
 from .dense import eigenvalues, eigenvalues_and_top_vectors, hessian_matrix, second_moment_matrix
+from .distributed import Reduction, check_reduction, sum_scalars
 from .eigensolvers import EigResult, block_eigsh, default_tolerance
 from .functional import FunctionalModel, evaluation_mode
 from .gram import minibatch_gram, second_moment_from_gram, top_eigenvalues
@@ -210,13 +211,15 @@ def _dense_snapshot(
     itemsize = ops.theta.element_size()
     hessian = hessian_matrix(ops)
     gram = None
-    if n < p and n * p * itemsize <= memory_budget:
+    # Under DDP each rank holds a shard of the samples, so the n×n Gram matrix is not local:
+    # M is summed as a P×P matrix instead (one all_reduce of P² numbers).
+    if n < p and n * p * itemsize <= memory_budget and ops.distributed is None:
         factors = DenseGradients(per_sample_gradients(fm, ops.inputs, ops.targets, ops.chunk_size))
         moment = factors.matrix.T @ factors.matrix / n
         gram = factors.gram() / n
     else:
         factors = None
-        moment = second_moment_matrix(fm, ops.inputs, ops.targets, ops.chunk_size)
+        moment = second_moment_matrix(fm, ops.inputs, ops.targets, ops.chunk_size, ops.distributed)
     residual = moment - hessian
     hf_all, hf_top, hf_vecs = eigenvalues_and_top_vectors(hessian, k, dense_threads)
     hp_all = eigenvalues(residual, dense_threads)
@@ -301,7 +304,7 @@ def _iterative_snapshot(
 
     hf = solve("H_f", ops.hf, "largest", start.get("hf"), 0)
     gram = None
-    if factors is not None:
+    if factors is not None and ops.distributed is None:  # DDP: factors of a shard, no Gram
         gram = factors.gram() / n
         spectrum = second_moment_from_gram(
             factors, k, gram=gram, tol=solver["tol"], seed=seed, on_failure=solver["on_failure"]
@@ -318,7 +321,8 @@ def _iterative_snapshot(
         ops, trace_probes, seed, with_m=factors is None
     )
     if factors is not None:
-        trace_mt, trace_mt_err = float(factors.sq_norms().sum()) / n, 0.0
+        (trace_mt,) = sum_scalars(ops.distributed, float(factors.sq_norms().sum()), like=ops.theta)
+        trace_mt, trace_mt_err = trace_mt / n, 0.0
     else:
         trace_mt = trace_m_est if trace_m_est is not None else math.nan
         trace_mt_err = trace_m_err if trace_m_err is not None else math.nan
@@ -380,6 +384,7 @@ def compute_spectra(
     trace_probes: int = 16,
     seed: int = 0,
     on_nonconvergence: str = "warn",
+    distributed: Reduction | None = None,
 ) -> Spectra:
     """Spectra of H_f, M, H_p (and M_b) of the mean cross-entropy at the model's parameters.
 
@@ -409,6 +414,11 @@ def compute_spectra(
         trace_probes: Hutchinson probes for tr(H_f) in the iterative method (0: NaN).
         seed: seed of the random starting blocks and probes (results are reproducible).
         on_nonconvergence: "warn" (ConvergenceWarning), "raise" (ConvergenceError), "ignore".
+        distributed: a `distributed.Reduction` when several processes (DDP ranks) share the
+            snapshot: every rank passes the same samples and gets the same result; each
+            applies the operators to its shard and the sums are all-reduced. M then goes
+            through P×P sums (dense) or products with the shard's per-sample factors summed
+            over the ranks and a Lanczos solve (iterative), not through the n×n Gram matrix.
     """
     started = time.perf_counter()
     if method not in _METHODS:
@@ -436,7 +446,8 @@ def compute_spectra(
         batch_size = check_batch_size(batch_size, n)
         warm = _check_warm_start(warm_start, p)
         chosen = method if method != "auto" else ("dense" if p <= dense_max_params else "iterative")
-        ops = CurvatureOperators(fm, x, y, chunk_size=chunk_size)
+        distributed = check_reduction(distributed)
+        ops = CurvatureOperators(fm, x, y, chunk_size=chunk_size, distributed=distributed)
         loss, accuracy, mu = ops.loss_gradient()
         logger.info(
             "curvature snapshot: %s method, P = %d, n = %d, k = %d, %s on %s",
@@ -453,7 +464,10 @@ def compute_spectra(
                 out = _dense_snapshot(ops, k, batch_size, memory_budget, dense_threads, seed)
         else:
             clock = time.perf_counter()
-            factors = gradient_factors(fm, x, y, ops.chunk_size, memory_budget, m_route)
+            # under DDP: factors of this rank's shard (M products summed over the ranks)
+            factors = gradient_factors(
+                fm, ops.inputs, ops.targets, ops.chunk_size, memory_budget, m_route
+            )
             factors_seconds = time.perf_counter() - clock
             ops.gradients = factors
             m_used = {None: "operator", DenseGradients: "dense"}.get(
