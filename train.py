@@ -17,7 +17,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sgd_dynamics.module import ClassifierModule
 from sgd_dynamics.train import quiet_lightning, run, write_failed_status
@@ -48,6 +48,41 @@ def resume_argv(argv: list[str]) -> list[str]:
     original = [str(o) for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
     kept = [o for o in original if key(o) not in new_keys]
     return [*kept, *argv, f"hydra.run.dir='{run_dir.resolve()}'"]
+
+
+DDP_CHILD_JOB_NAME = "train_ddp_process_"  # hydra.job.name that Lightning gives DDP children
+
+
+def ddp_child_argv(argv: list[str]) -> list[str]:
+    """The command line of a DDP process that Lightning re-launched (``LOCAL_RANK`` > 0): it
+    joins its parent's run folder (Lightning passes ``hydra.run.dir``) and writes no file of its
+    own there (Hydra's job log goes to the console only). Other command lines: unchanged."""
+    if os.environ.get("LOCAL_RANK", "0") == "0" or not any(
+        a.startswith(f"hydra.job.name={DDP_CHILD_JOB_NAME}") for a in argv
+    ):
+        return argv
+    return [*argv, "hydra.job_logging.root.handlers=[console]", "~hydra.job_logging.handlers.file"]
+
+
+def prepare_ddp_relaunch() -> None:
+    """Make Lightning's DDP re-launch of this script join this job's folder in a sweep.
+
+    Lightning starts the other processes as ``python train.py <sys.argv[1:]>
+    hydra.run.dir=<HydraConfig.run.dir>``; in a job of a sweep (``-m``) that would run the whole
+    sweep again, in the wrong folder. So in a sweep job run by Hydra's basic launcher, sys.argv
+    becomes the job's own overrides and hydra.run.dir the job's folder. (Launchers that run jobs
+    in worker processes cannot be re-launched this way: use DDP with submitit_slurm, whose srun
+    starts every process.)"""
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or Path(sys.argv[0]).name != "train.py":
+        return
+    sys.argv[1:] = list(hydra_cfg.overrides.task)
+    OmegaConf.set_readonly(hydra_cfg, False)
+    with open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    OmegaConf.set_readonly(hydra_cfg, True)
 
 
 def build(cfg: DictConfig) -> dict:
@@ -91,6 +126,7 @@ def user_error(exc: BaseException) -> str | None:
 def main(cfg: DictConfig) -> None:
     register_resolvers()  # again here: launcher workers run main without this module's import
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    prepare_ddp_relaunch()
     try:
         parts = build(cfg)
     except Exception as exc:
@@ -110,5 +146,5 @@ register_resolvers()
 
 if __name__ == "__main__":
     os.environ["SGD_DYNAMICS_RUN_ID"] = secrets.token_hex(3)
-    sys.argv[1:] = resume_argv(sys.argv[1:])
+    sys.argv[1:] = ddp_child_argv(resume_argv(sys.argv[1:]))
     main()

@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 
 from sgd_dynamics.curvature import compute_spectra
+from sgd_dynamics.curvature.distributed import Reduction
 from sgd_dynamics.plots import draw_run_figures
 from sgd_dynamics.schedule import snapshot_steps
 from sgd_dynamics.store import list_snapshots, remove_snapshots_after, save_snapshot
@@ -108,7 +109,7 @@ class SpectralSnapshots(pl.Callback):
             self.k,
             self.method,
         )
-        if step in self._schedule and not self._on_disk(step):
+        if step in self._schedule and not self._on_disk(step, trainer):
             self._snapshot(trainer, pl_module)
 
     def on_train_batch_end(
@@ -123,7 +124,9 @@ class SpectralSnapshots(pl.Callback):
             self._snapshot(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step > self._last_taken and not self._on_disk(trainer.global_step):
+        if trainer.global_step > self._last_taken and not self._on_disk(
+            trainer.global_step, trainer
+        ):
             self._snapshot(trainer, pl_module)
         if trainer.is_global_zero:
             self._draw(trainer)
@@ -136,8 +139,11 @@ class SpectralSnapshots(pl.Callback):
         self._n_taken = int(state_dict.get("n_taken", 0))
 
     # ------------------------------------------------------------------ work
-    def _on_disk(self, step: int) -> bool:
-        return (self.run_dir / "spectra" / f"step_{step:08d}.npz").exists()
+    def _on_disk(self, step: int, trainer: pl.Trainer) -> bool:
+        """Whether the snapshot of `step` is stored, as rank 0 sees it (broadcast under DDP, so
+        that every rank takes the same snapshots: they share the collectives)."""
+        stored = (self.run_dir / "spectra" / f"step_{step:08d}.npz").exists()
+        return bool(trainer.strategy.broadcast(stored, src=0))
 
     def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self._samples is not None, "on_train_start was not called"
@@ -162,6 +168,7 @@ class SpectralSnapshots(pl.Callback):
                 batch_size=_batch_size(trainer),
                 chunk_size=self.chunk_size,
                 warm_start=self._previous if self.warm_start else None,
+                distributed=_reduction(trainer),
             )
         seconds = time.perf_counter() - started
         self._previous = spectra
@@ -217,6 +224,15 @@ def _last_step(trainer: pl.Trainer) -> int:
     if not math.isfinite(estimated):
         raise ValueError("spectral snapshots need trainer.max_steps or trainer.max_epochs")
     return int(estimated)
+
+
+def _reduction(trainer: pl.Trainer) -> Reduction | None:
+    """Under DDP (world_size > 1): every rank computes the snapshot on its shard of the spectral
+    samples and the products are all-reduced (`sgd_dynamics.curvature.distributed`), so every
+    rank must take the same snapshots; only rank 0 writes them."""
+    if trainer.world_size <= 1:
+        return None
+    return Reduction(rank=trainer.global_rank, world_size=trainer.world_size)
 
 
 def _batch_size(trainer: pl.Trainer) -> int | None:

@@ -33,6 +33,53 @@ def check_seed(value: object) -> int:
     return int(value)
 
 
+class RankShardBatchSampler:
+    """This rank's share of each global batch: the global batches are those of `sampler`
+    grouped by `batch_size`; rank r of R gets positions [r B/R, (r + 1) B/R) of each (B/R
+    samples; a last incomplete batch of size m is split as numpy.array_split does).
+
+    Requires batch_size % world_size == 0, so that the ranks' equally weighted gradients (DDP
+    averages them) give the mean over the global batch.
+    """
+
+    def __init__(
+        self,
+        sampler: StepShuffleSampler,
+        batch_size: int,
+        drop_last: bool,
+        rank: int,
+        world_size: int,
+    ) -> None:
+        if batch_size % world_size != 0:
+            raise SetupError(
+                f"batch_size={batch_size} (the global batch under DDP) must be a multiple of the "
+                f"number of processes, {world_size}"
+            )
+        last = 0 if drop_last else sampler.n % batch_size
+        if 0 < last < world_size:
+            raise SetupError(
+                f"the last batch of each epoch has {last} samples, fewer than the {world_size} "
+                "processes: choose batch_size dividing n_train or set dataset.drop_last=true"
+            )
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self):
+        order = list(self.sampler)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            if self.drop_last and len(batch) < self.batch_size:
+                return
+            yield np.array_split(np.asarray(batch), self.world_size)[self.rank].tolist()
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
 class ClassificationDataModule(pl.LightningDataModule):
     """A classification data set held in memory, with optional subset and label noise.
 
@@ -173,18 +220,42 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     # --- loaders ----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
+        """The training batches: batch_size samples per global step in the order of
+        `StepShuffleSampler`. Under DDP (an attached trainer with world_size R > 1, and
+        ``use_distributed_sampler=False``) `batch_size` is the global batch: each rank gets its
+        contiguous 1/R of every global batch (`RankShardBatchSampler`), and DDP's averaged
+        gradient is the gradient of the mean loss over the global batch, as in one process."""
         self.load()
+        sampler = StepShuffleSampler(
+            len(self.train_set), self.batch_size, self.seed, self.drop_last, self._global_step
+        )
+        rank, world_size = self._ranks()
+        if world_size > 1:
+            batches = {
+                "batch_sampler": RankShardBatchSampler(
+                    sampler, self.batch_size, self.drop_last, rank, world_size
+                )
+            }
+        else:
+            batches = {
+                "batch_size": self.batch_size,
+                "sampler": sampler,
+                "drop_last": self.drop_last,
+            }
         return DataLoader(
             self.train_set,
-            batch_size=self.batch_size,
-            sampler=StepShuffleSampler(
-                len(self.train_set), self.batch_size, self.seed, self.drop_last, self._global_step
-            ),
-            drop_last=self.drop_last,
+            **batches,
             collate_fn=keep_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _ranks(self) -> tuple[int, int]:
+        """(global rank, world size) of the attached trainer; (0, 1) without one."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
 
     def _global_step(self) -> int | None:
         """The attached trainer's global step (batches trained so far), or None."""
