@@ -61,6 +61,8 @@ class EigResult:
     scale: the estimate of ||A|| (largest |Ritz value| seen) used for the relative residuals.
     iterations: blocks applied; matvecs: columns applied (operator products); restarts.
     converged: whether every residual is <= tol.
+    images: (P, w) A applied to the eigenvectors, from the Krylov relation A Q = Q T + Q_front B
+        (A x_i = θ_i x_i + Q_front B y_i), at no extra product.
     """
 
     eigenvalues: Tensor
@@ -72,6 +74,7 @@ class EigResult:
     restarts: int
     converged: bool
     tol: float
+    images: Tensor | None = None
 
     @property
     def max_residual(self) -> float:
@@ -239,7 +242,10 @@ def block_eigsh(
     if size <= basis_cap + 2 * block:
         values, vectors = _dense_solve(matmat, size, min(k, size), which, dtype, device)
         scale = float(values.abs().max())
-        return EigResult(values, vectors, torch.zeros_like(values), scale, 1, size, 0, True, tol)
+        images = vectors * values
+        return EigResult(
+            values, vectors, torch.zeros_like(values), scale, 1, size, 0, True, tol, images
+        )
 
     ortho = _Orthonormalizer(size, dtype, device, seed)
     start = ortho.random(block)
@@ -305,6 +311,7 @@ def block_eigsh(
 
     idx = _wanted_indices(basis.shape[1], k, which, device)
     vectors = basis @ ritz_y[:, idx].to(dtype)
+    images = vectors * theta[idx].to(dtype) + front @ (coupling @ ritz_y[:, idx]).to(dtype)
     rel = residuals[idx] / scale if scale > 0 else torch.zeros_like(residuals[idx])
     result = EigResult(
         eigenvalues=theta[idx].to(dtype),
@@ -316,6 +323,7 @@ def block_eigsh(
         restarts=restarts,
         converged=converged,
         tol=tol,
+        images=images,
     )
     logger.debug(
         "%s: %s after %d blocks, %d matvecs, %d restarts, max relative residual %.2e",
