@@ -1,0 +1,298 @@
+"""Benchmark of curvature snapshots against curvlinops + scipy eigsh and PyHessian (issue 7).
+
+Usage:
+    python benchmarks/spectra.py --workload all        # gauss10, mnist, cifar (minutes)
+    python benchmarks/spectra.py --quick               # smoke run, a few seconds
+
+Workloads (seeded; Gaussian-mixture data, 10 classes, MLPs trained by a few hundred SGD steps so
+the snapshot is not taken at initialisation):
+    gauss10: MLP 20-32-10, n = 100, all P eigenvalues (dense snapshot, float64 default).
+    mnist:   MLP 784-100-100-10, n = 5000, top-15 of H_f and M, float32.
+    cifar:   MLP 3072-200-200-10, n = 5000, float32 snapshot (peak memory).
+Each workload runs in its own process, so the peak RSS column (resource.getrusage ru_maxrss of
+that process, after the row) does not mix workloads. Times are medians of --repeats runs for the
+cheap rows, single runs for the expensive ones. "x t_grad" divides by one full-data gradient pass;
+"x base" is the named baseline's time over this row's time (> 1: faster than the baseline).
+The eigenvalue error is max_i |λ_i - λ_i^ref| / |λ_i^ref| over the top-k of H_f and of M (H_f
+only for PyHessian), the reference being dense float64 eigh (gauss10) or this project's solver in
+float64 with tol 1e-10 (mnist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from sgd_dynamics.curvature import compute_spectra
+from sgd_dynamics.curvature.functional import FunctionalModel
+from sgd_dynamics.curvature.operators import CurvatureOperators
+
+WORKLOADS = ("gauss10", "mnist", "cifar")
+
+
+@dataclass
+class Workload:
+    name: str
+    widths: tuple[int, ...]
+    n: int
+    k: int
+    steps: int
+
+
+def workload(name: str, quick: bool) -> Workload:
+    """The named workload; quick: tiny sizes for a smoke run."""
+    if name == "gauss10":
+        return Workload(name, (20, 32, 10), 100, 15, 20 if quick else 300)
+    if name == "mnist":
+        return Workload(
+            name,
+            (784, 100, 100, 10),
+            500 if quick else 5000,
+            5 if quick else 15,
+            20 if quick else 300,
+        )
+    if name == "cifar":
+        return Workload(name, (3072, 200, 200, 10), 500 if quick else 5000, 5 if quick else 15, 20)
+    raise ValueError(f"workload must be one of {WORKLOADS} or 'all', got {name!r}")
+
+
+def make_problem(w: Workload, seed: int = 0):
+    """Seeded MLP and Gaussian-mixture data (10 classes), and an SGD step function."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    d, classes = w.widths[0], w.widths[-1]
+    means = torch.randn(classes, d, generator=gen) * (3.0 / d**0.5)
+    y = torch.randint(0, classes, (w.n,), generator=gen)
+    x = means[y] + torch.randn(w.n, d, generator=gen)
+    layers: list[nn.Module] = []
+    for a, b in zip(w.widths[:-1], w.widths[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    model = nn.Sequential(*layers[:-1])
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def sgd(steps: int) -> None:
+        for _ in range(steps):
+            idx = torch.randint(0, w.n, (min(128, w.n),), generator=gen)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+
+    return model, x, y, sgd
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def rel_err(values, reference) -> float:
+    a, b = np.asarray(values, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    m = min(len(a), len(b))
+    return float(np.max(np.abs(a[:m] - b[:m]) / np.abs(b[:m])))
+
+
+def curvlinops_eigsh(model, x, y, k: int, tol: float):
+    """Top-k of H_f and M (empirical Fisher) with curvlinops operators and scipy eigsh ('LA')."""
+    from curvlinops import EFLinearOperator, HessianLinearOperator
+    from scipy.sparse.linalg import eigsh
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    data = [(x[i : i + 2048], y[i : i + 2048]) for i in range(0, x.shape[0], 2048)]
+    loss = nn.CrossEntropyLoss(reduction="mean")
+    counts = {"hf": 0, "mt": 0}
+    out = {}
+    for key, cls in (("hf", HessianLinearOperator), ("mt", EFLinearOperator)):
+        op = cls(model, loss, params, data, check_deterministic=False).to_scipy()
+        matvec = op.matvec
+
+        def counted(v, _key=key, _mv=matvec):
+            counts[_key] += 1
+            return _mv(v)
+
+        from scipy.sparse.linalg import LinearOperator
+
+        lin = LinearOperator(op.shape, matvec=counted, dtype=op.dtype)
+        values = eigsh(lin, k=k, which="LA", tol=tol, return_eigenvectors=False)
+        out[key] = np.sort(values)[::-1]
+    return out, counts["hf"] + counts["mt"]
+
+
+def pyhessian_top(model, x, y, k: int):
+    from pyhessian import hessian
+
+    h = hessian(model, nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+    values, _ = h.eigenvalues(top_n=k)
+    return np.sort(np.asarray(values, dtype=np.float64))[::-1]
+
+
+ROW = "{:<8} {:<34} {:>9} {:>9} {:>8} {:>8} {:>10} {:>9}"
+
+
+def header() -> str:
+    return ROW.format(
+        "workload", "method", "seconds", "x t_grad", "x base", "matvecs", "max relerr", "peak MiB"
+    )
+
+
+def row(work, method, seconds, t_grad, base, matvecs, err) -> None:
+    ratio = f"{base / seconds:.2f}" if base else "-"
+    print(
+        ROW.format(
+            work,
+            method,
+            f"{seconds:.3f}",
+            f"{seconds / t_grad:.1f}",
+            ratio,
+            "-" if matvecs is None else f"{matvecs:.0f}",
+            "-" if err is None else f"{err:.1e}",
+            f"{peak_rss_mib():.0f}",
+        ),
+        flush=True,
+    )
+
+
+def t_grad_of(model, x, y, dtype, repeats: int) -> float:
+    ops = CurvatureOperators(FunctionalModel(model, dtype), x.to(dtype), y)
+    ops.loss_gradient()
+    return timed(ops.loss_gradient, repeats)[0]
+
+
+def snapshot_matvecs(s) -> float:
+    d = s.diagnostics
+    return sum(d.get(f"{key}_matvecs", 0.0) for key in ("hf", "hp")) + d.get("mt_matvecs", 0.0)
+
+
+def run_gauss10(w: Workload, quick: bool, repeats: int) -> None:
+    model, x, y, sgd = make_problem(w)
+    sgd(w.steps)
+    t_grad = t_grad_of(model, x, y, torch.float64, max(repeats, 5))
+    row(w.name, "one gradient pass (float64)", t_grad, t_grad, None, None, None)
+    ref = compute_spectra(model, x, y, k=w.k, method="dense")
+    hf_ref, mt_ref = ref.hf_top, ref.mt_top
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base, (vals, mv) = timed(lambda: curvlinops_eigsh(model, x, y, w.k, 1e-6), repeats)
+    err = max(rel_err(vals["hf"], hf_ref), rel_err(vals["mt"], mt_ref))
+    row(w.name, "curvlinops+eigsh top-k H_f,M (f32)", base, t_grad, None, mv, err)
+    seconds, s = timed(lambda: compute_spectra(model, x, y, k=w.k, method="dense"), repeats)
+    err = max(rel_err(s.hf_top, hf_ref), rel_err(s.mt_top, mt_ref))
+    row(w.name, "this: dense snapshot (all P, f64)", seconds, t_grad, base, None, err)
+    if not quick:
+        seconds, vals = timed(lambda: pyhessian_top(model, x, y, w.k), 1)
+        row(w.name, "pyhessian top-k H_f (f32)", seconds, t_grad, None, None, rel_err(vals, hf_ref))
+
+
+def run_mnist(w: Workload, quick: bool, repeats: int) -> None:
+    model, x, y, sgd = make_problem(w)
+    sgd(w.steps - 10)
+    kw = dict(k=w.k, method="iterative", dtype=torch.float32, tol=1e-4, trace_probes=0)
+    kw["hp_method"] = "ritz"
+    previous = compute_spectra(model, x, y, **kw)
+    sgd(10)
+    t_grad = t_grad_of(model, x, y, torch.float32, max(repeats, 5))
+    row(w.name, "one gradient pass (float32)", t_grad, t_grad, None, None, None)
+    ref = compute_spectra(
+        model, x, y, k=w.k, method="iterative", dtype=torch.float64, tol=1e-10, trace_probes=0,
+        hp_method="ritz",
+    )  # fmt: skip
+    hf_ref, mt_ref = ref.hf_top, ref.mt_top
+
+    def err_of(s) -> float:
+        return max(rel_err(s.hf_top, hf_ref), rel_err(s.mt_top, mt_ref))
+
+    base = None  # the fastest eigsh tolerance whose error is <= 1e-5
+    for tol in (1e-3, 1e-5) if not quick else (1e-5,):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seconds, (vals, mv) = timed(lambda t=tol: curvlinops_eigsh(model, x, y, w.k, t), 1)
+        err = max(rel_err(vals["hf"], hf_ref), rel_err(vals["mt"], mt_ref))
+        row(w.name, f"curvlinops+eigsh top-k H_f,M tol{tol:.0e}", seconds, t_grad, None, mv, err)
+        if err <= 1e-5 and (base is None or seconds < base):
+            base = seconds
+    reps = repeats if quick else max(1, repeats // 2)
+    cold_s, cold = timed(lambda: compute_spectra(model, x, y, **kw), reps)
+    row(w.name, "this: cold (H_f,M, H_p ritz)", cold_s, t_grad, base, snapshot_matvecs(cold),
+        err_of(cold))  # fmt: skip
+    warm_s, warm = timed(lambda: compute_spectra(model, x, y, warm_start=previous, **kw), reps)
+    row(w.name, "this: warm (from 10 steps before)", warm_s, t_grad, base, snapshot_matvecs(warm),
+        err_of(warm))  # fmt: skip
+    print(f"# mnist: cold/warm = {cold_s / warm_s:.2f}; hp_max_residual (ritz) = "
+          f"{cold.diagnostics['hp_max_residual']:.2e}")  # fmt: skip
+    for name, s in (("cold", cold), ("warm", warm)):
+        parts = [f"{key}={value:.3g}" for key, value in s.diagnostics.items()
+                 if key.endswith(("_seconds", "_matvecs"))]  # fmt: skip
+        print(f"# mnist {name}: " + " ".join(parts))
+    if not quick:
+        full_kw = dict(kw, hp_method="solve", trace_probes=16)
+        seconds, s = timed(lambda: compute_spectra(model, x, y, **full_kw), 1)
+        row(w.name, "this: cold, H_p solve + traces", seconds, t_grad, base, snapshot_matvecs(s),
+            err_of(s))  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seconds, vals = timed(lambda: pyhessian_top(model, x, y, w.k), 1)
+        row(w.name, "pyhessian top-k H_f", seconds, t_grad, base, None, rel_err(vals, hf_ref))
+
+
+def run_cifar(w: Workload, quick: bool, repeats: int) -> None:
+    model, x, y, sgd = make_problem(w)
+    sgd(w.steps)
+    kw = dict(k=w.k, method="iterative", dtype=torch.float32, tol=1e-4, trace_probes=0)
+    seconds, s = timed(lambda: compute_spectra(model, x, y, hp_method="ritz", **kw), 1)
+    t_grad = t_grad_of(model, x, y, torch.float32, repeats)
+    row(w.name, "this: cold (H_f,M, H_p ritz) f32", seconds, t_grad, None, snapshot_matvecs(s),
+        None)  # fmt: skip
+    row(w.name, "one gradient pass (float32)", t_grad, t_grad, None, None, None)
+    print(f"# cifar: P = {s.n_params}, peak RSS {peak_rss_mib():.0f} MiB (ru_maxrss)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", default="all", choices=(*WORKLOADS, "all"))
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the cheap timings")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.workload == "all" and not args.child:
+        omp = os.environ.get("OMP_NUM_THREADS")
+        load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+        print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, "
+              f"OMP_NUM_THREADS={omp}, load average {load}")  # fmt: skip
+        print(header(), flush=True)
+        names = ("gauss10", "mnist") if args.quick else WORKLOADS
+        for name in names:
+            cmd = [sys.executable, __file__, "--workload", name, "--repeats", str(args.repeats)]
+            cmd += ["--child"] + (["--quick"] if args.quick else [])
+            subprocess.run(cmd, check=True)
+        return
+    if not args.child:
+        print(header(), flush=True)
+    w = workload(args.workload, args.quick)
+    if args.quick:
+        args.repeats = 1
+    {"gauss10": run_gauss10, "mnist": run_mnist, "cifar": run_cifar}[w.name](
+        w, args.quick, args.repeats
+    )
+
+
+if __name__ == "__main__":
+    main()
