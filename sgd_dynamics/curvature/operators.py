@@ -17,6 +17,7 @@ jvp/vjp.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -83,6 +84,7 @@ class CurvatureOperators:
         self.column_chunk = column_chunk
         self.theta = fm.theta
         self._mean_gradient: Tensor | None = None
+        self._graphs: dict[tuple[int, int], tuple[Tensor, Tensor]] | None = None
 
     def chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
         """(inputs, targets) in consecutive chunks of at most `chunk_size` samples."""
@@ -140,12 +142,34 @@ class CurvatureOperators:
     def _vmap(self, fn: Callable[[Tensor], Tensor], rows: Tensor) -> Tensor:
         return vmap(fn, chunk_size=self.column_chunk)(rows)
 
+    @contextmanager
+    def kept_gradient_graphs(self) -> Iterator[None]:
+        """Inside the block, single-vector H_f products keep each chunk's gradient graph (the
+        first product builds it, later ones only backpropagate through it: about 1.2 instead of
+        2 gradient passes per product). Memory: the double-backward graphs of all chunks."""
+        self._graphs = {}
+        try:
+            yield
+        finally:
+            self._graphs = None
+
+    def _gradient_graph(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(θ leaf, Σ_i ∇f_i built with create_graph) for this chunk, cached when kept."""
+        key = (x.data_ptr(), x.shape[0])
+        if self._graphs is not None and key in self._graphs:
+            return self._graphs[key]
+        theta = self.theta.detach().requires_grad_(True)
+        loss = self.fm.loss_sum(theta, x, y)
+        (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
+        if self._graphs is not None:
+            self._graphs[key] = (theta, gradient)
+        return theta, gradient
+
     def _hf_chunk(self, x: Tensor, y: Tensor, rows: Tensor) -> Tensor:
         if rows.shape[0] == 1:  # one vector: double backward is cheaper than vmap
-            theta = self.theta.detach().requires_grad_(True)
-            loss = self.fm.loss_sum(theta, x, y)
-            (gradient,) = torch.autograd.grad(loss, theta, create_graph=True)
-            (product,) = torch.autograd.grad(gradient, theta, rows[0])
+            theta, gradient = self._gradient_graph(x, y)
+            keep = self._graphs is not None
+            (product,) = torch.autograd.grad(gradient, theta, rows[0], retain_graph=keep)
             return product[None]
         gradient = grad(self.fm.loss_sum)
 

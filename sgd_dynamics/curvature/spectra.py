@@ -23,6 +23,7 @@ Timings of the parts and solver figures are in `Spectra.diagnostics`; progress g
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -50,6 +51,7 @@ logger = logging.getLogger("sgd_dynamics.curvature")
 
 _METHODS = ("auto", "dense", "iterative")
 _HP_METHODS = ("solve", "ritz")
+KEEP_GRAPHS_MAX_CHUNKS = 4  # H_f solves keep the gradient graphs of at most this many chunks
 
 
 def _numpy(x: Tensor) -> np.ndarray:
@@ -319,7 +321,11 @@ def _iterative_snapshot(
         lap(prefix)
         return result
 
-    hf = solve("H_f", ops.hf, "largest", start.get("hf"), 0)
+    # keep the chunks' gradient graphs through the H_f solve (~1.2 instead of 2 gradient passes
+    # per product) when the data are a few chunks, so the graphs' memory stays that of a few passes
+    keep_graphs = math.ceil(ops.n_samples / ops.chunk_size) <= KEEP_GRAPHS_MAX_CHUNKS
+    with ops.kept_gradient_graphs() if keep_graphs else contextlib.nullcontext():
+        hf = solve("H_f", ops.hf, "largest", start.get("hf"), 0)
     gram = None
     if factors is not None and ops.distributed is None:  # DDP: factors of a shard, no Gram
         gram = factors.gram() / n
