@@ -85,6 +85,26 @@ def prepare_ddp_relaunch() -> None:
     OmegaConf.set_readonly(hydra_cfg, True)
 
 
+# set in os.environ by Lightning's DDP launcher in the process that launches the others
+DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def end_ddp_run(environment: dict[str, str | None]) -> None:
+    """Undo what a DDP run leaves in this process, so that the next job of a sweep run here
+    starts its own: destroy the process group (its other ranks have exited) and restore the
+    DDP variables of `environment` (with LOCAL_RANK left set, Lightning would take the next
+    job's processes as started externally and wait for them)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def build(cfg: DictConfig) -> dict:
     """Instantiate everything a run needs from the composed config; loads the data (so missing
     files and bad values stop the run before training)."""
@@ -127,6 +147,7 @@ def main(cfg: DictConfig) -> None:
     register_resolvers()  # again here: launcher workers run main without this module's import
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     prepare_ddp_relaunch()
+    environment = {name: os.environ.get(name) for name in DDP_ENVIRONMENT}
     try:
         parts = build(cfg)
     except Exception as exc:
@@ -139,6 +160,7 @@ def main(cfg: DictConfig) -> None:
     try:
         run(run_dir=run_dir, ckpt_path=cfg.ckpt_path, **parts)
     finally:
+        end_ddp_run(environment)
         print(f"Outputs: {run_dir}", flush=True)
 
 

@@ -104,3 +104,25 @@ def test_ddp_spectra_equal_single_process(tmp_path, method):
     final = [json.loads((run / "summary.json").read_text()) for run in (single, ddp)]
     for key in ("train_loss", "test_loss", "global_step"):
         assert abs(final[0][key] - final[1][key]) <= 1e-6 * max(1.0, abs(final[0][key])), key
+
+
+@pytest.mark.slow
+def test_ddp_jobs_of_a_sweep_land_in_their_own_folders(tmp_path):
+    """A 2-job sweep (Hydra's basic launcher) of 2-process DDP runs: Lightning re-launches
+    rank 1 of each job into that job's folder, and the second job starts a process group of
+    its own; no other folder appears."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "trainer=ddp_cpu", "seed=0,1", *COMMON, f"hydra.sweep.dir={sweep}"]
+    result = run_train(args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
+    assert not (tmp_path / "outputs").exists()
+    losses = []
+    for job, seed in ((sweep / "0", 0), (sweep / "1", 1)):
+        assert json.loads((job / "status.json").read_text())["status"] == "completed"
+        assert f"seed={seed}" in (job / ".hydra" / "overrides.yaml").read_text()
+        assert sorted(snapshots(job)) == [0, 2, 4]
+        assert len(list((job / "wandb").glob("offline-run-*"))) == 1
+        assert not list(job.glob("train_ddp_process_*"))
+        losses.append(json.loads((job / "summary.json").read_text())["train_loss"])
+    assert losses[0] != losses[1]
