@@ -40,7 +40,10 @@ def check_job(job: Path, seed: int) -> str:
     runs = wandb_runs(job)
     assert len(runs) == 1, runs
     assert list(runs[0].glob("*.wandb")), "wandb run has no data file"
-    return runs[0].name.rsplit("-", 1)[-1]
+    run_id = runs[0].name.rsplit("-", 1)[-1]
+    debug = (runs[0] / "logs" / "debug.log").read_text()
+    assert f"finishing run sgd-dynamics/{run_id}" in debug and "got exitcode: 0" in debug
+    return run_id
 
 
 def sweep_jobs(sweep: Path) -> list[Path]:
@@ -68,3 +71,30 @@ def test_two_job_sweep_gives_two_complete_jobs(tmp_path, launcher):
     # nothing else in the sweep folder but the jobs, Hydra's multirun.yaml and submitit's folder
     others = {p.name for p in sweep.iterdir()} - {"0", "1"}
     assert others <= {"multirun.yaml", ".submitit"}, others
+
+
+@pytest.mark.slow
+def test_failing_job_of_a_joblib_sweep_finishes_its_wandb_run(tmp_path):
+    """Job 1 fails inside training (spectral k larger than the number of parameters, raised
+    at the step-0 snapshot, after its wandb run started): it is recorded as failed, its wandb
+    run is finished with exit code 1 (wandb's own debug log says so), and job 0 completes."""
+    sweep = tmp_path / "sweep"
+    args = [
+        "-m",
+        "hydra/launcher=joblib",
+        "spectral.k=5,5000",
+        *[a for a in SHORT if not a.startswith("spectral.k=")],
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = run_train(args, cwd=tmp_path, timeout=150)
+    assert result.returncode != 0
+    assert "k must be an integer" in result.stderr
+    assert json.loads((sweep / "0" / "status.json").read_text())["status"] == "completed"
+    failed = json.loads((sweep / "1" / "status.json").read_text())
+    assert failed["status"] == "failed" and "k must be" in failed["error"]
+    for job, code in (("0", 0), ("1", 1)):
+        (run,) = wandb_runs(sweep / job)
+        run_id = run.name.rsplit("-", 1)[-1]
+        debug = (run / "logs" / "debug.log").read_text()
+        assert f"finishing run sgd-dynamics/{run_id}" in debug
+        assert f"got exitcode: {code}" in debug
