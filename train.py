@@ -64,6 +64,36 @@ def ddp_child_argv(argv: list[str]) -> list[str]:
     return [*argv, "hydra.job_logging.root.handlers=[console]", "~hydra.job_logging.handlers.file"]
 
 
+def _main_is_this_script() -> bool:
+    """Whether this process runs train.py as a script (what Lightning's DDP launcher re-runs),
+    not a launcher's worker module (joblib's loky, submitit) that called `main`."""
+    import __main__
+
+    return (
+        getattr(__main__, "__spec__", None) is None
+        and Path(getattr(__main__, "__file__", "")).resolve() == Path(__file__).resolve()
+    )
+
+
+def check_ddp_launch(cfg: DictConfig) -> None:
+    """SetupError for DDP in a job that a launcher runs in a worker process (joblib,
+    submitit_local): Lightning starts the other ranks by re-running the script, which is the
+    worker's, not train.py. (Under SLURM, srun starts every rank and this does not apply.)"""
+    from hydra.types import RunMode
+
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    if not strategy.startswith("ddp") or "SLURM_NTASKS" in os.environ:
+        return
+    if HydraConfig.get().mode == RunMode.MULTIRUN and not _main_is_this_script():
+        raise SetupError(
+            f"trainer.strategy={strategy} in a job run by a launcher's worker process "
+            "(hydra/launcher=joblib or submitit_local) is not supported: Lightning starts the "
+            "other ranks by re-running the script. Sweep DDP runs with Hydra's basic launcher "
+            "(no hydra/launcher=) or with hydra/launcher=submitit_slurm and "
+            "hydra.launcher.tasks_per_node = trainer.devices"
+        )
+
+
 def prepare_ddp_relaunch() -> None:
     """Make Lightning's DDP re-launch of this script join this job's folder in a sweep.
 
@@ -76,7 +106,7 @@ def prepare_ddp_relaunch() -> None:
     from hydra.types import RunMode
 
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode != RunMode.MULTIRUN or Path(sys.argv[0]).name != "train.py":
+    if hydra_cfg.mode != RunMode.MULTIRUN or not _main_is_this_script():
         return
     sys.argv[1:] = list(hydra_cfg.overrides.task)
     OmegaConf.set_readonly(hydra_cfg, False)
@@ -149,6 +179,7 @@ def main(cfg: DictConfig) -> None:
     prepare_ddp_relaunch()
     environment = {name: os.environ.get(name) for name in DDP_ENVIRONMENT}
     try:
+        check_ddp_launch(cfg)
         parts = build(cfg)
     except Exception as exc:
         message = user_error(exc)

@@ -98,3 +98,17 @@ def test_failing_job_of_a_joblib_sweep_finishes_its_wandb_run(tmp_path):
         debug = (run / "logs" / "debug.log").read_text()
         assert f"finishing run sgd-dynamics/{run_id}" in debug
         assert f"got exitcode: {code}" in debug
+
+
+@pytest.mark.slow
+def test_ddp_in_a_joblib_worker_is_refused_clearly(tmp_path):
+    """Lightning cannot re-launch a joblib worker as rank 1: the job stops with a message that
+    names the way out, before training (status failed, no snapshots)."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=joblib", "trainer=ddp_cpu", "seed=0", *SHORT]
+    result = run_train([*args, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=120)
+    assert result.returncode != 0
+    assert "not supported" in result.stderr and "submitit_slurm" in result.stderr
+    status = json.loads((sweep / "0" / "status.json").read_text())
+    assert status["status"] == "failed" and "basic launcher" in status["error"]
+    assert not (sweep / "0" / "spectra").exists()
