@@ -48,6 +48,8 @@ class SpectralSnapshots(pl.Callback):
         chunk_size: samples per chunk in the operators (None: the engine's default).
         warm_start: start each iterative solve from the previous snapshot's eigenvectors.
         draw_every: redraw the figures every this many snapshots (0: only at the end).
+        draw_at_end: draw the figures (and log them to wandb) at the end of training; off
+            saves a few seconds per job in large sweeps (``sgd-dynamics plot`` draws later).
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class SpectralSnapshots(pl.Callback):
         chunk_size: int | None = None,
         warm_start: bool = True,
         draw_every: int = 0,
+        draw_at_end: bool = True,
     ) -> None:
         super().__init__()
         if dtype not in _DTYPES:
@@ -84,6 +87,7 @@ class SpectralSnapshots(pl.Callback):
         self.chunk_size = chunk_size
         self.warm_start = warm_start
         self.draw_every = int(draw_every)
+        self.draw_at_end = bool(draw_at_end)
         self._schedule: set[int] = set()
         self._samples: tuple[torch.Tensor, torch.Tensor] | None = None
         self._previous = None
@@ -128,7 +132,7 @@ class SpectralSnapshots(pl.Callback):
             trainer.global_step, trainer
         ):
             self._snapshot(trainer, pl_module)
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and self.draw_at_end:
             self._draw(trainer)
 
     def state_dict(self) -> dict[str, Any]:

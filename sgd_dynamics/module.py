@@ -59,8 +59,17 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         loss, acc, b = self._loss_acc(batch)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=b)
-        self.log("train/acc", acc, on_step=True, on_epoch=False, batch_size=b)
+        # sync_dist: under DDP the mean of the ranks' equal shards is the global batch's mean
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=False,
+            prog_bar=True,
+            batch_size=b,
+            sync_dist=True,
+        )
+        self.log("train/acc", acc, on_step=True, on_epoch=False, batch_size=b, sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

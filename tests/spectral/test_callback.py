@@ -118,3 +118,9 @@ def test_snapshot_under_inference_mode_restores_the_model_state(tmp_path):
 def test_bad_settings_are_named(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         SpectralSnapshots(run_dir=tmp_path, **kwargs)
+
+
+def test_figures_can_be_left_for_later(tmp_path):
+    fit(tmp_path, max_steps=10, draw_at_end=False)
+    assert len(list_snapshots(tmp_path)) == 2
+    assert not (tmp_path / "figures").exists()
