@@ -14,7 +14,12 @@ Two methods:
   they fit `memory_budget` (layer by layer for networks of nn.Linear layers), else through
   jvp/vjp products. tr(M) is exact with factors; tr(H_f) is a Hutchinson estimate
   (`trace_probes` Rademacher probes, standard error in `trace_hf_stderr`). A previous snapshot
-  passed as `warm_start` provides the starting vectors of the solvers.
+  passed as `warm_start` provides the starting vectors of the solvers. With hp_method="ritz"
+  the extremes of H_p are Rayleigh-Ritz estimates on span(top-k of H_f, top-k of M) instead of a
+  third solve (k extra H_f products; H_f on its own Ritz vectors comes from the Krylov relation):
+  cheap, but not converged eigenvalues; their relative residuals are in
+  diagnostics["hp_max_residual"]. While H_f is solved, the gradient graphs of the data chunks
+  are kept (at most KEEP_GRAPHS_MAX_CHUNKS chunks), so a product costs about 1.2 gradient passes.
 "auto" picks "dense" when P <= dense_max_params.
 
 Timings of the parts and solver figures are in `Spectra.diagnostics`; progress goes to the logger
