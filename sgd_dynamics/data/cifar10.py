@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 
 from sgd_dynamics.data.arrays import ArrayData, Standardize
-from sgd_dynamics.data.datamodule import ClassificationDataModule
+from sgd_dynamics.data.datamodule import FileDataModule
 from sgd_dynamics.data.download import fetch
 from sgd_dynamics.data.mnist import missing_files_message
 from sgd_dynamics.utils.errors import SetupError
@@ -41,7 +40,7 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
-class CIFAR10DataModule(ClassificationDataModule):
+class CIFAR10DataModule(FileDataModule):
     """CIFAR-10 from ``root/cifar-10-batches-py/`` (data_batch_1..5, test_batch).
 
     Inputs: the 3x32x32 pixels flattened in channel-major order (as stored), scaled to [0, 1]
@@ -57,13 +56,6 @@ class CIFAR10DataModule(ClassificationDataModule):
     name = "cifar10"
     input_dim = 3072
     num_classes = 10
-
-    def __init__(
-        self, root: str | os.PathLike, batch_size: int, download: bool = False, **kwargs
-    ) -> None:
-        super().__init__(batch_size=batch_size, **kwargs)
-        self.root = Path(root).expanduser()
-        self.download = bool(download)
 
     def _missing(self) -> list[str]:
         folder = self.root / CIFAR10_FOLDER

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -278,3 +281,21 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_dataloader("test")
+
+
+class FileDataModule(ClassificationDataModule):
+    """A data set read from files in ``root``, fetched there first when ``download`` is true.
+
+    Args:
+        root: the folder holding the data set's files (``~`` expanded).
+        batch_size: the SGD mini-batch size.
+        download: fetch missing files (md5-checked, with pooch) before reading.
+        Other arguments as `ClassificationDataModule`.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike, batch_size: int, download: bool = False, **kwargs
+    ) -> None:
+        super().__init__(batch_size=batch_size, **kwargs)
+        self.root = Path(root).expanduser()
+        self.download = bool(download)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sgd_dynamics.data.arrays import ArrayData, Standardize
-from sgd_dynamics.data.datamodule import ClassificationDataModule
+from sgd_dynamics.data.datamodule import FileDataModule
 from sgd_dynamics.data.download import fetch
 from sgd_dynamics.data.idx import read_idx
 from sgd_dynamics.utils.errors import SetupError
@@ -95,7 +94,7 @@ def missing_files_message(
     )
 
 
-class MNISTDataModule(ClassificationDataModule):
+class MNISTDataModule(FileDataModule):
     """MNIST from the four standard IDX files directly in `root` (each gzipped or not).
 
     Inputs: the 28x28 pixels in row-major order, scaled to [0, 1] and standardised with the
@@ -112,13 +111,6 @@ class MNISTDataModule(ClassificationDataModule):
     source = MNIST_SOURCE
     input_dim = 784
     num_classes = 10
-
-    def __init__(
-        self, root: str | os.PathLike, batch_size: int, download: bool = False, **kwargs
-    ) -> None:
-        super().__init__(batch_size=batch_size, **kwargs)
-        self.root = Path(root).expanduser()
-        self.download = bool(download)
 
     def _read(self) -> ArrayData:
         found, missing = find_idx_files(self.root)
