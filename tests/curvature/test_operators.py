@@ -75,6 +75,10 @@ def test_linear_layer_factors_match_per_sample_loop(kind_: str) -> None:
     v = torch.randn(fm.n_params, 3, dtype=torch.float64, generator=gen)
     u = torch.randn(9, 3, dtype=torch.float64, generator=gen)
     assert rel_error(factors.gram(), g @ g.T) <= TOL
+    for row_block in (1, 2, 4, 8):  # the upper-triangle blocks and their transposes
+        assert rel_error(factors.gram(row_block=row_block), g @ g.T) <= TOL
+    with pytest.raises(ValueError, match="row_block"):
+        factors.gram(row_block=0)
     assert rel_error(factors.sq_norms(), (g * g).sum(1)) <= TOL
     assert rel_error(factors.matmat(v), g @ v) <= TOL
     assert rel_error(factors.rmatmat(u), g.T @ u) <= TOL
