@@ -14,12 +14,14 @@ Two methods:
   they fit `memory_budget` (layer by layer for networks of nn.Linear layers), else through
   jvp/vjp products. tr(M) is exact with factors; tr(H_f) is a Hutchinson estimate
   (`trace_probes` Rademacher probes, standard error in `trace_hf_stderr`). A previous snapshot
-  passed as `warm_start` provides the starting vectors of the solvers. With hp_method="ritz"
+  passed as `warm_start` provides the starting vectors of the solvers (for M through the Gram
+  matrix: its eigenvectors of K, `mt_sample_vecs`, on the same samples). With hp_method="ritz"
   the extremes of H_p are Rayleigh-Ritz estimates on span(top-k of H_f, top-k of M) instead of a
   third solve (k extra H_f products; H_f on its own Ritz vectors comes from the Krylov relation):
   cheap, but not converged eigenvalues; their relative residuals are in
-  diagnostics["hp_max_residual"]. While H_f is solved, the gradient graphs of the data chunks
-  are kept (at most KEEP_GRAPHS_MAX_CHUNKS chunks), so a product costs about 1.2 gradient passes.
+  diagnostics["hp_max_residual"]; hp_method="none" skips H_p's extremes. While H_f is solved,
+  the gradient graphs of the data chunks are kept (at most KEEP_GRAPHS_MAX_CHUNKS chunks), so a
+  product costs about 1.2 gradient passes.
 "auto" picks "dense" when P <= dense_max_params.
 
 Timings of the parts and solver figures are in `Spectra.diagnostics`; progress goes to the logger
@@ -55,7 +57,7 @@ __all__ = ["Spectra", "compute_spectra"]
 logger = logging.getLogger("sgd_dynamics.curvature")
 
 _METHODS = ("auto", "dense", "iterative")
-_HP_METHODS = ("solve", "ritz")
+_HP_METHODS = ("solve", "ritz", "none")
 KEEP_GRAPHS_MAX_CHUNKS = 4  # H_f solves keep the gradient graphs of at most this many chunks
 
 
@@ -81,6 +83,8 @@ class Spectra:
     grad_norm: ||μ||, μ = ∇F; loss, accuracy: mean loss and accuracy on the samples (eval mode).
     batch_size, mb_top, trace_mb: the size-b mini-batch second moment M_b (when batch_size given).
     hp_top_vecs, hp_bottom_vecs: (P, k) eigenvectors of H_p (iterative method; for warm starts).
+    mt_sample_vecs: (n, min(k, n)) eigenvectors of the Gram matrix K = G Gᵀ / n matching mt_top
+        (iterative method, M through the Gram matrix; they start the next snapshot's solve on K).
     diagnostics: solver figures (matvecs, iterations, max relative residuals, converged flags).
     """
 
@@ -113,6 +117,7 @@ class Spectra:
     trace_mb: float | None = None
     hp_top_vecs: Tensor | None = None
     hp_bottom_vecs: Tensor | None = None
+    mt_sample_vecs: Tensor | None = None
     seconds: float = 0.0
     diagnostics: dict[str, float] = field(default_factory=dict)
 
@@ -150,8 +155,8 @@ class Spectra:
 
 
 def _check_warm_start(warm_start: object, n_params: int) -> dict[str, Tensor]:
-    """Starting blocks {hf, mt, hp} from a previous snapshot (Spectra or an object/dict with
-    hf_vecs, mt_vecs and optionally hp_top_vecs, hp_bottom_vecs)."""
+    """Starting blocks {hf, mt, hp, mt_gram} from a previous snapshot (Spectra or an object/dict
+    with hf_vecs, mt_vecs and optionally hp_top_vecs, hp_bottom_vecs, mt_sample_vecs)."""
     if warm_start is None:
         return {}
     get = warm_start.get if isinstance(warm_start, dict) else lambda n: getattr(warm_start, n, None)
@@ -172,6 +177,9 @@ def _check_warm_start(warm_start: object, n_params: int) -> dict[str, Tensor]:
                     f"{tuple(p.shape)}: the previous snapshot was taken on another model"
                 )
         blocks[key] = torch.cat(parts, dim=1)
+    sample_vecs = get("mt_sample_vecs")
+    if sample_vecs is not None:  # (n, j) on the Gram side: used when n matches
+        blocks["mt_gram"] = torch.as_tensor(sample_vecs)
     if not isinstance(warm_start, dict) and not any(
         hasattr(warm_start, name) for name in ("hf_vecs", "mt_vecs")
     ):
@@ -335,21 +343,30 @@ def _iterative_snapshot(
     if factors is not None and ops.distributed is None:  # DDP: factors of a shard, no Gram
         gram = factors.gram() / n
         spectrum = second_moment_from_gram(
-            factors, k, gram=gram, tol=solver["tol"], seed=seed, on_failure=solver["on_failure"]
+            factors,
+            k,
+            gram=gram,
+            tol=solver["tol"],
+            seed=seed,
+            on_failure=solver["on_failure"],
+            x0=start.get("mt_gram"),
         )
         mt_top, mt_vecs = spectrum.top, spectrum.vectors
+        mt_sample_vecs = spectrum.sample_vectors
         diagnostics.update(spectrum.info)
         lap("mt")
     else:
         mt = solve("M", ops.m, "largest", start.get("mt"), 1)
         mt_top, mt_vecs = mt.eigenvalues, mt.eigenvectors
+        mt_sample_vecs = None
+    hp: EigResult | None = None
     if hp_method == "ritz":
         hp = _hp_ritz(ops, hf, mt_vecs, k)
         diagnostics.update(_solver_info("hp", hp))
         diagnostics["hp_matvecs"] = float(mt_vecs.shape[1])  # H_f products (M ones not counted)
         diagnostics["hp_ritz"] = 1.0
         lap("hp")
-    else:
+    elif hp_method == "solve":
         hp = solve("H_p", ops.hp, "both", start.get("hp"), 2)
 
     trace_hf, trace_hf_err, trace_m_est, trace_m_err = _hutchinson(
@@ -367,10 +384,8 @@ def _iterative_snapshot(
         hf_vecs=hf.eigenvectors,
         mt_top=mt_top,
         mt_vecs=mt_vecs,
-        hp_top=hp.eigenvalues[:k],
-        hp_bottom=hp.eigenvalues[k:],
-        hp_top_vecs=hp.eigenvectors[:, :k],
-        hp_bottom_vecs=hp.eigenvectors[:, k:],
+        hp_top=hp.eigenvalues[:k] if hp is not None else torch.full((k,), math.nan),
+        hp_bottom=hp.eigenvalues[k:] if hp is not None else torch.full((k,), math.nan),
         trace_hf=trace_hf,
         trace_mt=trace_mt,
         trace_hp=trace_mt - trace_hf,
@@ -378,6 +393,10 @@ def _iterative_snapshot(
         trace_mt_stderr=trace_mt_err,
         diagnostics=diagnostics,
     )
+    if hp is not None:
+        out["hp_top_vecs"], out["hp_bottom_vecs"] = hp.eigenvectors[:, :k], hp.eigenvectors[:, k:]
+    if mt_sample_vecs is not None:
+        out["mt_sample_vecs"] = mt_sample_vecs
     if batch_size is not None:
         c = minibatch_coefficient(n, batch_size)
         if gram is not None:
@@ -434,7 +453,8 @@ def compute_spectra(
         batch_size: b, to also return the k largest eigenvalues of M_b (mb_top) and tr(M_b).
         chunk_size: samples per forward/backward pass (default: up to 2048).
         warm_start: a previous snapshot (same model shape): its eigenvectors start the
-            iterative solvers (H_f, H_p, and M when M goes through operator products).
+            iterative solvers (H_f, H_p, and M: its P-side vectors when M goes through
+            operator products, its Gram-side `mt_sample_vecs` when it goes through K).
         tol: relative residual tolerance of the iterative solvers (default 1e-8 in float64,
             1e-4 in float32): ||A x - θ x|| <= tol · ||A||.
         max_matvecs: product budget of each iterative solve (see `block_eigsh`).
@@ -458,7 +478,9 @@ def compute_spectra(
         hp_method: the extremes of H_p in the iterative method: "solve" (a converged block
             Lanczos solve on H_p = M - H_f) or "ritz" (Rayleigh-Ritz of H_p on span(top-k of H_f,
             top-k of M): k extra H_f products instead of a third solve; estimates, not converged
-            eigenvalues: their relative residuals are in diagnostics["hp_max_residual"]).
+            eigenvalues: their relative residuals are in diagnostics["hp_max_residual"]) or
+            "none" (H_p's extremes are not computed: hp_top and hp_bottom are NaN; the traces
+            still are. For snapshots that only need H_f, M and their principal angles).
     """
     started = time.perf_counter()
     if method not in _METHODS:
@@ -570,6 +592,7 @@ def compute_spectra(
         trace_mb=trace_mb,
         hp_top_vecs=out["hp_top_vecs"].detach().cpu() if "hp_top_vecs" in out else None,
         hp_bottom_vecs=out["hp_bottom_vecs"].detach().cpu() if "hp_bottom_vecs" in out else None,
+        mt_sample_vecs=out["mt_sample_vecs"].detach().cpu() if "mt_sample_vecs" in out else None,
         diagnostics=out["diagnostics"],
     )
     spectra.seconds = time.perf_counter() - started
