@@ -94,8 +94,8 @@ def second_moment_from_gram(
     orthonormal vectors of null(G) rather than mapped ones.
     """
     n = factors.n_samples
-    kernel = gram if gram is not None else factors.gram() / n
-    kernel = 0.5 * (kernel + kernel.T)
+    # K is symmetric by construction (to rounding for a dense G): no symmetrizing copy of n² numbers
+    kernel = gram if gram is not None else factors.gram().div_(n)
     info: dict[str, float] = {}
     k_gram = min(k, n)
     all_pairs: tuple[Tensor, Tensor] | None = None

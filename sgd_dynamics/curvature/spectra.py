@@ -247,7 +247,7 @@ def _dense_snapshot(
     if n < p and n * p * itemsize <= memory_budget and ops.distributed is None:
         factors = DenseGradients(per_sample_gradients(fm, ops.inputs, ops.targets, ops.chunk_size))
         moment = factors.matrix.T @ factors.matrix / n
-        gram = factors.gram() / n
+        gram = factors.gram().div_(n)
     else:
         factors = None
         moment = second_moment_matrix(fm, ops.inputs, ops.targets, ops.chunk_size, ops.distributed)
@@ -341,7 +341,7 @@ def _iterative_snapshot(
         hf = solve("H_f", ops.hf, "largest", start.get("hf"), 0)
     gram = None
     if factors is not None and ops.distributed is None:  # DDP: factors of a shard, no Gram
-        gram = factors.gram() / n
+        gram = factors.gram().div_(n)
         spectrum = second_moment_from_gram(
             factors,
             k,
