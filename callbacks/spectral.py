@@ -32,6 +32,7 @@ from sgd_dynamics.store import list_snapshots, remove_snapshots_after, save_snap
 log = logging.getLogger("sgd_dynamics.spectral")
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_HP_METHODS = ("solve", "ritz", "none")
 
 
 class SpectralSnapshots(pl.Callback):
@@ -47,6 +48,9 @@ class SpectralSnapshots(pl.Callback):
         log_points: about this many log-spaced snapshot steps (None: off).
         chunk_size: samples per chunk in the operators (None: the engine's default).
         warm_start: start each iterative solve from the previous snapshot's eigenvectors.
+        hp_method: H_p's extremes in the iterative method: ``"solve"`` (converged), ``"ritz"``
+            (Rayleigh-Ritz estimates on the top spaces of H_f and M: k extra products instead
+            of a solve; residuals stored as ``hp_max_residual``) or ``"none"`` (NaN).
         draw_every: redraw the figures every this many snapshots (0: only at the end).
         draw_at_end: draw the figures (and log them to wandb) at the end of training; off
             saves a few seconds per job in large sweeps (``sgd-dynamics plot`` draws later).
@@ -63,6 +67,7 @@ class SpectralSnapshots(pl.Callback):
         log_points: int | None = 40,
         chunk_size: int | None = None,
         warm_start: bool = True,
+        hp_method: str = "solve",
         draw_every: int = 0,
         draw_at_end: bool = True,
     ) -> None:
@@ -72,6 +77,10 @@ class SpectralSnapshots(pl.Callback):
         if method not in ("dense", "iterative", "auto"):
             raise ValueError(
                 f"spectral.method must be 'dense', 'iterative' or 'auto', got {method!r}"
+            )
+        if hp_method not in _HP_METHODS:
+            raise ValueError(
+                f"spectral.hp_method must be one of {', '.join(_HP_METHODS)}, got {hp_method!r}"
             )
         if k < 1:
             raise ValueError(f"spectral.k must be >= 1, got {k}")
@@ -86,6 +95,7 @@ class SpectralSnapshots(pl.Callback):
         self.log_points = log_points
         self.chunk_size = chunk_size
         self.warm_start = warm_start
+        self.hp_method = hp_method
         self.draw_every = int(draw_every)
         self.draw_at_end = bool(draw_at_end)
         self._schedule: set[int] = set()
@@ -172,6 +182,7 @@ class SpectralSnapshots(pl.Callback):
                 batch_size=_batch_size(trainer),
                 chunk_size=self.chunk_size,
                 warm_start=self._previous if self.warm_start else None,
+                hp_method=self.hp_method,
                 distributed=_reduction(trainer),
             )
         seconds = time.perf_counter() - started

@@ -113,6 +113,7 @@ def test_snapshot_under_inference_mode_restores_the_model_state(tmp_path):
         (dict(method="lanczos"), "spectral.method"),
         (dict(k=0), "spectral.k"),
         (dict(n_samples=0), "spectral.n_samples"),
+        (dict(hp_method="exact"), "spectral.hp_method"),
     ],
 )
 def test_bad_settings_are_named(tmp_path, kwargs, message):
@@ -124,3 +125,23 @@ def test_figures_can_be_left_for_later(tmp_path):
     fit(tmp_path, max_steps=10, draw_at_end=False)
     assert len(list_snapshots(tmp_path)) == 2
     assert not (tmp_path / "figures").exists()
+
+
+@pytest.mark.parametrize("hp_method", ["ritz", "none"])
+def test_iterative_snapshots_with_cheaper_hp(tmp_path, hp_method):
+    """hp_method reaches the engine: H_f and M as in the dense run of the same trajectory; H_p's
+    extremes are Ritz estimates inside H_p's spectrum ("ritz") or NaN ("none")."""
+    fit(tmp_path / "dense", max_steps=10)
+    fit(tmp_path / "it", max_steps=10, method="iterative", hp_method=hp_method)
+    dense, iterative = load_run(tmp_path / "dense"), load_run(tmp_path / "it")
+    assert iterative.steps.tolist() == dense.steps.tolist() == [0, 10]
+    np.testing.assert_allclose(iterative["hf_top"], dense["hf_top"], rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(iterative["mt_top"], dense["mt_top"], rtol=1e-7, atol=1e-12)
+    if hp_method == "none":
+        assert np.all(np.isnan(iterative["hp_top"])) and np.all(np.isnan(iterative["hp_bottom"]))
+    else:
+        top_exact, bottom_exact = dense["hp_top"], dense["hp_bottom"]
+        scale = np.abs(dense["hp_all"]).max()
+        assert np.all(iterative["hp_top"] <= top_exact + 1e-10 * scale)  # Cauchy interlacing
+        assert np.all(iterative["hp_bottom"] >= bottom_exact - 1e-10 * scale)
+        assert np.all(np.isfinite(iterative["hp_max_residual"]))
