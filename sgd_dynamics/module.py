@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -46,6 +49,23 @@ class ClassifierModule(pl.LightningModule):
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
         self.nesterov = bool(nesterov)
+        self.seconds_before_resume = 0.0  # training time of the segments before a checkpoint
+        self._segment_start: float | None = None
+
+    def training_seconds(self) -> float:
+        """Wall seconds of training so far, summed over resumed segments (each up to the
+        checkpoint the next one resumed from)."""
+        segment = 0.0 if self._segment_start is None else time.perf_counter() - self._segment_start
+        return self.seconds_before_resume + segment
+
+    def on_fit_start(self) -> None:
+        self._segment_start = time.perf_counter()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["training_seconds"] = self.training_seconds()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.seconds_before_resume = float(checkpoint.get("training_seconds", 0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -113,7 +113,8 @@ def run(
 
     Returns:
         the summary: train_loss, train_acc, test_loss, test_acc, global_step, epoch,
-        n_train, n_test, n_params, wall_time_s, resumed_from.
+        n_train, n_test, n_params, wall_time_s (summed over resumed segments, each up to the
+        checkpoint the next one resumed from), resumed_from.
     """
     run_dir = Path(run_dir)
     writes = trainer.is_global_zero
@@ -135,7 +136,9 @@ def run(
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         summary: dict[str, Any] = {}
         if writes:
-            summary = _summarize(datamodule, module, trainer, time.perf_counter() - start)
+            before = float(getattr(module, "seconds_before_resume", 0.0))  # from the checkpoint
+            wall = before + time.perf_counter() - start
+            summary = _summarize(datamodule, module, trainer, wall)
             summary["resumed_from"] = status["resumed_from"]
             write_json_atomic(run_dir / SUMMARY_FILE, summary)
             metrics = {

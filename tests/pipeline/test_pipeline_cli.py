@@ -98,6 +98,8 @@ def test_resume_from_last_checkpoint_continues_the_same_folder(tmp_path):
         cwd=tmp_path,
     )
     assert first.returncode == 0, first.stderr
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    first_seconds = checkpoint["training_seconds"]
     resumed = run_train(
         [f"ckpt_path={run_dir}/checkpoints/last.ckpt", "trainer.max_steps=80"], cwd=tmp_path
     )
@@ -106,6 +108,7 @@ def test_resume_from_last_checkpoint_continues_the_same_folder(tmp_path):
     assert not (tmp_path / "outputs").exists()  # no new run folder
     summary = read_json(run_dir / "summary.json")
     assert summary["global_step"] == 80 and summary["resumed_from"].endswith("last.ckpt")
+    assert summary["wall_time_s"] > first_seconds > 0  # both segments
     overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
     assert "batch_size=10" in overrides and "trainer.max_steps=80" in overrides
     assert sorted(p.name for p in (run_dir / "csv").iterdir()) == ["version_0", "version_1"]

@@ -124,3 +124,19 @@ def test_logged_metrics_match_an_independent_evaluation():
     assert float(metrics["test/acc"]) == pytest.approx(float(acc), abs=1e-6)
     summary = evaluate(net.float(), dm.eval_dataloader("test"))
     assert summary["loss"] == pytest.approx(float(ce), abs=1e-5) and summary["n"] == 300
+
+
+def test_training_seconds_add_up_over_resumed_segments(monkeypatch):
+    """The checkpoint carries the training time so far; a resumed module adds its own segment."""
+    clock = iter([10.0, 12.5, 100.0, 104.0])  # perf_counter: fit start / save; fit start / read
+    monkeypatch.setattr("sgd_dynamics.module.time.perf_counter", lambda: next(clock))
+    first = ClassifierModule(MLP(4, 3, depth=1, width=5))
+    first.on_fit_start()
+    checkpoint: dict = {}
+    first.on_save_checkpoint(checkpoint)
+    assert checkpoint["training_seconds"] == 2.5
+    resumed = ClassifierModule(MLP(4, 3, depth=1, width=5))
+    resumed.on_load_checkpoint(checkpoint)
+    resumed.on_fit_start()
+    assert resumed.training_seconds() == 2.5 + 4.0
+    assert ClassifierModule(MLP(4, 3)).training_seconds() == 0.0  # never fitted
