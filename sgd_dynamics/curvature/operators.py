@@ -73,6 +73,12 @@ class CurvatureOperators:
         self.n_samples = int(targets.shape[0])
         self.distributed = distributed
         if distributed is not None:
+            if self.n_samples < distributed.world_size:  # the same test on every rank: no hang
+                raise ValueError(
+                    f"{self.n_samples} sample(s) for {distributed.world_size} processes: every "
+                    "process needs at least one sample of the snapshot (use more samples, e.g. "
+                    "spectral.n_samples, or fewer processes)"
+                )
             shard = distributed.shard(self.n_samples)
             inputs, targets = inputs[shard], targets[shard]
         self.inputs = inputs

@@ -76,6 +76,16 @@ def test_bad_arguments():
     assert default_reduction() is None  # no process group here
 
 
+def test_fewer_samples_than_processes_is_named_before_any_communication():
+    model, inputs, targets = make_problem()
+    fm = FunctionalModel(model, torch.float64)
+    for rank in range(4):  # every rank raises (none would wait in a collective)
+        with pytest.raises(ValueError, match="3 sample\\(s\\) for 4 processes"):
+            CurvatureOperators(fm, inputs[:3].double(), targets[:3], distributed=Reduction(rank, 4))
+    ops = CurvatureOperators(fm, inputs[:4].double(), targets[:4], distributed=Reduction(3, 4))
+    assert ops.n_local == 1
+
+
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
