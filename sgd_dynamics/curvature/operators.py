@@ -150,9 +150,9 @@ class CurvatureOperators:
 
     @contextmanager
     def kept_gradient_graphs(self) -> Iterator[None]:
-        """Inside the block, single-vector H_f products keep each chunk's gradient graph (the
-        first product builds it, later ones only backpropagate through it: about 1.2 instead of
-        2 gradient passes per product). Memory: the double-backward graphs of all chunks."""
+        """Inside the block, H_f products keep each chunk's gradient graph (the first product
+        builds it, later ones only backpropagate through it, column by column: about 1.2 instead
+        of 2 gradient passes per column). Memory: the double-backward graphs of all chunks."""
         self._graphs = {}
         try:
             yield
@@ -172,11 +172,19 @@ class CurvatureOperators:
         return theta, gradient
 
     def _hf_chunk(self, x: Tensor, y: Tensor, rows: Tensor) -> Tensor:
-        if rows.shape[0] == 1:  # one vector: double backward is cheaper than vmap
+        keep = self._graphs is not None
+        if keep or rows.shape[0] == 1:
+            # double backward through the chunk's gradient graph, one column at a time: with a
+            # kept graph about 1.2 gradient passes per column, as cheap as vmap over 16 columns
+            # and cheaper than vmap over a few (its per-call overhead)
             theta, gradient = self._gradient_graph(x, y)
-            keep = self._graphs is not None
-            (product,) = torch.autograd.grad(gradient, theta, rows[0], retain_graph=keep)
-            return product[None]
+            last = rows.shape[0] - 1
+            return torch.stack(
+                [
+                    torch.autograd.grad(gradient, theta, row, retain_graph=keep or j < last)[0]
+                    for j, row in enumerate(rows)
+                ]
+            )
         gradient = grad(self.fm.loss_sum)
 
         def hvp(v: Tensor) -> Tensor:

@@ -334,44 +334,46 @@ def _iterative_snapshot(
         lap(prefix)
         return result
 
-    # keep the chunks' gradient graphs through the H_f solve (~1.2 instead of 2 gradient passes
-    # per product) when the data are a few chunks, so the graphs' memory stays that of a few passes
+    # keep the chunks' gradient graphs through every H_f product of the snapshot (H_f solve, H_p
+    # solve or Ritz step, traces: ~1.2 instead of 2 gradient passes per product) when the data are
+    # a few chunks, so the graphs' memory stays that of a few passes
     keep_graphs = math.ceil(ops.n_samples / ops.chunk_size) <= KEEP_GRAPHS_MAX_CHUNKS
     with ops.kept_gradient_graphs() if keep_graphs else contextlib.nullcontext():
         hf = solve("H_f", ops.hf, "largest", start.get("hf"), 0)
-    gram = None
-    if factors is not None and ops.distributed is None:  # DDP: factors of a shard, no Gram
-        gram = factors.gram().div_(n)
-        spectrum = second_moment_from_gram(
-            factors,
-            k,
-            gram=gram,
-            tol=solver["tol"],
-            seed=seed,
-            on_failure=solver["on_failure"],
-            x0=start.get("mt_gram"),
-        )
-        mt_top, mt_vecs = spectrum.top, spectrum.vectors
-        mt_sample_vecs = spectrum.sample_vectors
-        diagnostics.update(spectrum.info)
-        lap("mt")
-    else:
-        mt = solve("M", ops.m, "largest", start.get("mt"), 1)
-        mt_top, mt_vecs = mt.eigenvalues, mt.eigenvectors
-        mt_sample_vecs = None
-    hp: EigResult | None = None
-    if hp_method == "ritz":
-        hp = _hp_ritz(ops, hf, mt_vecs, k)
-        diagnostics.update(_solver_info("hp", hp))
-        diagnostics["hp_matvecs"] = float(mt_vecs.shape[1])  # H_f products (M ones not counted)
-        diagnostics["hp_ritz"] = 1.0
-        lap("hp")
-    elif hp_method == "solve":
-        hp = solve("H_p", ops.hp, "both", start.get("hp"), 2)
+        gram = None
+        if factors is not None and ops.distributed is None:  # DDP: factors of a shard, no Gram
+            gram = factors.gram().div_(n)
+            spectrum = second_moment_from_gram(
+                factors,
+                k,
+                gram=gram,
+                tol=solver["tol"],
+                seed=seed,
+                on_failure=solver["on_failure"],
+                x0=start.get("mt_gram"),
+            )
+            mt_top, mt_vecs = spectrum.top, spectrum.vectors
+            mt_sample_vecs = spectrum.sample_vectors
+            diagnostics.update(spectrum.info)
+            lap("mt")
+        else:
+            mt = solve("M", ops.m, "largest", start.get("mt"), 1)
+            mt_top, mt_vecs = mt.eigenvalues, mt.eigenvectors
+            mt_sample_vecs = None
+        hp: EigResult | None = None
+        if hp_method == "ritz":
+            hp = _hp_ritz(ops, hf, mt_vecs, k)
+            diagnostics.update(_solver_info("hp", hp))
+            diagnostics["hp_matvecs"] = float(mt_vecs.shape[1])  # H_f products (M ones not counted)
+            diagnostics["hp_ritz"] = 1.0
+            lap("hp")
+        elif hp_method == "solve":
+            hp = solve("H_p", ops.hp, "both", start.get("hp"), 2)
 
-    trace_hf, trace_hf_err, trace_m_est, trace_m_err = _hutchinson(
-        ops, trace_probes, seed, with_m=factors is None
-    )
+        trace_hf, trace_hf_err, trace_m_est, trace_m_err = _hutchinson(
+            ops, trace_probes, seed, with_m=factors is None
+        )
+
     if factors is not None:
         (trace_mt,) = sum_scalars(ops.distributed, float(factors.sq_norms().sum()), like=ops.theta)
         trace_mt, trace_mt_err = trace_mt / n, 0.0

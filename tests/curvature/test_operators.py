@@ -51,6 +51,23 @@ def test_products_match_references_for_any_chunk_size(kind: str, chunk_size: int
     assert rel_error(ops.m(vector), m @ vector) <= TOL
 
 
+def test_kept_gradient_graphs_give_the_same_products(kind: str) -> None:
+    """Inside kept_gradient_graphs every H_f product (blocks and single vectors, repeated, so the
+    graphs are reused) still matches the explicit Hessian, and the graphs go at the exit."""
+    model = make_model(kind)
+    x, y = make_data(kind, n=8)
+    ops = CurvatureOperators(FunctionalModel(model, torch.float64), x, y, chunk_size=3)
+    h = mean_loss_hessian(model, x, y)
+    gen = torch.Generator().manual_seed(2)
+    with ops.kept_gradient_graphs():
+        for width in (1, 4, 1, 2):
+            block = torch.randn(ops.n_params, width, dtype=torch.float64, generator=gen)
+            assert rel_error(ops.hf(block), h @ block) <= TOL
+            assert rel_error(ops.hf(block[:, 0]), h @ block[:, 0]) <= TOL
+        assert ops._graphs is not None and len(ops._graphs) == 3  # one graph per chunk
+    assert ops._graphs is None
+
+
 def test_loss_gradient_accuracy(kind: str) -> None:
     model = make_model(kind)
     x, y = make_data(kind, n=8)
