@@ -19,9 +19,10 @@ Two methods:
   the extremes of H_p are Rayleigh-Ritz estimates on span(top-k of H_f, top-k of M) instead of a
   third solve (k extra H_f products; H_f on its own Ritz vectors comes from the Krylov relation):
   cheap, but not converged eigenvalues; their relative residuals are in
-  diagnostics["hp_max_residual"]; hp_method="none" skips H_p's extremes. While H_f is solved,
-  the gradient graphs of the data chunks are kept (at most KEEP_GRAPHS_MAX_CHUNKS chunks), so a
-  product costs about 1.2 gradient passes.
+  diagnostics["hp_max_residual"]; hp_method="none" skips H_p's extremes. Through all the H_f
+  products of a snapshot (its solve, H_p's, the traces) the gradient graphs of the data chunks
+  are kept (at most KEEP_GRAPHS_MAX_CHUNKS chunks), so a product costs about 1.2-1.4 gradient
+  passes instead of 2.
 "auto" picks "dense" when P <= dense_max_params.
 
 Timings of the parts and solver figures are in `Spectra.diagnostics`; progress goes to the logger
@@ -58,7 +59,7 @@ logger = logging.getLogger("sgd_dynamics.curvature")
 
 _METHODS = ("auto", "dense", "iterative")
 _HP_METHODS = ("solve", "ritz", "none")
-KEEP_GRAPHS_MAX_CHUNKS = 4  # H_f solves keep the gradient graphs of at most this many chunks
+KEEP_GRAPHS_MAX_CHUNKS = 4  # snapshots keep the gradient graphs of at most this many chunks
 
 
 def _numpy(x: Tensor) -> np.ndarray:
