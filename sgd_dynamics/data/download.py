@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 from sgd_dynamics.utils.errors import SetupError
@@ -9,7 +10,8 @@ from sgd_dynamics.utils.errors import SetupError
 
 def fetch(url: str, md5: str, folder: Path, fname: str, untar: bool = False) -> None:
     """Download `url` to ``folder/fname`` (skipped if present with the right hash); untar it
-    into `folder` if asked. Raises `SetupError` when the download fails."""
+    into `folder` if asked, refusing members that would land outside it (tarfile's "data"
+    filter). Raises `SetupError` when the download or the extraction fails."""
     import pooch
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -20,8 +22,10 @@ def fetch(url: str, md5: str, folder: Path, fname: str, untar: bool = False) -> 
             fname=fname,
             path=folder,
             progressbar=False,
-            processor=pooch.Untar(extract_dir=".") if untar else None,
         )
+        if untar:
+            with tarfile.open(folder / fname) as archive:
+                archive.extractall(folder, filter="data")
     except Exception as exc:
         raise SetupError(
             f"could not download {url} to {folder}: {exc}\n"
