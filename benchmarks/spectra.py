@@ -7,7 +7,9 @@ Usage:
 Workloads (seeded; Gaussian-mixture data, 10 classes, MLPs trained by a few hundred SGD steps so
 the snapshot is not taken at initialisation):
     gauss10: MLP 20-32-10, n = 100, all P eigenvalues (dense snapshot, float64 default).
-    mnist:   MLP 784-100-100-10, n = 5000, float32: top-15 of H_f and M with principal angles
+    mnist:   MLP 784-100-100-10, n = 5000, float32: the cost of one H_f product (per vector:
+             single, in blocks, with and without the chunks' gradient graphs kept), then
+             top-15 of H_f and M with principal angles
              (hp_method="none"; the acceptance rows) cold, warm from a snapshot 10 SGD steps
              earlier, and warm from the snapshot's own eigenvectors (the ideal start, an upper
              bound on any warm start's gain); then the same with H_p's extremes added.
@@ -180,6 +182,27 @@ def t_grad_of(model, x, y, dtype, repeats: int) -> float:
     return timed(ops.loss_gradient, repeats)[0]
 
 
+def product_rows(w: Workload, model, x, y, t_grad: float, repeats: int) -> None:
+    """Seconds per vector of H_f products: one vector rebuilding its chunk's gradient graph, one
+    vector and a 16-column block through kept graphs (what snapshots use), a 16-column block by
+    vmap of forward-over-reverse (outside kept graphs)."""
+    ops = CurvatureOperators(FunctionalModel(model, torch.float32), x.float(), y)
+    gen = torch.Generator().manual_seed(0)
+    one = torch.randn(ops.n_params, 1, generator=gen)
+    block = torch.randn(ops.n_params, 16, generator=gen)
+    reps = max(repeats, 5)
+    seconds, _ = timed(lambda: ops.hf(one), reps)
+    row(w.name, "H_f product, 1 vector, new graph", seconds, t_grad, None, 1, None)
+    seconds, _ = timed(lambda: ops.hf(block), reps)
+    row(w.name, "H_f product, 16 by vmap (per vec)", seconds / 16, t_grad, None, 16, None)
+    with ops.kept_gradient_graphs():
+        ops.hf(one)  # builds the graphs
+        seconds, _ = timed(lambda: ops.hf(one), reps)
+        row(w.name, "H_f product, 1 vector, kept graph", seconds, t_grad, None, 1, None)
+        seconds, _ = timed(lambda: ops.hf(block), reps)
+        row(w.name, "H_f product, 16 kept (per vec)", seconds / 16, t_grad, None, 16, None)
+
+
 def snapshot_matvecs(s) -> float:
     """Products with P×P operators (H_f, H_p, and M when it goes through jvp/vjp products);
     products with the n×n Gram matrix are not counted (they are in the diagnostics lines)."""
@@ -220,6 +243,7 @@ def run_mnist(w: Workload, quick: bool, repeats: int) -> None:
     sgd(10)
     t_grad = t_grad_of(model, x, y, torch.float32, max(repeats, 5))
     row(w.name, "one gradient pass (float32)", t_grad, t_grad, None, None, None)
+    product_rows(w, model, x, y, t_grad, repeats)
     ref = compute_spectra(
         model, x, y, k=w.k, method="iterative", dtype=torch.float64, tol=1e-10, trace_probes=0,
         hp_method="none",
