@@ -178,12 +178,8 @@ class CurvatureOperators:
             # kept graph about 1.2 gradient passes per column, as cheap as vmap over 16 columns
             # and cheaper than vmap over a few (its per-call overhead)
             theta, gradient = self._gradient_graph(x, y)
-            last = rows.shape[0] - 1
             return torch.stack(
-                [
-                    torch.autograd.grad(gradient, theta, row, retain_graph=keep or j < last)[0]
-                    for j, row in enumerate(rows)
-                ]
+                [torch.autograd.grad(gradient, theta, row, retain_graph=keep)[0] for row in rows]
             )
         gradient = grad(self.fm.loss_sum)
 

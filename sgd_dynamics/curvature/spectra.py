@@ -370,7 +370,6 @@ def _iterative_snapshot(
             lap("hp")
         elif hp_method == "solve":
             hp = solve("H_p", ops.hp, "both", start.get("hp"), 2)
-
         trace_hf, trace_hf_err, trace_m_est, trace_m_err = _hutchinson(
             ops, trace_probes, seed, with_m=factors is None
         )
