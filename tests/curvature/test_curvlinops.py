@@ -7,6 +7,7 @@ Fisher (1/n) Σ g_i g_iᵀ = M (its "mean" reduction divides the sum of outer pr
 
 from __future__ import annotations
 
+import curvlinops  # the independent reference, installed by scripts/setup.sh: never skipped
 import numpy as np
 import pytest
 import torch
@@ -14,8 +15,6 @@ from scipy.sparse.linalg import eigsh
 from torch import nn
 
 from sgd_dynamics.curvature import compute_spectra
-
-curvlinops = pytest.importorskip("curvlinops")
 
 
 def _top_eigenvalues(operator, k: int) -> np.ndarray:
