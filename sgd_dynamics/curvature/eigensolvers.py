@@ -11,8 +11,23 @@ reorthogonalization, written in torch so that it runs on the operator's device:
   = ||B y_i|| come for free;
 - when the basis is full, it restarts from the wanted Ritz vectors and a few more (thick restart),
   which keeps the Krylov information of the converged directions;
-- it stops when every wanted pair has ||r_i|| <= tol · ||A||, with ||A|| estimated by the largest
-  |Ritz value| seen; otherwise it warns (`ConvergenceWarning`) or raises (`ConvergenceError`).
+- the Krylov iteration stops when every wanted pair has ||r_i|| <= tol · ||A||, with ||A||
+  estimated by the largest |Ritz value| seen;
+- then it checks that no eigenvalue beyond the k-th was missed (the multiplicity check). A Krylov
+  space started from a block of b vectors holds at most b directions of any eigenspace (in exact
+  arithmetic), so copies of a repeated eigenvalue beyond b, and eigenvalues whose components the
+  start happened to lack, are invisible to the residuals. A short Krylov run (`check_steps`
+  blocks, no restart) from a fresh random block on the deflated operator
+  A_d = (I - X Xᵀ) A (I - X Xᵀ) + s X Xᵀ (X the k found vectors, s a shift that puts them on the
+  unwanted side of θ_k) looks for a Ritz value beyond θ_k by more than 2 tol ||A||. A Ritz value
+  of A_d bounds its extreme eigenvalue from inside, so a hit is a genuinely missed eigenvalue: the
+  solver then solves A_d for its k extreme pairs (started from the check's Ritz vectors), merges
+  them with the found ones (they are orthogonal), keeps the k extreme, and checks again.
+  "Converged" means: every returned pair has relative residual <= tol, and the last check found
+  nothing beyond the k-th value. The check is a randomised test: an eigenvalue beyond θ_k that
+  the run of `check_steps` blocks cannot separate from the rest of the deflated spectrum (one
+  inside a dense bulk within a tiny relative gap of θ_k) can still escape it;
+- otherwise it warns (`ConvergenceWarning`) or raises (`ConvergenceError`).
 
 A starting block `x0` (for instance the eigenvectors of a previous, nearby operator) is the first
 block of the Krylov space: a good guess converges in a few blocks (warm start).
@@ -41,6 +56,9 @@ logger = logging.getLogger("sgd_dynamics.curvature")
 Matmat = Callable[[Tensor], Tensor]
 _WHICH = ("largest", "smallest", "both")
 _DGKS = 0.5**0.5
+DEFAULT_BLOCK_SIZE = 2  # a block of >= 2 sees pairs of equal eigenvalues without any check
+CHECK_COLUMNS = 20  # the multiplicity check's Krylov run: about this many columns, >= 4 blocks
+CHECK_MARGIN = 2.0  # a check hit must pass θ_k by more than CHECK_MARGIN · tol · ||A||
 
 
 class ConvergenceWarning(RuntimeWarning):
@@ -61,9 +79,12 @@ class EigResult:
     residuals: (w,) relative residual norms ||A x - θ x|| / scale.
     scale: the estimate of ||A|| (largest |Ritz value| seen) used for the relative residuals.
     iterations: blocks applied; matvecs: columns applied (operator products); restarts.
-    converged: whether every residual is <= tol.
+    converged: whether every residual is <= tol and the multiplicity check (when run) found no
+        eigenvalue beyond the k-th.
     images: (P, w) A applied to the eigenvectors, from the Krylov relation A Q = Q T + Q_front B
         (A x_i = θ_i x_i + Q_front B y_i), at no extra product.
+    check_matvecs: products spent by the multiplicity checks and the solves they triggered.
+    check_rounds: multiplicity checks run (1 when nothing was missed, 0 when not run).
     """
 
     eigenvalues: Tensor
@@ -76,6 +97,8 @@ class EigResult:
     converged: bool
     tol: float
     images: Tensor | None = None
+    check_matvecs: int = 0
+    check_rounds: int = 0
 
     @property
     def max_residual(self) -> float:
@@ -199,67 +222,24 @@ def _dense_solve(
     return values[idx].to(dtype), vectors[:, idx].to(dtype)
 
 
-def block_eigsh(
+def _krylov_schur(
     matmat: Matmat,
     size: int,
     k: int,
-    which: str = "largest",
-    *,
-    tol: float | None = None,
-    block_size: int | None = None,
-    max_basis: int | None = None,
-    max_matvecs: int | None = None,
-    x0: Tensor | None = None,
-    dtype: torch.dtype = torch.float64,
-    device: torch.device | str | None = None,
-    seed: int = 0,
-    on_failure: str = "warn",
-    name: str = "operator",
+    which: str,
+    tol: float,
+    block: int,
+    basis_cap: int,
+    n_keep: int,
+    budget: int,
+    x0: Tensor | None,
+    dtype: torch.dtype,
+    device: torch.device,
+    seed: int,
+    name: str,
 ) -> EigResult:
-    """k extreme eigenpairs of the symmetric operator `matmat` (P×m -> P×m, P = `size`).
-
-    which: "largest" (k largest, descending), "smallest" (k smallest, ascending), or "both"
-        (the k largest and the k smallest from one Krylov space).
-    tol: relative residual tolerance, ||A x - θ x|| <= tol · ||A|| (default: `default_tolerance`).
-    block_size: vectors applied per operator call (default 1: thick-restart Lanczos, which needs
-        the fewest products on Hessian-like spectra; larger blocks amortize the passes over data).
-    max_basis: basis columns before a thick restart (default: about 3x the number kept).
-    max_matvecs: budget of operator columns (default: max(2000, 50 · max_basis)).
-    x0: (P, j) starting vectors (warm start, e.g. the eigenvectors of a nearby operator). The first
-        block is x0, completed with random columns when j < block_size, or with its columns
-        summed in block_size groups when j > block_size (with one starting vector, the Krylov
-        space of Σ x_i contains the x_i after about j steps, up to their error).
-    on_failure: "warn" (`ConvergenceWarning`), "raise" (`ConvergenceError`) or "ignore" when the
-        tolerance is not reached within `max_matvecs`; the best Ritz pairs are returned.
-    Operators with P <= max_basis + 2 · block_size are solved exactly from their dense matrix.
-    """
-    if which not in _WHICH:
-        raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
-    if on_failure not in ("warn", "raise", "ignore"):
-        raise ValueError(f"on_failure must be 'warn', 'raise' or 'ignore', got {on_failure!r}")
-    if not 1 <= k <= size:
-        raise ValueError(f"k must satisfy 1 <= k <= {size} (the operator size), got {k}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    tol = default_tolerance(dtype) if tol is None else float(tol)
+    """The thick-restart block Lanczos iteration (module docstring); no warning, no check."""
     wanted = 2 * k if which == "both" else k
-    if x0 is not None:
-        if x0.ndim == 1:
-            x0 = x0[:, None]
-        if x0.ndim != 2 or x0.shape[0] != size:
-            raise ValueError(f"x0 must have shape ({size}, j), got {tuple(x0.shape)}")
-    block = block_size or 1
-    n_keep = wanted + max(block, wanted // 2)
-    basis_cap = max(max_basis or 3 * n_keep, n_keep + 2 * block)
-    budget = max_matvecs or max(2000, 50 * basis_cap)
-
-    if size <= basis_cap + 2 * block:
-        values, vectors = _dense_solve(matmat, size, min(k, size), which, dtype, device)
-        scale = float(values.abs().max())
-        images = vectors * values
-        return EigResult(
-            values, vectors, torch.zeros_like(values), scale, 1, size, 0, True, tol, images
-        )
-
     ortho = _Orthonormalizer(size, dtype, device, seed)
     start = ortho.random(block)
     if x0 is not None:
@@ -314,7 +294,7 @@ def block_eigsh(
                 iterations,
                 matvecs,
                 s_new,
-                worst / scale,
+                worst / scale if scale > 0 else 0.0,
             )
         if matvecs + block > budget:
             break
@@ -327,11 +307,12 @@ def block_eigsh(
             coupling = coupling @ y
             restarts += 1
 
-    idx = _wanted_indices(basis.shape[1], k, which, device)
+    count = min(k, basis.shape[1] // (2 if which == "both" else 1))
+    idx = _wanted_indices(basis.shape[1], count, which, device)
     vectors = basis @ ritz_y[:, idx].to(dtype)
     images = vectors * theta[idx].to(dtype) + front @ (coupling @ ritz_y[:, idx]).to(dtype)
     rel = residuals[idx] / scale if scale > 0 else torch.zeros_like(residuals[idx])
-    result = EigResult(
+    return EigResult(
         eigenvalues=theta[idx].to(dtype),
         eigenvectors=vectors,
         residuals=rel.to(dtype),
@@ -343,20 +324,229 @@ def block_eigsh(
         tol=tol,
         images=images,
     )
-    logger.debug(
-        "%s: %s after %d blocks, %d matvecs, %d restarts, max relative residual %.2e",
+
+
+def _ends(values: Tensor, k: int, which: str) -> list[tuple[str, Tensor]]:
+    """[(end, the k-th value at that end)] for the wanted end(s) of an `EigResult` ordering."""
+    if which == "largest":
+        return [("largest", values[k - 1])]
+    if which == "smallest":
+        return [("smallest", values[k - 1])]
+    return [("largest", values[k - 1]), ("smallest", values[2 * k - 1])]
+
+
+def _deflated(matmat: Matmat, found: Tensor, images: Tensor, shift: float) -> Matmat:
+    """A_d V = (I - X Xᵀ) A (I - X Xᵀ) V + shift X Xᵀ V, with X = found (orthonormal) and
+    A X = images: one product with A per call."""
+
+    def apply(block: Tensor) -> Tensor:
+        coords = found.T @ block
+        inside = block - found @ coords
+        out = matmat(inside)
+        out = out - found @ (found.T @ out)
+        return out + found @ (shift * coords)
+
+    return apply
+
+
+def _merge(
+    result: EigResult, extra: EigResult, k: int, which: str, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The k extreme pairs (at the wanted ends) among the found pairs and those of the deflated
+    operator (A y = A_d y + X (A X)ᵀ y for y ⊥ X); returns (values, vectors, images)."""
+    assert result.images is not None and extra.images is not None
+    x, ax = result.eigenvectors, result.images
+    extra_images = extra.images + x @ (ax.T @ extra.eigenvectors)
+    values = torch.cat([result.eigenvalues, extra.eigenvalues])
+    vectors = torch.cat([x, extra.eigenvectors], dim=1)
+    images = torch.cat([ax, extra_images], dim=1)
+    order = torch.argsort(values.to(torch.float64))  # ascending
+    top, bottom = order.flip(0)[:k], order[:k]
+    idx = {"largest": top, "smallest": bottom, "both": torch.cat([top, bottom])}[which]
+    return values[idx], vectors[:, idx], images[:, idx]
+
+
+def _multiplicity_check(
+    matmat: Matmat,
+    result: EigResult,
+    size: int,
+    k: int,
+    which: str,
+    tol: float,
+    block: int,
+    check_steps: int,
+    basis_cap: int,
+    n_keep: int,
+    budget: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    seed: int,
+    name: str,
+) -> EigResult:
+    """Deflated checks (module docstring) until one finds nothing beyond the k-th value or the
+    budget is spent; returns the (possibly improved) result with its check figures."""
+    spent = rounds = spent_iterations = 0
+    while True:
+        rounds += 1
+        values = result.eigenvalues.to(torch.float64)
+        scale = max(result.scale, float(values.abs().max()))
+        margin = CHECK_MARGIN * tol * scale
+        width = max(scale, 1e-300)
+        ends = _ends(values, k, which)
+        if which == "both":
+            shift = 0.5 * float(ends[0][1] + ends[1][1])
+        elif which == "largest":
+            shift = float(ends[0][1]) - width
+        else:
+            shift = float(ends[0][1]) + width
+        assert result.images is not None
+        deflated = _deflated(matmat, result.eigenvectors, result.images, shift)
+        steps = min(check_steps, max(1, (budget - result.matvecs - spent) // block))
+        probe = _krylov_schur(
+            deflated, size, 1, which, tol, block, steps * block + block, 1 + block,
+            steps * block, None, dtype, device, seed + 1000 + rounds, f"{name} (check)",
+        )  # fmt: skip
+        spent += probe.matvecs
+        spent_iterations += probe.iterations
+        probe_values = probe.eigenvalues.to(torch.float64)
+        hits = []
+        for i, (end, kth) in enumerate(ends):
+            found = float(probe_values[i])
+            beyond = found - float(kth) if end == "largest" else float(kth) - found
+            if beyond > margin:
+                hits.append(f"{end}: {found:.6g} beyond θ_k = {float(kth):.6g}")
+        if not hits:
+            logger.debug("%s: multiplicity check %d found nothing beyond the k-th", name, rounds)
+            result.converged = True
+            break
+        logger.info("%s: multiplicity check %d: missed eigenvalue(s) (%s)", name, rounds, hits)
+        remaining = budget - result.matvecs - spent
+        if remaining < 2 * block:
+            result.converged = False
+            break
+        extra = _krylov_schur(
+            deflated, size, k, which, tol, block, basis_cap, n_keep, remaining,
+            probe.eigenvectors, dtype, device, seed + 2000 + rounds, f"{name} (deflated)",
+        )  # fmt: skip
+        spent += extra.matvecs
+        spent_iterations += extra.iterations
+        values_new, vectors, images = _merge(result, extra, k, which, scale)
+        residuals = (images - vectors * values_new).norm(dim=0) / max(scale, 1e-300)
+        result = EigResult(
+            eigenvalues=values_new,
+            eigenvectors=vectors,
+            residuals=residuals,
+            scale=max(scale, extra.scale),
+            iterations=result.iterations,
+            matvecs=result.matvecs,
+            restarts=result.restarts + extra.restarts,
+            converged=bool(residuals.max() <= tol),
+            tol=tol,
+            images=images,
+        )
+        if not result.converged:
+            break
+    result.check_matvecs = spent
+    result.check_rounds = rounds
+    result.matvecs += spent
+    result.iterations += spent_iterations
+    return result
+
+
+def block_eigsh(
+    matmat: Matmat,
+    size: int,
+    k: int,
+    which: str = "largest",
+    *,
+    tol: float | None = None,
+    block_size: int | None = None,
+    max_basis: int | None = None,
+    max_matvecs: int | None = None,
+    x0: Tensor | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    on_failure: str = "warn",
+    name: str = "operator",
+    check_steps: int | None = None,
+) -> EigResult:
+    """k extreme eigenpairs of the symmetric operator `matmat` (P×m -> P×m, P = `size`).
+
+    which: "largest" (k largest, descending), "smallest" (k smallest, ascending), or "both"
+        (the k largest and the k smallest from one Krylov space).
+    tol: relative residual tolerance, ||A x - θ x|| <= tol · ||A|| (default: `default_tolerance`).
+    block_size: vectors applied per operator call (default DEFAULT_BLOCK_SIZE = 2: pairs of equal
+        eigenvalues are seen by the iteration itself; larger blocks amortize passes over data).
+    max_basis: basis columns before a thick restart (default: about 3x the number kept).
+    max_matvecs: budget of operator columns, checks included (default: max(2000, 50 · max_basis)).
+    x0: (P, j) starting vectors (warm start, e.g. the eigenvectors of a nearby operator). The first
+        block is x0, completed with random columns when j < block_size, or with its columns
+        summed in block_size groups when j > block_size (with one starting vector, the Krylov
+        space of Σ x_i contains the x_i after about j steps, up to their error).
+    on_failure: "warn" (`ConvergenceWarning`), "raise" (`ConvergenceError`) or "ignore" when the
+        tolerance is not reached within `max_matvecs`; the best Ritz pairs are returned.
+    check_steps: blocks of each multiplicity check's Krylov run (default: about CHECK_COLUMNS =
+        20 columns, at least 4 blocks; 0 skips the check, and "converged" then only means small
+        residuals).
+    Operators with P <= max_basis + 2 · block_size are solved exactly from their dense matrix.
+    Returns an `EigResult`; `converged` means small residuals and a clean multiplicity check.
+    """
+    if which not in _WHICH:
+        raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
+    if on_failure not in ("warn", "raise", "ignore"):
+        raise ValueError(f"on_failure must be 'warn', 'raise' or 'ignore', got {on_failure!r}")
+    if not 1 <= k <= size:
+        raise ValueError(f"k must satisfy 1 <= k <= {size} (the operator size), got {k}")
+    if check_steps is not None and (isinstance(check_steps, bool) or check_steps < 0):
+        raise ValueError(f"check_steps must be None or an integer >= 0, got {check_steps!r}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    tol = default_tolerance(dtype) if tol is None else float(tol)
+    wanted = 2 * k if which == "both" else k
+    if x0 is not None:
+        if x0.ndim == 1:
+            x0 = x0[:, None]
+        if x0.ndim != 2 or x0.shape[0] != size:
+            raise ValueError(f"x0 must have shape ({size}, j), got {tuple(x0.shape)}")
+    block = block_size or DEFAULT_BLOCK_SIZE
+    if check_steps is None:
+        check_steps = max(4, -(-CHECK_COLUMNS // block))
+    n_keep = wanted + max(block, wanted // 2)
+    basis_cap = max(max_basis or 3 * n_keep, n_keep + 2 * block)
+    budget = max_matvecs or max(2000, 50 * basis_cap)
+
+    if size <= basis_cap + 2 * block:
+        values, vectors = _dense_solve(matmat, size, min(k, size), which, dtype, device)
+        scale = float(values.abs().max())
+        images = vectors * values
+        return EigResult(
+            values, vectors, torch.zeros_like(values), scale, 1, size, 0, True, tol, images
+        )
+
+    result = _krylov_schur(
+        matmat, size, k, which, tol, block, basis_cap, n_keep, budget, x0, dtype, device, seed,
         name,
-        "converged" if converged else "NOT converged",
-        iterations,
-        matvecs,
-        restarts,
+    )  # fmt: skip
+    if result.converged and check_steps > 0 and size > wanted + block:
+        result = _multiplicity_check(
+            matmat, result, size, k, which, tol, block, check_steps, basis_cap, n_keep, budget,
+            dtype, device, seed, name,
+        )  # fmt: skip
+    logger.debug(
+        "%s: %s after %d blocks, %d matvecs (%d in checks), %d restarts, max residual %.2e",
+        name,
+        "converged" if result.converged else "NOT converged",
+        result.iterations,
+        result.matvecs,
+        result.check_matvecs,
+        result.restarts,
         result.max_residual,
     )
-    if not converged:
+    if not result.converged:
         message = (
-            f"{name}: the eigensolver stopped after {matvecs} operator products without "
-            f"reaching the relative residual tolerance {tol:.1e} (max residual "
-            f"{result.max_residual:.2e}); raise max_matvecs or tol"
+            f"{name}: the eigensolver stopped after {result.matvecs} operator products without "
+            f"reaching the relative residual tolerance {tol:.1e} with a clean multiplicity check "
+            f"(max residual {result.max_residual:.2e}); raise max_matvecs or tol"
         )
         if on_failure == "raise":
             raise ConvergenceError(message)

@@ -129,6 +129,8 @@ def second_moment_from_gram(
             mt_iterations=float(result.iterations),
             mt_max_residual=result.max_residual,
             mt_converged=float(result.converged),
+            mt_check_matvecs=float(result.check_matvecs),
+            mt_check_rounds=float(result.check_rounds),
         )
     threshold = _rank_threshold(top, n)
     n_pos = int((top > threshold).sum())
@@ -203,7 +205,12 @@ def top_eigenvalues(
             name=name,
         )
         values = result.eigenvalues
-        info = {"matvecs": float(result.matvecs), "max_residual": result.max_residual}
+        info = {
+            "matvecs": float(result.matvecs),
+            "max_residual": result.max_residual,
+            "converged": float(result.converged),
+            "check_matvecs": float(result.check_matvecs),
+        }
     out = torch.zeros(k, dtype=matrix.dtype, device=matrix.device)
     out[:k_small] = values
     return out, info

@@ -51,15 +51,41 @@ def check_batch_size(batch_size: object, n_samples: int) -> int | None:
     return int(batch_size)
 
 
+def _is_numeric_sequence(value: object) -> bool:
+    """A (nested) list of plain numbers, which numpy turns into a numeric array."""
+    if any(isinstance(item, (Tensor, dict, tuple)) for item in value):  # type: ignore[attr-defined]
+        return False
+    try:
+        return np.asarray(value).dtype.kind in "biuf"
+    except (ValueError, TypeError):
+        return False
+
+
 def prepare_data(fm: FunctionalModel, inputs: object, targets: object) -> tuple[Tensor, Tensor]:
     """Validate (inputs, targets) and return them on the model's device.
 
-    inputs: (n, ...) tensor or array; floating inputs are cast to the computation dtype.
-    targets: (n,) integer class labels in [0, C), C = the number of logits the model returns.
+    inputs: (n, ...) tensor or array, finite; floating inputs are cast to the computation dtype.
+        The engine slices and batches one tensor: a model that takes several inputs (a dict, a
+        tuple) is measured through a wrapper module that takes one tensor and unpacks it.
+    targets: (n,) integer class labels in [0, C), C >= 2 the number of logits the model returns.
     Returns (x, y) with y int64.
     """
+    if isinstance(inputs, (dict, tuple)) or (
+        isinstance(inputs, list) and not _is_numeric_sequence(inputs)
+    ):
+        raise ValueError(
+            f"inputs must be one tensor (n, ...), got a {type(inputs).__name__}: the engine "
+            "slices and batches a single tensor; wrap the model in an nn.Module whose forward "
+            "takes one tensor (e.g. the inputs concatenated) and unpacks it"
+        )
     if not isinstance(inputs, Tensor):
-        inputs = torch.as_tensor(np.asarray(inputs))
+        array = np.asarray(inputs)
+        if array.dtype == object:
+            raise ValueError(
+                f"inputs must be a numeric tensor or array (n, ...), got {type(inputs).__name__} "
+                "holding non-numeric objects"
+            )
+        inputs = torch.as_tensor(array)
     if not isinstance(targets, Tensor):
         targets = torch.as_tensor(np.asarray(targets))
     if inputs.ndim < 1 or inputs.shape[0] == 0:
@@ -78,6 +104,11 @@ def prepare_data(fm: FunctionalModel, inputs: object, targets: object) -> tuple[
         )
     if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
         raise ValueError(f"targets must be integer class labels (int64), got dtype {targets.dtype}")
+    if inputs.is_complex() or inputs.dtype == torch.bool:
+        raise ValueError(f"inputs must be real numbers, got dtype {inputs.dtype}")
+    if inputs.is_floating_point() and not bool(torch.isfinite(inputs).all()):
+        bad = int((~torch.isfinite(inputs)).reshape(inputs.shape[0], -1).any(dim=1).sum())
+        raise ValueError(f"inputs hold NaN or infinite values ({bad} sample(s)): remove them")
     x = inputs.to(device=fm.device, dtype=fm.dtype if inputs.is_floating_point() else None)
     y = targets.to(device=fm.device, dtype=torch.int64)
     if x.is_inference():  # made under torch.inference_mode: autograd cannot save it
@@ -92,6 +123,11 @@ def prepare_data(fm: FunctionalModel, inputs: object, targets: object) -> tuple[
             f"{tuple(probe.shape)}"
         )
     n_classes = probe.shape[1]
+    if n_classes < 2:
+        raise ValueError(
+            f"model(inputs) returns {n_classes} logit(s) per sample: the cross-entropy over one "
+            "class is constant (0), so its curvature is zero; a classifier needs C >= 2 logits"
+        )
     low, high = int(y.min()), int(y.max())
     if low < 0 or high >= n_classes:
         raise ValueError(

@@ -15,6 +15,10 @@ Two implementations:
   weight and bias is the outer product d_i ⊗ [a_i, 1] of the gradient of its loss with respect to
   the layer's output (d_i) and the layer's input (a_i), so G is never formed:
   G Gᵀ = Σ_layers ([A, 1][A, 1]ᵀ) ∘ (D Dᵀ), and G V, Gᵀ U are a few matrix products per layer.
+  This holds only when the layer's call is the sole use of its weight and bias. The forward is
+  traced (a `TorchFunctionMode`) and any use of a parameter outside its own layer's call
+  (`F.linear(h, self.enc.weight)`, `h @ W`, `W.T`, ...) sends M to the general route, with the
+  reason logged at INFO; `spectra` also compares one product with the jvp/vjp one per snapshot.
 
 `gradient_factors` picks one of them within a memory budget, or returns None (then M is applied
 through jvp/vjp products).
@@ -23,11 +27,13 @@ through jvp/vjp products).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.func import grad, vmap
+from torch.func import functional_call, grad, vmap
+from torch.overrides import TorchFunctionMode
 
 from .functional import FunctionalModel
 
@@ -209,7 +215,7 @@ def _linear_layout(fm: FunctionalModel) -> list[tuple[nn.Linear, int, int | None
     layout = []
     covered = 0
     for prefix, module in fm.model.named_modules():
-        if not isinstance(module, nn.Linear):
+        if not isinstance(module, nn.Linear) or type(module).forward is not nn.Linear.forward:
             continue
         dot = prefix + "." if prefix else ""
         weight_name, bias_name = dot + "weight", dot + "bias"
@@ -223,41 +229,100 @@ def _linear_layout(fm: FunctionalModel) -> list[tuple[nn.Linear, int, int | None
     return layout
 
 
-def linear_layer_gradients(
+def _leaves(value: object) -> Iterator[object]:
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _leaves(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+class _ParameterUseTracer(TorchFunctionMode):
+    """Records every torch call that receives a layer's weight or bias outside that layer's call.
+
+    owners: id(parameter tensor as substituted by functional_call) -> (name, owning nn.Linear).
+    Forward pre-hooks and hooks on the layers maintain the stack of layers being called.
+    """
+
+    def __init__(self, owners: dict[int, tuple[str, nn.Module]]) -> None:
+        super().__init__()
+        self.owners = owners
+        self.calling: list[nn.Module] = []
+        self.unmodeled: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        for leaf in _leaves((args, kwargs)):
+            if isinstance(leaf, Tensor) and id(leaf) in self.owners:
+                name, owner = self.owners[id(leaf)]
+                if not self.calling or self.calling[-1] is not owner:
+                    what = getattr(func, "__name__", str(func))
+                    self.unmodeled.append(f"{name} used by {what} outside its layer's call")
+        return func(*args, **kwargs)
+
+
+def _linear_factors(
     fm: FunctionalModel, inputs: Tensor, targets: Tensor, chunk_size: int
-) -> LinearLayerGradients | None:
-    """Factored G for networks made of nn.Linear layers (each called once on (n, in) inputs);
-    None when the model has another structure."""
+) -> LinearLayerGradients | str:
+    """Factored G, or the reason why the model does not have the layer-wise structure."""
     layout = _linear_layout(fm)
     if layout is None:
-        return None
+        return "not every parameter belongs to an nn.Linear layer (tied, frozen or other layers)"
     n = inputs.shape[0]
     records: dict[int, list[tuple[Tensor, Tensor]]] = {}
+    tracer: _ParameterUseTracer | None = None
+
+    def pre_hook(module: nn.Module, args: tuple) -> None:
+        if tracer is not None:
+            tracer.calling.append(module)
 
     def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
         records.setdefault(id(module), []).append((args[0], output))
+        if tracer is not None and tracer.calling:
+            tracer.calling.pop()
 
     handles = [module.register_forward_hook(hook) for module, _, _ in layout]
+    handles += [module.register_forward_pre_hook(pre_hook) for module, _, _ in layout]
     a_chunks: list[list[Tensor]] = [[] for _ in layout]
     d_chunks: list[list[Tensor]] = [[] for _ in layout]
+    owners_of = {module: prefix for prefix, module in fm.model.named_modules()}
     try:
         for start in range(0, n, chunk_size):
             x, y = inputs[start : start + chunk_size], targets[start : start + chunk_size]
             records.clear()
             theta = fm.theta.detach().requires_grad_(True)
             with torch.enable_grad():
-                loss = fm.loss_sum(theta, x, y)
+                state = fm.state(theta)
+                if start == 0:  # trace the parameters' uses on the first chunk
+                    owners = {}
+                    for module, _, _ in layout:
+                        dot = owners_of[module] + "." if owners_of[module] else ""
+                        for attr in ("weight", "bias"):
+                            if dot + attr in state:
+                                owners[id(state[dot + attr])] = (dot + attr, module)
+                    tracer = _ParameterUseTracer(owners)
+                    with tracer:
+                        logits = functional_call(fm.model, state, (x,))
+                    unmodeled, tracer = tracer.unmodeled, None
+                    if unmodeled:
+                        return "; ".join(dict.fromkeys(unmodeled))
+                else:
+                    logits = fm.logits(theta, x, state)
+                loss = nn.functional.cross_entropy(logits, y, reduction="sum")
                 seen = [records.get(id(module), []) for module, _, _ in layout]
                 if any(len(calls) != 1 for calls in seen):
-                    return None  # a layer unused or called twice
+                    return "an nn.Linear layer is unused or called more than once per forward"
                 outputs = [calls[0][1] for calls in seen]
                 if any(o.ndim != 2 or o.shape[0] != x.shape[0] for o in outputs):
-                    return None
+                    return "an nn.Linear layer is applied to inputs that are not (n, in)"
                 grads = torch.autograd.grad(loss, outputs, allow_unused=True)
             for i, ((module, _, _), calls, g) in enumerate(zip(layout, seen, grads, strict=True)):
                 a = calls[0][0].detach()
                 if a.ndim != 2 or g is None:
-                    return None
+                    return "an nn.Linear layer's output does not reach the loss"
                 if module.bias is not None:
                     a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
                 a_chunks[i].append(a)
@@ -277,6 +342,18 @@ def linear_layer_gradients(
         for i, (module, weight_offset, bias_offset) in enumerate(layout)
     ]
     return LinearLayerGradients(layers, n_samples=n, n_params=fm.n_params)
+
+
+def linear_layer_gradients(
+    fm: FunctionalModel, inputs: Tensor, targets: Tensor, chunk_size: int
+) -> LinearLayerGradients | None:
+    """Factored G for networks made of nn.Linear layers, each called once on (n, in) inputs and
+    the only user of its weight and bias; None (the reason logged at INFO) otherwise."""
+    factors = _linear_factors(fm, inputs, targets, chunk_size)
+    if isinstance(factors, str):
+        logger.info("M: no layer-wise factors (%s): general route", factors)
+        return None
+    return factors
 
 
 def gradient_factors(
@@ -305,9 +382,12 @@ def gradient_factors(
         if layout is not None:
             widths = sum(m.in_features + 1 + m.out_features for m, _, _ in layout)
             if route == "linear" or (n * widths * itemsize + gram_bytes <= memory_budget):
-                factors = linear_layer_gradients(fm, inputs, targets, chunk_size)
-                if factors is not None:
+                factors = _linear_factors(fm, inputs, targets, chunk_size)
+                if not isinstance(factors, str):
                     return factors
+                if route == "linear":
+                    raise ValueError(f"m_route='linear' does not apply to this model: {factors}")
+                logger.info("M: no layer-wise factors (%s): general route", factors)
         if route == "linear":
             raise ValueError(
                 "m_route='linear' needs a model whose parameters all belong to "

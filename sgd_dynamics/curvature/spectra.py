@@ -35,6 +35,8 @@ import contextlib
 import logging
 import math
 import time
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,15 +74,22 @@ class Spectra:
 
     hf_top, mt_top: (k,) largest eigenvalues of H_f and M, descending.
     hp_top: (k,) largest eigenvalues of H_p, descending; hp_bottom: (k,) smallest, ascending.
-    hf_vecs, mt_vecs: (P, k) orthonormal eigenvectors (parameters flattened in
-        model.parameters() order), columns matching hf_top / mt_top.
-    cosines: (k,) cosines of the principal angles between span(hf_vecs) and span(mt_vecs),
-        descending.
+    hf_vecs, mt_vecs: (P, k) orthonormal eigenvectors (the trainable parameters, or `params`,
+        flattened in model.named_parameters() order), columns matching hf_top / mt_top.
+    cosines: (k,) cosines of the principal angles between the top eigenspaces of H_f and M,
+        descending, where defined: between span(hf_vecs[:, :a]) and span(mt_vecs[:, :r]) with r
+        the numerical rank of M among the k (eigenvalues > ρ λ_1(M)) and a the number of positive
+        H_f eigenvalues among the k (> ρ max|λ|), ρ = max(10 min(n, P) eps, solver tolerance
+        in the iterative method). Entries from min(a, r) on are NaN: beyond M's rank its
+        eigenvectors are an arbitrary basis of its null space, and the angles would be
+        arbitrary (diagnostics["cosines_defined"] = min(a, r)).
     hf_all, mt_all, hp_all: (P,) all eigenvalues ascending (dense method), else None.
-    trace_hf, trace_mt, trace_hp: traces. Exact in the dense method; in the iterative method
-        trace_hf is a Hutchinson estimate (standard error trace_hf_stderr), trace_mt is exact
-        when M goes through per-sample gradient factors and a Hutchinson estimate otherwise
-        (trace_mt_stderr), and trace_hp = trace_mt - trace_hf.
+    trace_hf, trace_mt, trace_hp: traces, each with its standard error (trace_hf_stderr,
+        trace_mt_stderr, trace_hp_stderr; 0 where exact). Exact in the dense method; in the
+        iterative method trace_hf is a Hutchinson estimate (`trace_probes` Rademacher probes,
+        standard error std / sqrt(probes)), trace_mt is exact when M goes through per-sample
+        gradient factors and a Hutchinson estimate on the same probes otherwise, and
+        trace_hp = trace_mt - trace_hf (its standard error from the per-probe differences).
     grad_norm: ||μ||, μ = ∇F; loss, accuracy: mean loss and accuracy on the samples (eval mode).
     batch_size, mb_top, trace_mb: the size-b mini-batch second moment M_b (when batch_size given).
     hp_top_vecs, hp_bottom_vecs: (P, k) eigenvectors of H_p (iterative method; for warm starts).
@@ -113,6 +122,7 @@ class Spectra:
     hp_all: np.ndarray | None = None
     trace_hf_stderr: float = 0.0
     trace_mt_stderr: float = 0.0
+    trace_hp_stderr: float = 0.0
     batch_size: int | None = None
     mb_top: np.ndarray | None = None
     trace_mb: float | None = None
@@ -137,6 +147,7 @@ class Spectra:
             "trace_hp": self.trace_hp,
             "trace_hf_stderr": self.trace_hf_stderr,
             "trace_mt_stderr": self.trace_mt_stderr,
+            "trace_hp_stderr": self.trace_hp_stderr,
             "grad_norm": self.grad_norm,
             "loss": self.loss,
             "accuracy": self.accuracy,
@@ -188,6 +199,56 @@ def _check_warm_start(warm_start: object, n_params: int) -> dict[str, Tensor]:
     return blocks
 
 
+class RouteWarning(RuntimeWarning):
+    """The fast route for M disagreed with the general jvp/vjp product: the general one is used."""
+
+
+# relative difference between the fast and the general M product above which the fast route is
+# abandoned (float64: rounding is ~1e-14; float32: ~1e-6)
+SELF_CHECK_TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-3}
+
+
+def fast_route_discrepancy(ops: CurvatureOperators, seed: int) -> float:
+    """||M_fast v - M_general v|| / ||M_general v|| for one Gaussian probe v: M through the
+    per-sample gradient factors (ops.gradients) against M through jvp/vjp products."""
+    generator = torch.Generator(device=ops.theta.device)
+    generator.manual_seed(seed + 104729)
+    probe = torch.randn(
+        ops.n_params, 1, generator=generator, dtype=ops.theta.dtype, device=ops.theta.device
+    )
+    fast = ops.m(probe)
+    saved, ops.gradients = ops.gradients, None
+    try:
+        general = ops.m(probe)
+    finally:
+        ops.gradients = saved
+    norm = float(torch.maximum(general.norm(), fast.norm()))
+    return float((fast - general).norm()) / norm if norm > 0 else 0.0
+
+
+def defined_cosines(
+    hf_top: Tensor, mt_top: Tensor, hf_vecs: Tensor, mt_vecs: Tensor, rel_zero: float
+) -> np.ndarray:
+    """Principal-angle cosines (k,) between the top eigenspaces of H_f and M, NaN where undefined.
+
+    M's eigenvectors beyond its numerical rank r (eigenvalues <= rel_zero · λ_1(M)) and H_f's
+    eigenvectors of non-positive eigenvalues (<= rel_zero · max|λ(H_f)|) are arbitrary vectors of
+    a degenerate or non-top eigenspace, so the cosines are those between span(hf_vecs[:, :a]) and
+    span(mt_vecs[:, :r]), a = the number of positive H_f eigenvalues among the k: min(a, r)
+    values, then NaN up to k.
+    """
+    k = hf_vecs.shape[1]
+    out = np.full(k, np.nan)
+    mt_max = float(mt_top.max()) if mt_top.numel() else 0.0
+    rank = int((mt_top > rel_zero * mt_max).sum()) if mt_max > 0 else 0
+    hf_scale = float(hf_top.abs().max()) if hf_top.numel() else 0.0
+    positive = int((hf_top > rel_zero * hf_scale).sum()) if hf_scale > 0 else 0
+    if rank and positive:
+        cos = principal_angles(hf_vecs[:, :positive], mt_vecs[:, :rank])
+        out[: len(cos)] = cos
+    return out
+
+
 def _solver_info(prefix: str, result: EigResult) -> dict[str, float]:
     return {
         f"{prefix}_matvecs": float(result.matvecs),
@@ -195,26 +256,33 @@ def _solver_info(prefix: str, result: EigResult) -> dict[str, float]:
         f"{prefix}_restarts": float(result.restarts),
         f"{prefix}_max_residual": result.max_residual,
         f"{prefix}_converged": float(result.converged),
+        f"{prefix}_check_matvecs": float(result.check_matvecs),
+        f"{prefix}_check_rounds": float(result.check_rounds),
     }
 
 
-def _hutchinson(
-    ops: CurvatureOperators, probes: int, seed: int, with_m: bool
-) -> tuple[float, float, float | None, float | None]:
-    """Hutchinson estimates (mean, standard error) of tr(H_f) and, if with_m, of tr(M)."""
+def _hutchinson(ops: CurvatureOperators, probes: int, seed: int, with_m: bool) -> dict[str, float]:
+    """Hutchinson estimates with standard errors: trace_hf (and, if with_m, trace_mt), and
+    trace_hp_samples_stderr, the standard error of tr(H_p) from the same probes (per-probe
+    zᵀ(M - H_f)z when M is estimated too, else zᵀ H_f z: tr(M) is then exact)."""
     if probes < 1:
-        return math.nan, math.nan, None, None
+        return dict(trace_hf=math.nan, trace_hf_stderr=math.nan, trace_hp_stderr=math.nan)
     generator = torch.Generator(device=ops.theta.device)
     generator.manual_seed(seed + 7919)
     z = torch.randint(0, 2, (ops.n_params, probes), generator=generator, device=ops.theta.device)
     z = z.to(ops.theta.dtype) * 2 - 1
     hf_samples = (z * ops.hf(z)).sum(0)
-    stderr = lambda s: float(s.std() / math.sqrt(probes)) if probes > 1 else math.nan
-    hf_mean, hf_err = float(hf_samples.mean()), stderr(hf_samples)
-    if not with_m:
-        return hf_mean, hf_err, None, None
-    m_samples = (z * ops.m(z)).sum(0)
-    return hf_mean, hf_err, float(m_samples.mean()), stderr(m_samples)
+
+    def stderr(samples: Tensor) -> float:
+        return float(samples.std() / math.sqrt(probes)) if probes > 1 else math.nan
+
+    out = dict(trace_hf=float(hf_samples.mean()), trace_hf_stderr=stderr(hf_samples))
+    out["trace_hp_stderr"] = out["trace_hf_stderr"]
+    if with_m:
+        m_samples = (z * ops.m(z)).sum(0)
+        out.update(trace_mt=float(m_samples.mean()), trace_mt_stderr=stderr(m_samples))
+        out["trace_hp_stderr"] = stderr(m_samples - hf_samples)
+    return out
 
 
 def _hp_ritz(ops: CurvatureOperators, hf: EigResult, mt_vecs: Tensor, k: int) -> EigResult:
@@ -279,6 +347,8 @@ def _dense_snapshot(
         trace_mt=float(torch.trace(moment)),
         trace_hp=float(torch.trace(residual)),
         trace_hf_stderr=0.0,
+        trace_mt_stderr=0.0,
+        trace_hp_stderr=0.0,
         diagnostics={},
     )
     if batch_size is not None:
@@ -370,16 +440,11 @@ def _iterative_snapshot(
             lap("hp")
         elif hp_method == "solve":
             hp = solve("H_p", ops.hp, "both", start.get("hp"), 2)
-        trace_hf, trace_hf_err, trace_m_est, trace_m_err = _hutchinson(
-            ops, trace_probes, seed, with_m=factors is None
-        )
+        traces = _hutchinson(ops, trace_probes, seed, with_m=factors is None)
 
     if factors is not None:
         (trace_mt,) = sum_scalars(ops.distributed, float(factors.sq_norms().sum()), like=ops.theta)
-        trace_mt, trace_mt_err = trace_mt / n, 0.0
-    else:
-        trace_mt = trace_m_est if trace_m_est is not None else math.nan
-        trace_mt_err = trace_m_err if trace_m_err is not None else math.nan
+        traces.update(trace_mt=trace_mt / n, trace_mt_stderr=0.0)
     lap("trace")
     out = dict(
         hf_top=hf.eigenvalues,
@@ -388,11 +453,12 @@ def _iterative_snapshot(
         mt_vecs=mt_vecs,
         hp_top=hp.eigenvalues[:k] if hp is not None else torch.full((k,), math.nan),
         hp_bottom=hp.eigenvalues[k:] if hp is not None else torch.full((k,), math.nan),
-        trace_hf=trace_hf,
-        trace_mt=trace_mt,
-        trace_hp=trace_mt - trace_hf,
-        trace_hf_stderr=trace_hf_err,
-        trace_mt_stderr=trace_mt_err,
+        trace_hf=traces["trace_hf"],
+        trace_mt=traces.get("trace_mt", math.nan),
+        trace_hp=traces.get("trace_mt", math.nan) - traces["trace_hf"],
+        trace_hf_stderr=traces["trace_hf_stderr"],
+        trace_mt_stderr=traces.get("trace_mt_stderr", math.nan),
+        trace_hp_stderr=traces["trace_hp_stderr"],
         diagnostics=diagnostics,
     )
     if hp is not None:
@@ -442,6 +508,8 @@ def compute_spectra(
     on_nonconvergence: str = "warn",
     distributed: Reduction | None = None,
     hp_method: str = "solve",
+    params: Iterable[Tensor] | Iterable[str] | None = None,
+    self_check: bool = True,
 ) -> Spectra:
     """Spectra of H_f, M, H_p (and M_b) of the mean cross-entropy at the model's parameters.
 
@@ -483,6 +551,15 @@ def compute_spectra(
             eigenvalues: their relative residuals are in diagnostics["hp_max_residual"]) or
             "none" (H_p's extremes are not computed: hp_top and hp_bottom are NaN; the traces
             still are. For snapshots that only need H_f, M and their principal angles).
+        params: the parameters θ spans (the model's own tensors or their names); default: the
+            trainable ones (requires_grad=True). The others are held fixed.
+        self_check: in the iterative method with per-sample gradient factors, compare one M
+            product (a Gaussian probe) through the factors with the jvp/vjp product; a relative
+            difference above SELF_CHECK_TOLERANCE (1e-6 float64, 1e-3 float32) abandons the
+            factors for jvp/vjp products with a `RouteWarning` (diagnostics["m_self_check"]).
+
+    Raises ValueError for C < 2 classes, non-finite inputs or parameters, inputs that are not one
+    tensor (dicts, tuples: wrap the model), parametrised weights, and bad arguments.
     """
     started = time.perf_counter()
     if method not in _METHODS:
@@ -505,7 +582,7 @@ def compute_spectra(
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     with evaluation_mode(model), torch.inference_mode(False), torch.enable_grad():
-        fm = FunctionalModel(model, dtype)
+        fm = FunctionalModel(model, dtype, params)
         k = check_k(k, fm.n_params)
         x, y = prepare_data(fm, inputs, targets)
         n, p = x.shape[0], fm.n_params
@@ -536,6 +613,22 @@ def compute_spectra(
             )
             factors_seconds = time.perf_counter() - clock
             ops.gradients = factors
+            check: dict[str, float] = {}
+            if factors is not None and self_check:
+                clock = time.perf_counter()
+                discrepancy = fast_route_discrepancy(ops, seed)
+                check = dict(
+                    m_self_check=discrepancy, m_self_check_seconds=time.perf_counter() - clock
+                )
+                if not discrepancy <= SELF_CHECK_TOLERANCE[dtype]:
+                    warnings.warn(
+                        f"M: the per-sample gradient factors disagree with jvp/vjp products "
+                        f"(relative difference {discrepancy:.2e} > "
+                        f"{SELF_CHECK_TOLERANCE[dtype]:.0e}): M through jvp/vjp products",
+                        RouteWarning,
+                        stacklevel=2,
+                    )
+                    factors = ops.gradients = None
             m_used = {None: "operator", DenseGradients: "dense"}.get(
                 type(factors) if factors is not None else None, "linear"
             )
@@ -557,6 +650,7 @@ def compute_spectra(
                 ops, k, batch_size, factors, warm, solver, trace_probes, seed, hp_method
             )
             out["diagnostics"]["factors_seconds"] = factors_seconds
+            out["diagnostics"].update(check)
     grad_norm = float(mu.norm())
     trace_mb = None
     if batch_size is not None:
@@ -564,6 +658,12 @@ def compute_spectra(
         trace_mb = c * out["trace_mt"] + (1.0 - c) * grad_norm**2
     hf_vecs = out["hf_vecs"].detach().cpu()
     mt_vecs = out["mt_vecs"].detach().cpu()
+    eps = torch.finfo(dtype).eps
+    rel_zero = 10.0 * min(n, p) * eps
+    if chosen != "dense":
+        rel_zero = max(rel_zero, default_tolerance(dtype) if tol is None else tol)
+    cosines = defined_cosines(out["hf_top"], out["mt_top"], hf_vecs, mt_vecs, rel_zero)
+    out["diagnostics"]["cosines_defined"] = float(np.isfinite(cosines).sum())
     spectra = Spectra(
         k=k,
         method=chosen,
@@ -575,14 +675,15 @@ def compute_spectra(
         mt_top=_numpy(out["mt_top"]),
         hp_top=_numpy(out["hp_top"]),
         hp_bottom=_numpy(out["hp_bottom"]),
-        cosines=principal_angles(hf_vecs, mt_vecs),
+        cosines=cosines,
         hf_vecs=hf_vecs,
         mt_vecs=mt_vecs,
         trace_hf=out["trace_hf"],
         trace_mt=out["trace_mt"],
         trace_hp=out["trace_hp"],
         trace_hf_stderr=out["trace_hf_stderr"],
-        trace_mt_stderr=out.get("trace_mt_stderr", 0.0),
+        trace_mt_stderr=out["trace_mt_stderr"],
+        trace_hp_stderr=out["trace_hp_stderr"],
         grad_norm=grad_norm,
         loss=loss,
         accuracy=accuracy,
