@@ -38,10 +38,10 @@ def test_gram_side_vectors_are_eigenvectors_of_k_and_start_the_next_solve() -> N
     np.testing.assert_allclose(warm.mt_top, expected, rtol=1e-9)
     # the first block holds K's eigenvectors already: converged after one block of products
     # with K (then the multiplicity check's products)
-    main = {
-        s: s.diagnostics["mt_matvecs"] - s.diagnostics["mt_check_matvecs"] for s in (warm, cold)
-    }
-    assert main[warm] == GRAM_BLOCK_SIZE and main[cold] > GRAM_BLOCK_SIZE
+    warm_main, cold_main = (
+        s.diagnostics["mt_matvecs"] - s.diagnostics["mt_check_matvecs"] for s in (warm, cold)
+    )
+    assert warm_main == GRAM_BLOCK_SIZE and cold_main > GRAM_BLOCK_SIZE
     assert warm.diagnostics["mt_converged"] == 1.0 and warm.diagnostics["mt_check_rounds"] == 1
 
 
