@@ -12,7 +12,10 @@ the snapshot is not taken at initialisation):
              top-15 of H_f and M with principal angles
              (hp_method="none"; the acceptance rows) cold, warm from a snapshot 10 SGD steps
              earlier, and warm from the snapshot's own eigenvectors (the ideal start, an upper
-             bound on any warm start's gain); then the same with H_p's extremes added.
+             bound on any warm start's gain); the cost of the correctness checks (the fast-route
+             self-check and the eigensolvers' multiplicity checks) on the default snapshot (H_p
+             solve and traces), before/after side by side in interleaved rounds; then the
+             rows with H_p's extremes added.
     cifar:   MLP 3072-200-200-10, n = 5000, float32 snapshot (peak memory).
 Each workload runs in its own process, so the peak RSS column (resource.getrusage ru_maxrss of
 that process, after the row) does not mix workloads. Times are medians of --repeats runs for the
@@ -302,6 +305,7 @@ def run_mnist(w: Workload, quick: bool, repeats: int) -> None:
         parts = [f"{key}={value:.3g}" for key, value in s.diagnostics.items()
                  if key.endswith(("_seconds", "_matvecs"))]  # fmt: skip
         print(f"# mnist {name}: " + " ".join(parts))
+    check_cost_rows(w, model, x, y, t_grad, rounds)
     if quick:
         return
     seconds, s = timed(lambda: compute_spectra(model, x, y, **dict(kw, hp_method="ritz")), 1)
@@ -319,6 +323,47 @@ def run_mnist(w: Workload, quick: bool, repeats: int) -> None:
     row(w.name, "pyhessian top-k H_f", seconds, t_grad, base, None, rel_err(vals, hf_ref))
 
 
+def check_cost_rows(w: Workload, model, x, y, t_grad: float, rounds: int) -> None:
+    """The cost of the correctness checks on the default (spectral callback's) snapshot, cold:
+    'before' = block 1, no multiplicity check, no self-check (the solver before issue 13);
+    'no mult. check' = the defaults with check_steps=0; 'after' = the defaults. Interleaved
+    rounds, medians. The self-check's share is its own timing (diagnostics m_self_check_seconds)
+    over the default snapshot's; the multiplicity check's is (after - no mult. check) / after."""
+    full = dict(k=w.k, method="iterative", dtype=torch.float32, tol=1e-4)
+    configs = {
+        "before": dict(full, block_size=1, check_steps=0, self_check=False),
+        "no mult. check": dict(full, check_steps=0),
+        "after": full,
+    }
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    last = {}
+    for _ in range(rounds):
+        for name, kw in configs.items():
+            seconds, last[name] = timed(lambda kw=kw: compute_spectra(model, x, y, **kw), 1)
+            times[name].append(seconds)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    for name in configs:
+        s = last[name]
+        err = max(
+            rel_err(s.hf_top, last["before"].hf_top), rel_err(s.mt_top, last["before"].mt_top)
+        )
+        row(w.name, f"default snapshot, {name} (med {rounds})", med[name], t_grad, med["before"],
+            snapshot_matvecs(s), err)  # fmt: skip
+    d = last["after"].diagnostics
+    self_check = statistics.median([d["m_self_check_seconds"]])
+    check_matvecs = sum(d.get(f"{key}_check_matvecs", 0.0) for key in ("hf", "hp"))
+    print(f"# mnist default snapshot (k = {w.k}, float32, H_p solve + traces), cold, medians of "
+          f"{rounds} interleaved rounds: before {med['before']:.2f} s, after {med['after']:.2f} s "
+          f"(after/before = {med['after'] / med['before']:.2f})")  # fmt: skip
+    print(f"# self-check: {self_check:.3f} s = {self_check / med['after']:.1%} of the snapshot "
+          f"(relative difference {d['m_self_check']:.1e}); multiplicity checks: "
+          f"{(med['after'] - med['no mult. check']) / med['after']:.1%} of the snapshot "
+          f"({check_matvecs:.0f} of {snapshot_matvecs(last['after']):.0f} P-side products, "
+          f"{d.get('mt_check_matvecs', 0.0):.0f} products with the Gram matrix)")  # fmt: skip
+    print("# rounds (s): " + "; ".join(
+        f"{name} " + ", ".join(f"{t:.2f}" for t in ts) for name, ts in times.items()))  # fmt: skip
+
+
 def run_cifar(w: Workload, quick: bool, repeats: int) -> None:
     model, x, y, sgd = make_problem(w)
     sgd(w.steps)
@@ -331,6 +376,15 @@ def run_cifar(w: Workload, quick: bool, repeats: int) -> None:
     print(f"# cifar: P = {s.n_params}, peak RSS {peak_rss_mib():.0f} MiB (ru_maxrss)")
 
 
+def run_checks_only(w: Workload, repeats: int) -> None:
+    """Only the checks' cost rows, on the mnist workload (same model and data as `run_mnist`)."""
+    model, x, y, sgd = make_problem(w)
+    sgd(w.steps)
+    t_grad = t_grad_of(model, x, y, torch.float32, max(repeats, 5))
+    row(w.name, "one gradient pass (float32)", t_grad, t_grad, None, None, None)
+    check_cost_rows(w, model, x, y, t_grad, repeats)
+
+
 RUNNERS = {"gauss10": run_gauss10, "mnist": run_mnist, "cifar": run_cifar}
 
 
@@ -340,7 +394,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the cheap timings")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only-checks", action="store_true", help="mnist: only the rows of the checks' cost"
+    )
     args = parser.parse_args(argv)
+    if args.only_checks:
+        print(header(), flush=True)
+        run_checks_only(workload("mnist", args.quick), 1 if args.quick else args.repeats)
+        return
     if args.workload == "all" and not args.child:
         omp = os.environ.get("OMP_NUM_THREADS")
         load = ", ".join(f"{value:.2f}" for value in os.getloadavg())

@@ -82,6 +82,7 @@ def second_moment_from_gram(
     dense_threads: int | None = 1,
     gram: Tensor | None = None,
     x0: Tensor | None = None,
+    check_steps: int | None = None,
 ) -> GramSpectrum:
     """k largest eigenpairs of M = Gᵀ G / n through K = G Gᵀ / n (n×n).
 
@@ -90,6 +91,7 @@ def second_moment_from_gram(
     gram: K if already computed.
     x0: (n, j) starting vectors of the Lanczos solve on K (warm start: a previous snapshot's
         `sample_vectors` on the same samples); ignored when K is solved densely.
+    check_steps: the Lanczos solve's multiplicity check (`block_eigsh`).
     Eigenvalues of K at or below 10·n·eps·λ_max count as zero: their eigenvectors of M are
     orthonormal vectors of null(G) rather than mapped ones.
     """
@@ -119,6 +121,7 @@ def second_moment_from_gram(
             device=kernel.device,
             seed=seed,
             on_failure=on_failure,
+            check_steps=check_steps,
             name="M (Gram)",
             block_size=min(GRAM_BLOCK_SIZE, n),
             x0=x0 if x0 is not None and x0.shape[0] == n else None,
@@ -183,6 +186,7 @@ def top_eigenvalues(
     on_failure: str = "warn",
     dense_threads: int | None = 1,
     name: str = "matrix",
+    check_steps: int | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """k largest eigenvalues (descending) of a symmetric n×n matrix, zero-padded when k > n."""
     n = matrix.shape[0]
@@ -202,6 +206,7 @@ def top_eigenvalues(
             device=matrix.device,
             seed=seed,
             on_failure=on_failure,
+            check_steps=check_steps,
             name=name,
         )
         values = result.eigenvalues

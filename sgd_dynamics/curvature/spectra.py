@@ -421,6 +421,7 @@ def _iterative_snapshot(
                 tol=solver["tol"],
                 seed=seed,
                 on_failure=solver["on_failure"],
+                check_steps=solver["check_steps"],
                 x0=start.get("mt_gram"),
             )
             mt_top, mt_vecs = spectrum.top, spectrum.vectors
@@ -474,6 +475,7 @@ def _iterative_snapshot(
                 tol=solver["tol"],
                 seed=seed,
                 on_failure=solver["on_failure"],
+                check_steps=solver["check_steps"],
                 name="M_b (Gram)",
             )
             diagnostics.update({f"mb_{key}": value for key, value in info.items()})
@@ -510,6 +512,7 @@ def compute_spectra(
     hp_method: str = "solve",
     params: Iterable[Tensor] | Iterable[str] | None = None,
     self_check: bool = True,
+    check_steps: int | None = None,
 ) -> Spectra:
     """Spectra of H_f, M, H_p (and M_b) of the mean cross-entropy at the model's parameters.
 
@@ -528,8 +531,11 @@ def compute_spectra(
         tol: relative residual tolerance of the iterative solvers (default 1e-8 in float64,
             1e-4 in float32): ||A x - θ x|| <= tol · ||A||.
         max_matvecs: product budget of each iterative solve (see `block_eigsh`).
-        block_size: vectors per operator call in the solvers (default 1, thick-restart Lanczos;
-            see `block_eigsh`).
+        block_size: vectors per operator call in the P-side solvers (default 2: block Lanczos
+            that sees pairs of equal eigenvalues; see `block_eigsh`).
+        check_steps: blocks of each solver's multiplicity check (see `block_eigsh`; default about
+            20 columns; 0 skips it, and then a converged solve may miss copies of a repeated
+            eigenvalue beyond the block size).
         m_route: how M is applied in the iterative method: "auto", "linear" (layer-wise factors of
             nn.Linear networks), "dense" (per-sample gradient matrix), "operator" (jvp/vjp).
         memory_budget: bytes allowed for per-sample gradient factors and the Gram matrix.
@@ -645,6 +651,7 @@ def compute_spectra(
                 max_matvecs=max_matvecs,
                 block_size=block_size,
                 on_failure=on_nonconvergence,
+                check_steps=check_steps,
             )
             out = _iterative_snapshot(
                 ops, k, batch_size, factors, warm, solver, trace_probes, seed, hp_method

@@ -1,6 +1,7 @@
 """Slow, independent float64 references for the curvature engine's tests.
 
-Each quantity is computed the direct way, one sample at a time, from the definitions in DESIGN.md:
+Each quantity is computed the direct way, one sample at a time, from the definitions in
+docs/math.md, over the trainable parameters (requires_grad=True) in named_parameters() order:
 H_f by torch.autograd.functional.hessian of the mean loss, g_i by one backward pass per sample,
 H_p = (1/n) Σ ∇²p_i / p_i from the Hessian of each sample's true-class probability, and M_b by
 enumerating every size-b subset.
@@ -18,18 +19,27 @@ from torch.autograd.functional import hessian
 from torch.func import functional_call
 
 
+def _double(x: Tensor) -> Tensor:
+    """Floating inputs in float64; integer inputs (token ids) as they are."""
+    return x.double() if x.is_floating_point() else x
+
+
 def reference_model(model: nn.Module) -> nn.Module:
     """A float64 copy of the model in eval mode."""
     return copy.deepcopy(model).double().eval()
 
 
+def trainable(model: nn.Module) -> list[tuple[str, Tensor]]:
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
 def flat_params(model: nn.Module) -> Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
+    return torch.cat([p.detach().reshape(-1) for _, p in trainable(model)]).double()
 
 
 def _as_state(model: nn.Module, theta: Tensor) -> dict[str, Tensor]:
     state, offset = {}, 0
-    for name, p in model.named_parameters():
+    for name, p in trainable(model):
         state[name] = theta[offset : offset + p.numel()].view_as(p)
         offset += p.numel()
     return state
@@ -40,9 +50,9 @@ def mean_loss_hessian(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     ref = reference_model(model)
 
     def mean_loss(theta: Tensor) -> Tensor:
-        return F.cross_entropy(functional_call(ref, _as_state(ref, theta), (x.double(),)), y)
+        return F.cross_entropy(functional_call(ref, _as_state(ref, theta), (_double(x),)), y)
 
-    return hessian(mean_loss, flat_params(ref))
+    return hessian(mean_loss, flat_params(ref), vectorize=True)
 
 
 def per_sample_gradient_loop(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -50,8 +60,8 @@ def per_sample_gradient_loop(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     ref = reference_model(model)
     rows = []
     for i in range(x.shape[0]):
-        loss = F.cross_entropy(ref(x[i : i + 1].double()), y[i : i + 1])
-        grads = torch.autograd.grad(loss, list(ref.parameters()))
+        loss = F.cross_entropy(ref(_double(x[i : i + 1])), y[i : i + 1])
+        grads = torch.autograd.grad(loss, [p for _, p in trainable(ref)])
         rows.append(torch.cat([g.reshape(-1) for g in grads]))
     return torch.stack(rows)
 
@@ -70,10 +80,10 @@ def residual_direct(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     for i in range(x.shape[0]):
 
         def prob(t: Tensor, i: int = i) -> Tensor:
-            logits = functional_call(ref, _as_state(ref, t), (x[i : i + 1].double(),))
+            logits = functional_call(ref, _as_state(ref, t), (_double(x[i : i + 1]),))
             return torch.softmax(logits, dim=1)[0, y[i]]
 
-        total += hessian(prob, theta) / prob(theta).detach()
+        total += hessian(prob, theta, vectorize=True) / prob(theta).detach()
     return total / x.shape[0]
 
 

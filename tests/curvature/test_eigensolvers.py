@@ -121,3 +121,89 @@ def test_bad_arguments() -> None:
         block_eigsh(lambda v: a @ v, 50, 51)
     with pytest.raises(ValueError, match="x0"):
         block_eigsh(lambda v: a @ v, 50, 3, x0=torch.zeros(49, 3, dtype=torch.float64))
+
+
+def repeated_matrix(
+    size: int,
+    top: list[tuple[float, int]],
+    bottom: list[tuple[float, int]],
+    seed: int = 0,
+    spread: float = 0.0,
+    rotate: bool = True,
+) -> torch.Tensor:
+    """Q diag(λ) Qᵀ with the given (value, multiplicity) clusters at both ends and a bulk in
+    [-0.5, 0.5]; each cluster's copies are spread by a relative `spread` (0: exact copies).
+    rotate=False: Q = I, a diagonal matrix, whose products add no rounding across an
+    eigenspace, so a Krylov space keeps exactly as many directions of it as its start had."""
+    gen = torch.Generator().manual_seed(seed)
+    values = []
+    for value, copies in top + bottom:
+        values.append(value * (1 + spread * torch.linspace(0, 1, copies, dtype=torch.float64)))
+    head = torch.cat(values)
+    bulk = torch.rand(size - head.numel(), generator=gen, dtype=torch.float64) - 0.5
+    values = torch.cat([head, bulk])
+    if not rotate:
+        return torch.diag(values)
+    q, _ = torch.linalg.qr(torch.randn(size, size, generator=gen, dtype=torch.float64))
+    return (q * values) @ q.T
+
+
+@pytest.mark.parametrize("rotate", [True, False])
+@pytest.mark.parametrize("block_size", [None, 1, 3])
+@pytest.mark.parametrize("copies", [2, 9, 15])
+def test_repeated_eigenvalues_are_all_found(copies: int, block_size: int | None, rotate) -> None:
+    """An eigenvalue repeated more often than the block size: every copy is returned, and
+    `converged` is only claimed after the multiplicity check."""
+    a = repeated_matrix(400, [(5.0, copies), (4.0, 3)], [(-3.0, copies)], rotate=rotate)
+    k = copies + 2
+    for which in ("largest", "smallest", "both"):
+        result = block_eigsh(lambda v: a @ v, 400, k, which, block_size=block_size)
+        values, _ = reference(a, k, which)
+        assert result.converged and result.check_rounds >= 1
+        assert float((result.eigenvalues - values).abs().max()) <= 1e-8 * 5.0, which
+        x = result.eigenvectors
+        assert torch.allclose(x.T @ x, torch.eye(x.shape[1], dtype=x.dtype), atol=1e-8)
+        residuals = (a @ x - x * result.eigenvalues).norm(dim=0) / 5.0
+        assert float(residuals.max()) <= 1e-7
+
+
+@pytest.mark.parametrize("rotate", [True, False])
+@pytest.mark.parametrize("spread", [1e-8, 1e-6, 1e-4, 1e-3])
+def test_near_repeated_eigenvalues_are_all_found(spread: float, rotate: bool) -> None:
+    a = repeated_matrix(400, [(5.0, 9), (4.0, 3)], [], spread=spread, rotate=rotate)
+    result = block_eigsh(lambda v: a @ v, 400, 12, "largest")
+    values, _ = reference(a, 12, "largest")
+    assert result.converged
+    assert float((result.eigenvalues - values).abs().max()) <= 1e-8 * 5.0
+
+
+def test_without_the_check_copies_are_missed_with_it_they_are_found() -> None:
+    """The failure the check exists for: a 9-fold top eigenvalue just above a dense spectrum
+    (diagonal: no rounding mixes the copies), block 2. Without the check the solver converges
+    on fewer copies; with it every copy is returned."""
+    values = torch.cat([torch.ones(9), torch.linspace(0.99, 0.0, 391)]).double()
+    a = torch.diag(values)
+    blind = block_eigsh(lambda v: a @ v, 400, 12, "largest", check_steps=0)
+    assert blind.converged and blind.check_rounds == 0
+    assert int((blind.eigenvalues > 0.995).sum()) < 9
+    result = block_eigsh(lambda v: a @ v, 400, 12, "largest")
+    assert result.converged and result.check_rounds >= 2
+    assert torch.allclose(result.eigenvalues, values[:12], rtol=1e-8, atol=0)
+
+
+def test_gram_route_finds_every_copy() -> None:
+    """M through K = G Gᵀ / n solved by Lanczos (n > DENSE_GRAM_MAX) with an eigenvalue of
+    multiplicity 20, more than the Gram solver's block of 16."""
+    from sgd_dynamics.curvature.gram import DENSE_GRAM_MAX, second_moment_from_gram
+    from sgd_dynamics.curvature.per_sample import DenseGradients
+
+    n, p = DENSE_GRAM_MAX + 50, 500
+    gen = torch.Generator().manual_seed(4)
+    u, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(p, n, generator=gen, dtype=torch.float64))
+    singular = torch.cat([torch.full((20,), 3.0), torch.linspace(2.0, 0.1, n - 20)])
+    g = (u * singular) @ v.T  # (n, P), K = G Gᵀ / n has eigenvalue 9 / n with multiplicity 20
+    spectrum = second_moment_from_gram(DenseGradients(g), 25)
+    expected = torch.linalg.eigvalsh(g.T @ g / n).flip(0)[:25]
+    assert torch.allclose(spectrum.top, expected, rtol=1e-8, atol=0)
+    assert spectrum.info["mt_converged"] == 1.0
