@@ -261,11 +261,13 @@ def _scalar_metrics(arrays: dict[str, Any]) -> dict[str, float]:
     for key in ("hf_top", "mt_top", "hp_top", "hp_bottom", "cosines", "mb_top"):
         if key in arrays:
             for i, value in enumerate(arrays[key], start=1):
-                metrics[f"spectral/{key}_{i}"] = float(value)
+                if math.isfinite(float(value)):  # NaN: undefined cosine (docs/math.md), skipped
+                    metrics[f"spectral/{key}_{i}"] = float(value)
     for key in ("trace_hf", "trace_mt", "trace_hp", "trace_mb", "grad_norm", "loss", "seconds"):
         if key in arrays:
             metrics[f"spectral/{key}"] = float(arrays[key])
-    cosines = arrays["cosines"][:10]
-    metrics["spectral/n_cos10_above_0.9"] = float((cosines > 0.9).sum())
-    metrics["spectral/mean_cos10"] = float(cosines.mean())
+    cosines = [c for c in map(float, arrays["cosines"][:10]) if math.isfinite(c)]  # defined
+    metrics["spectral/n_cos10_above_0.9"] = float(sum(c > 0.9 for c in cosines))
+    if cosines:
+        metrics["spectral/mean_cos10"] = sum(cosines) / len(cosines)
     return metrics

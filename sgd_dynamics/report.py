@@ -12,7 +12,8 @@ A sweep folder has Hydra's multirun layout: ``SWEEP_DIR/<job>/`` with ``.hydra/c
   differ between the jobs used (not skipped), ignoring seeds (``seed``, ``*.seed``),
   ``hydra.*`` and ``ckpt_path`` (a resumed job's overrides.yaml gains ``ckpt_path=...``; it
   stays in its group).
-- Series per job and snapshot: ``mean_top{m}_cos`` (mean of the m = 10 largest cosines),
+- Series per job and snapshot: ``mean_top{m}_cos`` (mean of the defined cosines among the first
+  m = 10; NaN cosines, beyond M's rank, are left out: docs/math.md),
   ``n_top{m}_cos_gt_{t}`` (how many of them exceed t = 0.9), ``hf_top_1`` and ``mt_top_1``
   (largest eigenvalue of H_f and of M).
 - Common step grid per group: when all jobs of a group took snapshots at the same steps, those
@@ -315,13 +316,17 @@ def series_names(top: int = 10, threshold: float = 0.9) -> dict[str, str]:
 def job_series(history: RunHistory, top: int = 10, threshold: float = 0.9) -> dict[str, np.ndarray]:
     """Per-snapshot quantities of a run, each (S,) float64 (see the module docstring).
 
-    The cosines used are the first ``top`` stored (all of them when fewer are stored); a NaN
-    cosine (padding) makes the mean NaN and does not count as above the threshold.
+    The cosines used are the first ``top`` stored (all of them when fewer are stored). NaN
+    cosines (undefined beyond M's numerical rank, or padding) are left out of the mean (NaN when
+    none is defined) and do not count as above the threshold.
     """
     cos = history["cosines"][:, :top]
     names = list(series_names(top, threshold))
+    defined = np.isfinite(cos)
+    counts = defined.sum(axis=1)
+    sums = np.where(defined, cos, 0.0).sum(axis=1)
     return {
-        names[0]: cos.mean(axis=1),
+        names[0]: np.divide(sums, counts, out=np.full(len(counts), np.nan), where=counts > 0),
         names[1]: (cos > threshold).sum(axis=1).astype(np.float64),
         names[2]: history["hf_top"][:, 0].copy(),
         names[3]: history["mt_top"][:, 0].copy(),

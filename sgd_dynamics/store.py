@@ -13,7 +13,9 @@ Keys of a snapshot (all plain numeric arrays; scalars are 0-d):
   order (most negative first);
 - dense method: ``hf_all``, ``mt_all``, ``hp_all`` (P,) in ascending order;
 - optional: ``mb_top`` (k,) descending, and any other scalar (``trace_hf``, ``grad_norm``,
-  solver diagnostics, ...).
+  the traces' standard errors ``trace_hf_stderr``, ``trace_mt_stderr``, ``trace_hp_stderr``,
+  solver diagnostics, ...). ``cosines`` may end in NaN (undefined beyond M's numerical rank,
+  docs/math.md); the order checks ignore NaN.
 
 ``load_run`` stacks a run's snapshots into arrays indexed by snapshot: scalars (S,), vectors
 (S, k) padded with NaN where k differs, keys missing from some snapshots filled with NaN.

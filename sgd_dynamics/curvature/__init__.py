@@ -1,5 +1,6 @@
 """Curvature engine: H_f, M, M_b, H_p of the cross-entropy of any classifier, their spectra, and
-the principal angles between the top eigenspaces of H_f and M (see DESIGN.md, "The mathematics").
+the principal angles between the top eigenspaces of H_f and M (definitions, conventions and
+solver guarantees: docs/math.md).
 
 Needs neither Lightning nor Hydra::
 
@@ -14,7 +15,7 @@ from .angles import principal_angles
 from .eigensolvers import ConvergenceError, ConvergenceWarning, EigResult, block_eigsh
 from .functional import FunctionalModel, evaluation_mode
 from .operators import CurvatureOperators, minibatch_coefficient
-from .spectra import Spectra, compute_spectra
+from .spectra import RouteWarning, Spectra, compute_spectra
 
 __all__ = [
     "compute_spectra",
@@ -24,6 +25,7 @@ __all__ = [
     "EigResult",
     "ConvergenceWarning",
     "ConvergenceError",
+    "RouteWarning",
     "CurvatureOperators",
     "FunctionalModel",
     "evaluation_mode",

@@ -1,6 +1,6 @@
 """H_f, M, M_b and H_p applied to blocks of vectors, without forming P×P matrices.
 
-With per-sample losses f_i(θ) = -log p_i(θ), i = 1..n (see DESIGN.md, "The mathematics"):
+With per-sample losses f_i(θ) = -log p_i(θ), i = 1..n (docs/math.md):
 
     H_f V = (1/n) Σ_i ∇²f_i V                 forward-over-reverse Hessian-vector products
     M V   = (1/n) Jᵀ (J V)                      J (n×P) = Jacobian of (f_1..f_n); jvp then vjp

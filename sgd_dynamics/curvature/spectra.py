@@ -1,19 +1,23 @@
 """One snapshot of the curvature: spectra of H_f, M, H_p (and M_b), principal angles, traces.
 
-`compute_spectra(model, inputs, targets, ...)` measures, at the model's current parameters, the
-quantities of DESIGN.md ("The mathematics") for the mean cross-entropy of `model(inputs)` (logits
-(n, C)) against `targets` (n,). The network is evaluated in **eval mode** on a detached copy of
-its parameters cast to `dtype`; the model itself (parameters, dtype, requires_grad flags,
-train/eval state) is left exactly as found.
+`compute_spectra(model, inputs, targets, ...)` measures the quantities of docs/math.md for the
+mean cross-entropy of `model(inputs)` (logits (n, C)) against `targets` (n,), as functions of
+the model's trainable parameters θ (requires_grad=True; `params=` for another set) at their
+current values. The network is evaluated in **eval mode** on a detached copy of its parameters
+cast to `dtype`; the model itself (parameters, dtype, requires_grad flags, train/eval state) is
+left exactly as found.
 
 Two methods:
 - "dense": the exact P×P matrices and their full spectra (all P eigenvalues of H_f, M, H_p);
   M's spectrum from the n×n Gram matrix when n < P. Exact traces.
 - "iterative": matrix-free products and `block_eigsh`: k largest of H_f and M, k largest and k
   smallest of H_p = M - H_f. M goes through per-sample gradient factors and its Gram matrix when
-  they fit `memory_budget` (layer by layer for networks of nn.Linear layers), else through
-  jvp/vjp products. tr(M) is exact with factors; tr(H_f) is a Hutchinson estimate
-  (`trace_probes` Rademacher probes, standard error in `trace_hf_stderr`). A previous snapshot
+  they fit `memory_budget` (layer by layer for networks of nn.Linear layers whose weights are
+  used only by their own layer's call), else through jvp/vjp products; a fast route is compared
+  with the jvp/vjp product on one probe per snapshot (`self_check`). Every solve ends with the
+  eigensolver's multiplicity check (no copy of a repeated eigenvalue missed; docs/math.md).
+  tr(M) is exact with factors; tr(H_f) is a Hutchinson estimate (`trace_probes` Rademacher
+  probes; every trace has its standard error, `trace_*_stderr`). A previous snapshot
   passed as `warm_start` provides the starting vectors of the solvers (for M through the Gram
   matrix: its eigenvectors of K, `mt_sample_vecs`, on the same samples). With hp_method="ritz"
   the extremes of H_p are Rayleigh-Ritz estimates on span(top-k of H_f, top-k of M) instead of a

@@ -2,8 +2,8 @@
 
 Dense eigendecompositions collapse when their threads outnumber the free cores (a 1000×1000
 float64 `eigh` went from 0.3 s on one thread to 9-16 s on two threads beside another busy
-process; see DESIGN.md). `limit_threads` caps both torch's intra-op pool and the BLAS/OpenMP pools
-of numpy/scipy (threadpoolctl) inside a block and restores them afterwards.
+process, measured on a 2-core machine). `limit_threads` caps both torch's intra-op pool and
+the BLAS/OpenMP pools of numpy/scipy (threadpoolctl) inside a block and restores them afterwards.
 """
 
 from __future__ import annotations

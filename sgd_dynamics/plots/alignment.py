@@ -24,7 +24,8 @@ def alignment_figure(history: RunHistory, k: int | None = None, title: str | Non
     """Three panels over the global step, one line per index i = 1..k (colour = i):
 
     - ``cos γ_i``, the cosines of the principal angles between the top-k eigenspaces of H_f
-      and M (1 = aligned; a dotted line marks 0.9);
+      and M (1 = aligned; a dotted line marks 0.9); NaN cosines, undefined beyond M's numerical
+      rank (docs/math.md), are left out of the lines;
     - the top-k eigenvalues of H_f (log y; symlog when some are <= 0);
     - the top-k eigenvalues of M (log y); values below 1e-8 x the snapshot's largest are zeros
       up to rounding (M has rank <= n, k may exceed n) and are left out.

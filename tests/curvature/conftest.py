@@ -46,7 +46,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """These problems are small: one thread is as fast and immune to busy cores (DESIGN.md)."""
+    """These problems are small: one thread is as fast and immune to busy cores."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
