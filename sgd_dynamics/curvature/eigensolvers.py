@@ -17,7 +17,7 @@ reorthogonalization, written in torch so that it runs on the operator's device:
   space started from a block of b vectors holds at most b directions of any eigenspace (in exact
   arithmetic), so copies of a repeated eigenvalue beyond b, and eigenvalues whose components the
   start happened to lack, are invisible to the residuals. A short Krylov run (`check_steps`
-  blocks, no restart) from a fresh random block on the deflated operator
+  products, no restart) from a fresh random vector on the deflated operator
   A_d = (I - X Xᵀ) A (I - X Xᵀ) + s X Xᵀ (X the k found vectors, s a shift that puts them on the
   unwanted side of θ_k) looks for a Ritz value beyond θ_k by more than 2 tol ||A||. A Ritz value
   of A_d bounds its extreme eigenvalue from inside, so a hit is a genuinely missed eigenvalue: the
@@ -25,7 +25,7 @@ reorthogonalization, written in torch so that it runs on the operator's device:
   them with the found ones (they are orthogonal), keeps the k extreme, and checks again.
   "Converged" means: every returned pair has relative residual <= tol, and the last check found
   nothing beyond the k-th value. The check is a randomised test: an eigenvalue beyond θ_k that
-  the run of `check_steps` blocks cannot separate from the rest of the deflated spectrum (one
+  the run of `check_steps` products cannot separate from the rest of the deflated spectrum (one
   inside a dense bulk within a tiny relative gap of θ_k) can still escape it;
 - otherwise it warns (`ConvergenceWarning`) or raises (`ConvergenceError`).
 
@@ -56,8 +56,8 @@ logger = logging.getLogger("sgd_dynamics.curvature")
 Matmat = Callable[[Tensor], Tensor]
 _WHICH = ("largest", "smallest", "both")
 _DGKS = 0.5**0.5
-DEFAULT_BLOCK_SIZE = 2  # a block of >= 2 sees pairs of equal eigenvalues without any check
-CHECK_COLUMNS = 20  # the multiplicity check's Krylov run: about this many columns, >= 4 blocks
+DEFAULT_BLOCK_SIZE = 1  # thick-restart Lanczos: fewest products; the check finds the copies
+CHECK_STEPS = 20  # products of each multiplicity check's Krylov run (one vector at a time)
 CHECK_MARGIN = 2.0  # a check hit must pass θ_k by more than CHECK_MARGIN · tol · ||A||
 
 
@@ -401,10 +401,12 @@ def _multiplicity_check(
             shift = float(ends[0][1]) + width
         assert result.images is not None
         deflated = _deflated(matmat, result.eigenvectors, result.images, shift)
-        steps = min(check_steps, max(1, (budget - result.matvecs - spent) // block))
+        # one random vector: the run's power against a missed eigenvalue is the degree of its
+        # Krylov polynomial, so `check_steps` single products beat the same number in blocks
+        steps = min(check_steps, max(1, budget - result.matvecs - spent))
         probe = _krylov_schur(
-            deflated, size, 1, which, tol, block, steps * block + block, 1 + block,
-            steps * block, None, dtype, device, seed + 1000 + rounds, f"{name} (check)",
+            deflated, size, 1, which, tol, 1, steps + 1, 2, steps, None, dtype, device,
+            seed + 1000 + rounds, f"{name} (check)",
         )  # fmt: skip
         spent += probe.matvecs
         spent_iterations += probe.iterations
@@ -476,8 +478,10 @@ def block_eigsh(
     which: "largest" (k largest, descending), "smallest" (k smallest, ascending), or "both"
         (the k largest and the k smallest from one Krylov space).
     tol: relative residual tolerance, ||A x - θ x|| <= tol · ||A|| (default: `default_tolerance`).
-    block_size: vectors applied per operator call (default DEFAULT_BLOCK_SIZE = 2: pairs of equal
-        eigenvalues are seen by the iteration itself; larger blocks amortize passes over data).
+    block_size: vectors applied per operator call (default DEFAULT_BLOCK_SIZE = 1: thick-restart
+        Lanczos, the fewest products on Hessian-like spectra; a block of b sees up to b copies of
+        a repeated eigenvalue by itself, and larger blocks amortize passes over the data; the
+        multiplicity check finds the copies whatever the block).
     max_basis: basis columns before a thick restart (default: about 3x the number kept).
     max_matvecs: budget of operator columns, checks included (default: max(2000, 50 · max_basis)).
     x0: (P, j) starting vectors (warm start, e.g. the eigenvectors of a nearby operator). The first
@@ -486,8 +490,8 @@ def block_eigsh(
         space of Σ x_i contains the x_i after about j steps, up to their error).
     on_failure: "warn" (`ConvergenceWarning`), "raise" (`ConvergenceError`) or "ignore" when the
         tolerance is not reached within `max_matvecs`; the best Ritz pairs are returned.
-    check_steps: blocks of each multiplicity check's Krylov run (default: about CHECK_COLUMNS =
-        20 columns, at least 4 blocks; 0 skips the check, and "converged" then only means small
+    check_steps: products of each multiplicity check's Krylov run, from one random vector
+        (default CHECK_STEPS = 20; 0 skips the check, and "converged" then only means small
         residuals).
     Operators with P <= max_basis + 2 · block_size are solved exactly from their dense matrix.
     Returns an `EigResult`; `converged` means small residuals and a clean multiplicity check.
@@ -510,7 +514,7 @@ def block_eigsh(
             raise ValueError(f"x0 must have shape ({size}, j), got {tuple(x0.shape)}")
     block = block_size or DEFAULT_BLOCK_SIZE
     if check_steps is None:
-        check_steps = max(4, -(-CHECK_COLUMNS // block))
+        check_steps = CHECK_STEPS
     n_keep = wanted + max(block, wanted // 2)
     basis_cap = max(max_basis or 3 * n_keep, n_keep + 2 * block)
     budget = max_matvecs or max(2000, 50 * basis_cap)

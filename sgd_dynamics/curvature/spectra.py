@@ -535,10 +535,10 @@ def compute_spectra(
         tol: relative residual tolerance of the iterative solvers (default 1e-8 in float64,
             1e-4 in float32): ||A x - θ x|| <= tol · ||A||.
         max_matvecs: product budget of each iterative solve (see `block_eigsh`).
-        block_size: vectors per operator call in the P-side solvers (default 2: block Lanczos
-            that sees pairs of equal eigenvalues; see `block_eigsh`).
-        check_steps: blocks of each solver's multiplicity check (see `block_eigsh`; default about
-            20 columns; 0 skips it, and then a converged solve may miss copies of a repeated
+        block_size: vectors per operator call in the P-side solvers (default 1: thick-restart
+            Lanczos; see `block_eigsh`).
+        check_steps: products of each solver's multiplicity check (see `block_eigsh`; default
+            20; 0 skips it, and then a converged solve may miss copies of a repeated
             eigenvalue beyond the block size).
         m_route: how M is applied in the iterative method: "auto", "linear" (layer-wise factors of
             nn.Linear networks), "dense" (per-sample gradient matrix), "operator" (jvp/vjp).

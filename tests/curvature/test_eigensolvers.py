@@ -52,7 +52,8 @@ def test_extreme_eigenpairs_match_eigh(which: str, block_size: int) -> None:
     true_residuals = (a @ x - x * result.eigenvalues).norm(dim=0) / result.scale
     assert float(true_residuals.max()) <= 1e-9
     assert result.max_residual <= 1e-10
-    assert result.matvecs == result.iterations * block_size
+    assert (result.matvecs - result.check_matvecs) % block_size == 0
+    assert result.check_rounds == 1 and result.check_matvecs > 0
 
 
 def test_warm_start_needs_fewer_products() -> None:
@@ -179,16 +180,17 @@ def test_near_repeated_eigenvalues_are_all_found(spread: float, rotate: bool) ->
 
 def test_without_the_check_copies_are_missed_with_it_they_are_found() -> None:
     """The failure the check exists for: a 9-fold top eigenvalue just above a dense spectrum
-    (diagonal: no rounding mixes the copies), block 2. Without the check the solver converges
-    on fewer copies; with it every copy is returned."""
+    (diagonal: no rounding mixes the copies). Without the check the solver converges on fewer
+    copies; with it every copy is returned, from every random start tried."""
     values = torch.cat([torch.ones(9), torch.linspace(0.99, 0.0, 391)]).double()
     a = torch.diag(values)
     blind = block_eigsh(lambda v: a @ v, 400, 12, "largest", check_steps=0)
     assert blind.converged and blind.check_rounds == 0
     assert int((blind.eigenvalues > 0.995).sum()) < 9
-    result = block_eigsh(lambda v: a @ v, 400, 12, "largest")
-    assert result.converged and result.check_rounds >= 2
-    assert torch.allclose(result.eigenvalues, values[:12], rtol=1e-8, atol=0)
+    for seed in range(3):
+        result = block_eigsh(lambda v: a @ v, 400, 12, "largest", seed=seed)
+        assert result.converged and result.check_rounds >= 2
+        assert torch.allclose(result.eigenvalues, values[:12], rtol=1e-8, atol=0)
 
 
 def test_gram_route_finds_every_copy() -> None:
