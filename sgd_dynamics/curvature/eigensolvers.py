@@ -335,9 +335,9 @@ def _ends(values: Tensor, k: int, which: str) -> list[tuple[str, Tensor]]:
     return [("largest", values[k - 1]), ("smallest", values[2 * k - 1])]
 
 
-def _deflated(matmat: Matmat, found: Tensor, images: Tensor, shift: float) -> Matmat:
-    """A_d V = (I - X Xᵀ) A (I - X Xᵀ) V + shift X Xᵀ V, with X = found (orthonormal) and
-    A X = images: one product with A per call."""
+def _deflated(matmat: Matmat, found: Tensor, shift: float) -> Matmat:
+    """A_d V = (I - X Xᵀ) A (I - X Xᵀ) V + shift X Xᵀ V, X = found (orthonormal columns): one
+    product with A per call."""
 
     def apply(block: Tensor) -> Tensor:
         coords = found.T @ block
@@ -399,11 +399,10 @@ def _multiplicity_check(
             shift = float(ends[0][1]) - width
         else:
             shift = float(ends[0][1]) + width
-        assert result.images is not None
-        deflated = _deflated(matmat, result.eigenvectors, result.images, shift)
+        deflated = _deflated(matmat, result.eigenvectors, shift)
         # one random vector: the run's power against a missed eigenvalue is the degree of its
         # Krylov polynomial, so `check_steps` single products beat the same number in blocks
-        steps = min(check_steps, max(1, budget - result.matvecs - spent))
+        steps = max(2, min(check_steps, budget - result.matvecs - spent))
         probe = _krylov_schur(
             deflated, size, 1, which, tol, 1, steps + 1, 2, steps, None, dtype, device,
             seed + 1000 + rounds, f"{name} (check)",
