@@ -24,6 +24,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sgd_dynamics.lifecycle.faults import fault_point
 from sgd_dynamics.lifecycle.report import announce_resume, exit_for
 from sgd_dynamics.lifecycle.stop import SetupInterrupted
 from sgd_dynamics.module import ClassifierModule
@@ -187,6 +188,7 @@ def main(cfg: DictConfig) -> None:
     environment = {name: os.environ.get(name) for name in DDP_ENVIRONMENT}
     try:
         check_ddp_launch(cfg)
+        fault_point("setup")  # test-only hook (sgd_dynamics.lifecycle.faults)
         parts = build(cfg)
     except SetupInterrupted:
         if cfg.ckpt_path is None:  # a resumed run's status stays as it was
