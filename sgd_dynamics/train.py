@@ -31,7 +31,7 @@ from sgd_dynamics.lifecycle.last_checkpoint import LastCheckpoint
 from sgd_dynamics.lifecycle.outcomes import RunInterrupted, as_run_stopped
 from sgd_dynamics.lifecycle.stop import graceful_stop
 from sgd_dynamics.models import num_parameters
-from sgd_dynamics.store import write_json_atomic
+from sgd_dynamics.store import SPECTRA_DIRNAME, is_temp_file, write_json_atomic
 
 STATUS_FILE = "status.json"
 SUMMARY_FILE = "summary.json"
@@ -112,6 +112,16 @@ class _AtTrainStart(pl.Callback):
         self.action()
 
 
+def _remove_temp_files(run_dir: Path) -> None:
+    """Remove the temporary files that writes killed mid-way left in the run folder (its own
+    files only: the run folder, checkpoints/ and spectra/)."""
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / SPECTRA_DIRNAME):
+        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+            if is_temp_file(path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
 def _checkpoint_path(trainer: pl.Trainer) -> str | None:
     """The `LastCheckpoint` file of `trainer`, when it exists."""
     for callback in trainer.callbacks:
@@ -167,6 +177,7 @@ def run(
         recorded[0] = True
         if writes:
             write_json_atomic(run_dir / STATUS_FILE, status)
+            _remove_temp_files(run_dir)
 
     drawers = [
         c
@@ -186,8 +197,13 @@ def run(
                 for logger in trainer.loggers:
                     logger.log_hyperparams(dict(config))
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-            summary = _write_summary(run_dir, datamodule, module, trainer, start) if writes else {}
-            summary["resumed_from"] = status["resumed_from"]
+            if not recorded[0]:  # resumed at the last step: fit restored it and returned
+                record_running()
+            summary = {}
+            if writes:
+                summary = _write_summary(
+                    run_dir, datamodule, module, trainer, start, status["resumed_from"]
+                )
             for callback in drawers:
                 fault_point("figures")
                 callback.draw_figures(trainer)
@@ -229,10 +245,12 @@ def _write_summary(
     module: pl.LightningModule,
     trainer: pl.Trainer,
     start: float,
+    resumed_from: str | None,
 ) -> dict[str, Any]:
     """Evaluate the network, write ``summary.json`` and log its numbers as ``final/*``."""
     before = float(getattr(module, "seconds_before_resume", 0.0))  # from the checkpoint
     summary = _summarize(datamodule, module, trainer, before + time.perf_counter() - start)
+    summary["resumed_from"] = resumed_from
     write_json_atomic(run_dir / SUMMARY_FILE, summary)
     metrics = {
         f"final/{k}": float(v) for k, v in summary.items() if k.startswith(("train", "test"))
