@@ -30,6 +30,7 @@ from sgd_dynamics.lifecycle.stop import SetupInterrupted
 from sgd_dynamics.module import ClassifierModule
 from sgd_dynamics.train import quiet_lightning, run, write_failed_status
 from sgd_dynamics.utils import SetupError, run_dir_of_checkpoint, run_name, sweep_name
+from sgd_dynamics.utils.run_dir import unwritable_output
 
 
 def register_resolvers() -> None:
@@ -217,4 +218,7 @@ register_resolvers()
 if __name__ == "__main__":
     os.environ["SGD_DYNAMICS_RUN_ID"] = secrets.token_hex(3)
     sys.argv[1:] = ddp_child_argv(resume_argv(sys.argv[1:]))
+    if (problem := unwritable_output(sys.argv[1:])) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()
