@@ -89,6 +89,14 @@ class LastCheckpoint(Checkpoint):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._saved_step != trainer.global_step:  # training ended by epochs or by Lightning
             self._save(trainer, pl_module)
+        if trainer.is_global_zero:
+            log.info(
+                "checkpoints: %d written in %.3f s, the last at step %d: %s",
+                self.n_written,
+                self.seconds_writing,
+                self._saved_step,
+                self.path,
+            )
 
     # ------------------------------------------------------------------ work
     def _save(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -102,7 +110,6 @@ class LastCheckpoint(Checkpoint):
         self.seconds_writing += self._saved_at - started
         self.n_written += 1
         self._saved_step = step
-        log.debug("checkpoint at step %d: %s", step, self.path)
 
     def _stop_if_requested(self, trainer: pl.Trainer, saved: bool) -> None:
         if _any_rank(trainer, STOP.signum is not None):
