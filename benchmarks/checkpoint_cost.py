@@ -5,7 +5,7 @@ Usage:
 
 Runs ``python train.py [key=value ...]`` (the default run: Gauss-10, 3000 steps, dense spectra,
 wandb offline) with the default checkpoints and, as the named baseline, with none
-(``callbacks.checkpoint=null trainer.enable_checkpointing=false``), alternating, N times each, in
+(``callbacks.checkpoint=null +trainer.enable_checkpointing=false``), alternating, N times each, in
 temporary folders. Prints the median wall time of each, their ratio, and the seconds spent inside
 checkpoint writes as the callback measured them (its log line) over the run's wall time: the
 direct measure, unaffected by the noise of other processes on the machine.
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BASELINE = ["callbacks.checkpoint=null", "trainer.enable_checkpointing=false"]
+BASELINE = ["callbacks.checkpoint=null", "+trainer.enable_checkpointing=false"]
 WRITES = re.compile(r"checkpoints: (\d+) written in ([0-9.]+) s")
 
 
