@@ -13,15 +13,24 @@ import secrets
 import sys
 from pathlib import Path
 
+if __name__ == "__main__":  # a signal while torch and Lightning load: one line, no traceback
+    from sgd_dynamics.lifecycle.stop import exit_on_signal_during_setup
+
+    exit_on_signal_during_setup()
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sgd_dynamics.lifecycle.faults import fault_point
+from sgd_dynamics.lifecycle.report import announce_resume, exit_for
+from sgd_dynamics.lifecycle.stop import SetupInterrupted
 from sgd_dynamics.module import ClassifierModule
 from sgd_dynamics.train import quiet_lightning, run, write_failed_status
 from sgd_dynamics.utils import SetupError, run_dir_of_checkpoint, run_name, sweep_name
+from sgd_dynamics.utils.run_dir import unwritable_output
 
 
 def register_resolvers() -> None:
@@ -180,7 +189,12 @@ def main(cfg: DictConfig) -> None:
     environment = {name: os.environ.get(name) for name in DDP_ENVIRONMENT}
     try:
         check_ddp_launch(cfg)
+        fault_point("setup")  # test-only hook (sgd_dynamics.lifecycle.faults)
         parts = build(cfg)
+    except SetupInterrupted:
+        if cfg.ckpt_path is None:  # a resumed run's status stays as it was
+            write_failed_status(run_dir, "interrupted during set-up", "interrupted")
+        raise
     except Exception as exc:
         message = user_error(exc)
         if message is None:
@@ -188,8 +202,12 @@ def main(cfg: DictConfig) -> None:
         write_failed_status(run_dir, f"error: {message}")
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    announce_resume(parts["trainer"])
     try:
         run(run_dir=run_dir, ckpt_path=cfg.ckpt_path, **parts)
+    except Exception as exc:
+        exit_for(exc)  # interrupted, diverged, unwritable folder: its lines and exit code
+        raise
     finally:
         end_ddp_run(environment)
         print(f"Outputs: {run_dir}", flush=True)
@@ -200,4 +218,7 @@ register_resolvers()
 if __name__ == "__main__":
     os.environ["SGD_DYNAMICS_RUN_ID"] = secrets.token_hex(3)
     sys.argv[1:] = ddp_child_argv(resume_argv(sys.argv[1:]))
+    if (problem := unwritable_output(sys.argv[1:])) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

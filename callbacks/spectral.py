@@ -25,6 +25,8 @@ import torch
 
 from sgd_dynamics.curvature import compute_spectra
 from sgd_dynamics.curvature.distributed import Reduction
+from sgd_dynamics.lifecycle.epochs import completed_epochs
+from sgd_dynamics.lifecycle.last_checkpoint import parameters_are_finite
 from sgd_dynamics.plots import draw_run_figures
 from sgd_dynamics.schedule import snapshot_steps
 from sgd_dynamics.store import list_snapshots, remove_snapshots_after, save_snapshot
@@ -142,7 +144,14 @@ class SpectralSnapshots(pl.Callback):
             trainer.global_step, trainer
         ):
             self._snapshot(trainer, pl_module)
-        if trainer.is_global_zero and self.draw_at_end:
+        if self.draw_at_end:
+            self.draw_figures(trainer)
+
+    def draw_figures(self, trainer: pl.Trainer) -> None:
+        """Draw the run's figures from its snapshots and log them (global-zero process only).
+        Called at the end of training when `draw_at_end`; `sgd_dynamics.train.run` calls it
+        itself after writing the summary."""
+        if trainer.is_global_zero:
             self._draw(trainer)
 
     def state_dict(self) -> dict[str, Any]:
@@ -165,6 +174,10 @@ class SpectralSnapshots(pl.Callback):
         device = next(net.parameters()).device
         inputs, targets = (t.to(device) for t in self._samples)
         step = trainer.global_step
+        if not parameters_are_finite(net):  # the same on every rank: parameters are replicated
+            self._last_taken = step
+            log.warning("snapshot at step %d skipped: the parameters are not all finite", step)
+            return
         started = time.perf_counter()
         rng_devices = [device.index or 0] if device.type == "cuda" else []
         with (
@@ -194,7 +207,7 @@ class SpectralSnapshots(pl.Callback):
         arrays = dict(spectra.to_arrays())
         arrays.update(
             step=step,
-            epoch=trainer.current_epoch,
+            epoch=completed_epochs(trainer),
             train_loss=arrays["loss"],
             train_acc=arrays["accuracy"],
             batch_size=_batch_size(trainer) or -1,

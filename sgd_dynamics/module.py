@@ -10,13 +10,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sgd_dynamics.lifecycle.epochs import completed_epochs
+from sgd_dynamics.lifecycle.outcomes import RunDiverged
+
 
 class ClassifierModule(pl.LightningModule):
     """Train `net` (inputs -> logits) by SGD on the mean cross-entropy of each mini-batch.
 
     Logs per training step ``train/loss`` and ``train/acc`` (of the mini-batch), and at each
     validation (the data module's validation loader is the test set) ``test/loss`` and
-    ``test/acc`` over the whole test set.
+    ``test/acc`` over the whole test set; with each, ``epoch`` as completed epochs
+    (`sgd_dynamics.lifecycle.epochs`) in place of Lightning's counter.
+
+    A non-finite mini-batch loss raises `RunDiverged` before the optimizer steps on it (under
+    DDP on every rank together).
 
     Args:
         net: the classifier, kept as ``self.net`` (a plain nn.Module).
@@ -79,6 +86,14 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         loss, acc, b = self._loss_acc(batch)
+        finite = bool(torch.isfinite(loss))
+        if self.trainer.world_size > 1:  # every rank skips the step, or none
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:  # stop before stepping: the parameters stay the last finite ones
+            raise RunDiverged("loss", float(loss.detach()), self.trainer.global_step, self.lr)
+        # the epoch of the parameters this loss was measured at (Lightning's logged step)
+        epoch = float(completed_epochs(self.trainer))
+        self.log("epoch", epoch, on_step=True, on_epoch=False, batch_size=b)
         # sync_dist: under DDP the mean of the ranks' equal shards is the global batch's mean
         self.log(
             "train/loss",
@@ -94,6 +109,8 @@ class ClassifierModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, acc, b = self._loss_acc(batch)
+        epoch = float(completed_epochs(self.trainer))
+        self.log("epoch", epoch, on_step=False, on_epoch=True, reduce_fx="max", batch_size=b)
         # epoch means weighted by batch size = loss and accuracy over the whole test set
         self.log("test/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
         self.log("test/acc", acc, on_step=False, on_epoch=True, batch_size=b)

@@ -35,6 +35,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from sgd_dynamics.lifecycle.faults import fault_point
+
 SPECTRA_DIRNAME = "spectra"
 FIGURES_DIRNAME = "figures"
 SNAPSHOT_PATTERN = re.compile(r"^step_(\d{8,})\.npz$")
@@ -71,12 +73,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
+            fault_point(f"write:{path.name}", path)  # test-only hook, see lifecycle.faults
             os.fsync(handle.fileno())
         os.chmod(tmp_name, _new_file_mode())  # mkstemp's 0600 -> what open() would give
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
         raise
     _fsync_dir(path.parent)
 
@@ -103,11 +108,27 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically; numpy scalars/arrays allowed."""
+    """Write ``obj`` as indented JSON to ``path`` atomically; numpy scalars/arrays allowed.
+
+    Non-finite numbers (NaN, inf) are written as ``null``: the file is strict JSON.
+    """
     with atomic_write(path, "w") as handle:
-        json.dump(obj, handle, indent=2, sort_keys=False, default=_json_default)
+        json.dump(_finite_or_none(obj), handle, indent=2, allow_nan=False, default=_json_default)
         handle.write("\n")
     return Path(path)
+
+
+def _finite_or_none(value: Any) -> Any:
+    """`value` with every non-finite float (also numpy scalars and arrays) replaced by None."""
+    if isinstance(value, np.ndarray | np.generic):
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:

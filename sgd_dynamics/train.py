@@ -7,13 +7,15 @@ from the Hydra config.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
+import signal
 import socket
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from sgd_dynamics.lifecycle.epochs import completed_epochs
+from sgd_dynamics.lifecycle.faults import fault_point
+from sgd_dynamics.lifecycle.last_checkpoint import LastCheckpoint
+from sgd_dynamics.lifecycle.outcomes import RunInterrupted, as_run_stopped
+from sgd_dynamics.lifecycle.stop import graceful_stop
 from sgd_dynamics.models import num_parameters
-from sgd_dynamics.store import write_json_atomic
+from sgd_dynamics.store import SPECTRA_DIRNAME, is_temp_file, write_json_atomic
 
 STATUS_FILE = "status.json"
 SUMMARY_FILE = "summary.json"
@@ -77,11 +84,12 @@ def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def write_failed_status(run_dir: str | os.PathLike, error: str) -> None:
-    """Record in ``run_dir/status.json`` a run that failed before training started."""
+def write_failed_status(run_dir: str | os.PathLike, error: str, status: str = "failed") -> None:
+    """Record in ``run_dir/status.json`` a run that ended (`status`: failed, or interrupted)
+    before training started."""
     write_json_atomic(
         Path(run_dir) / STATUS_FILE,
-        {"status": "failed", "started": _now(), "finished": _now(), "error": error},
+        {"status": status, "started": _now(), "finished": _now(), "error": error},
     )
 
 
@@ -92,6 +100,34 @@ def _finish_wandb(failed: bool) -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish(exit_code=1 if failed else 0)
+
+
+class _AtTrainStart(pl.Callback):
+    """Calls `action` when training starts: after a resumed checkpoint has been restored."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action = action
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.action()
+
+
+def _remove_temp_files(run_dir: Path) -> None:
+    """Remove the temporary files that writes killed mid-way left in the run folder (its own
+    files only: the run folder, checkpoints/ and spectra/)."""
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / SPECTRA_DIRNAME):
+        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+            if is_temp_file(path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+def _checkpoint_path(trainer: pl.Trainer) -> str | None:
+    """The `LastCheckpoint` file of `trainer`, when it exists."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, LastCheckpoint) and callback.path.is_file():
+            return str(callback.path)
+    return None
 
 
 def run(
@@ -105,16 +141,25 @@ def run(
 ) -> dict[str, Any]:
     """Train `module` on `datamodule` with `trainer` and record the run in `run_dir`.
 
-    Writes ``status.json`` ("running" at the start, then "completed", or "failed" with the
-    error), logs `config` (the resolved configuration) to every logger, resumes from
-    `ckpt_path` when given, and at the end evaluates the network on the full training set
-    (with its noisy labels) and the test set and writes ``summary.json``. Only the global-zero
-    process writes files. The active wandb run, if any, is finished even when training fails.
+    ``status.json`` tells what the run is doing: "running" (from the start; on a resume only
+    once the checkpoint has been restored, so a resume that cannot start leaves the previous
+    status alone), then "completed", "interrupted" (SIGINT / SIGTERM), "diverged" or "failed"
+    with the error. `config` (the resolved configuration) is logged to every logger. At the end,
+    in this order: the last checkpoint (by the `LastCheckpoint` callback), ``summary.json``
+    (the network evaluated on the full training set, with its noisy labels, and the test set),
+    the figures of callbacks that draw at the end (``draw_at_end`` and ``draw_figures``), then
+    "completed": a failure or kill while drawing loses nothing. Only the global-zero process
+    writes files; the active wandb run, if any, is finished even when training fails.
+
+    Raises:
+        `sgd_dynamics.lifecycle.outcomes.RunStopped` (interrupted, diverged, a run file that
+        cannot be written) after recording it; any other error as it is.
 
     Returns:
-        the summary: train_loss, train_acc, test_loss, test_acc, global_step, epoch,
-        n_train, n_test, n_params, wall_time_s (summed over resumed segments, each up to the
-        checkpoint the next one resumed from), resumed_from.
+        the summary: train_loss, train_acc, test_loss, test_acc, global_step, epoch
+        (completed epochs, `sgd_dynamics.lifecycle.epochs`), n_train, n_test, n_params,
+        wall_time_s (summed over resumed segments, each up to the checkpoint the next one
+        resumed from), resumed_from.
     """
     run_dir = Path(run_dir)
     writes = trainer.is_global_zero
@@ -126,53 +171,95 @@ def run(
         "pid": os.getpid(),
         "resumed_from": None if ckpt_path is None else str(ckpt_path),
     }
-    if writes:
-        write_json_atomic(run_dir / STATUS_FILE, status)
+    recorded = [ckpt_path is None]  # whether status.json is this run's to write
+
+    def record_running() -> None:
+        recorded[0] = True
+        if writes:
+            write_json_atomic(run_dir / STATUS_FILE, status)
+            _remove_temp_files(run_dir)
+
+    drawers = [
+        c
+        for c in trainer.callbacks
+        if getattr(c, "draw_at_end", False) and hasattr(c, "draw_figures")
+    ]
+    for callback in drawers:  # drawn here, after the summary
+        callback.draw_at_end = False
     failed = True
     try:
-        if config is not None:
-            for logger in trainer.loggers:
-                logger.log_hyperparams(dict(config))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        summary: dict[str, Any] = {}
-        if writes:
-            before = float(getattr(module, "seconds_before_resume", 0.0))  # from the checkpoint
-            wall = before + time.perf_counter() - start
-            summary = _summarize(datamodule, module, trainer, wall)
-            summary["resumed_from"] = status["resumed_from"]
-            write_json_atomic(run_dir / SUMMARY_FILE, summary)
-            metrics = {
-                f"final/{k}": float(v)
-                for k, v in summary.items()
-                if k.startswith(("train", "test"))
-            }
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
-                logger.save()
-            write_json_atomic(
-                run_dir / STATUS_FILE,
-                {
-                    **status,
-                    "status": "completed",
-                    "finished": _now(),
-                    "global_step": trainer.global_step,
-                },
-            )
+        with graceful_stop():
+            if ckpt_path is None:
+                record_running()
+            else:
+                trainer.callbacks.insert(0, _AtTrainStart(record_running))
+            if config is not None:
+                for logger in trainer.loggers:
+                    logger.log_hyperparams(dict(config))
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            if not recorded[0]:  # resumed at the last step: fit restored it and returned
+                record_running()
+            summary = {}
+            if writes:
+                summary = _write_summary(
+                    run_dir, datamodule, module, trainer, start, status["resumed_from"]
+                )
+            for callback in drawers:
+                fault_point("figures")
+                callback.draw_figures(trainer)
+            if writes:
+                finished = {"finished": _now(), "global_step": trainer.global_step}
+                write_json_atomic(
+                    run_dir / STATUS_FILE, {**status, "status": "completed", **finished}
+                )
         failed = False
         return summary
     except BaseException as exc:
-        if writes:
-            if isinstance(exc, SystemExit) and trainer.interrupted:
-                message = "KeyboardInterrupt: training was interrupted"
-            else:
-                message = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            write_json_atomic(
-                run_dir / STATUS_FILE,
-                {**status, "status": "failed", "finished": _now(), "error": message},
-            )
+        stopped = as_run_stopped(exc, str(run_dir))
+        if (
+            stopped is None
+            and isinstance(exc, KeyboardInterrupt | SystemExit)
+            and trainer.interrupted
+        ):
+            stopped = RunInterrupted(signal.SIGINT, trainer.global_step, _checkpoint_path(trainer))
+        if writes and recorded[0]:
+            ended = {
+                "status": "failed" if stopped is None else stopped.status,
+                "finished": _now(),
+                "global_step": trainer.global_step,
+                "error": str(stopped) if stopped else f"{type(exc).__name__}: {exc}".rstrip(": "),
+                "checkpoint": _checkpoint_path(trainer),
+            }
+            with contextlib.suppress(OSError):  # a folder that refused the run's files
+                write_json_atomic(run_dir / STATUS_FILE, {**status, **ended})
+        if stopped is not None and stopped is not exc:
+            raise stopped from exc
         raise
     finally:
         _finish_wandb(failed)
+
+
+def _write_summary(
+    run_dir: Path,
+    datamodule: pl.LightningDataModule,
+    module: pl.LightningModule,
+    trainer: pl.Trainer,
+    start: float,
+    resumed_from: str | None,
+) -> dict[str, Any]:
+    """Evaluate the network, write ``summary.json`` and log its numbers as ``final/*``."""
+    before = float(getattr(module, "seconds_before_resume", 0.0))  # from the checkpoint
+    summary = _summarize(datamodule, module, trainer, before + time.perf_counter() - start)
+    summary["resumed_from"] = resumed_from
+    write_json_atomic(run_dir / SUMMARY_FILE, summary)
+    metrics = {
+        f"final/{k}": float(v) for k, v in summary.items() if k.startswith(("train", "test"))
+    }
+    metrics["epoch"] = float(summary["epoch"])
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=trainer.global_step)
+        logger.save()
+    return summary
 
 
 def _summarize(
@@ -187,7 +274,7 @@ def _summarize(
         "test_loss": test["loss"],
         "test_acc": test["acc"],
         "global_step": int(trainer.global_step),
-        "epoch": int(trainer.current_epoch),
+        "epoch": completed_epochs(trainer),
         "n_train": train["n"],
         "n_test": test["n"],
         "n_params": num_parameters(net),

@@ -30,3 +30,25 @@ def run_dir_of_checkpoint(ckpt_path: str | os.PathLike) -> Path | None:
     if ckpt.parent.name == "checkpoints" and (run_dir / ".hydra" / "overrides.yaml").is_file():
         return run_dir
     return None
+
+
+def unwritable_output(argv: list[str], cwd: str | os.PathLike = ".") -> str | None:
+    """Why the folder that train.py's command line `argv` writes into cannot take files, or
+    None. Checked before Hydra creates it: the folder of ``hydra.run.dir=`` (``hydra.sweep.dir=``
+    with ``-m``; default ``outputs``), up to its first ``${...}``; the deepest part of it that
+    exists must be a folder this process may write into, on a file system mounted read-write."""
+    sweep = "-m" in argv or "--multirun" in argv
+    key = "hydra.sweep.dir=" if sweep else "hydra.run.dir="
+    values = [a.removeprefix(key) for a in argv if a.startswith(key)]
+    target = values[-1].strip("'\"").split("${")[0] if values else "outputs"
+    path = Path(cwd, target or ".").expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot write {path}: {existing} is not a folder"
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return f"cannot write {path}: {existing} is on a read-only file system"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write {path}: no permission to write into {existing}"
+    return None

@@ -1,0 +1,45 @@
+"""What train.py prints about a run's life cycle: how to resume it, and how it ended."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from sgd_dynamics.lifecycle.last_checkpoint import LastCheckpoint
+from sgd_dynamics.lifecycle.outcomes import RunInterrupted, RunStopped
+
+
+def resume_command(checkpoint: str | os.PathLike) -> str:
+    """The shell command that continues the run of `checkpoint` (``RUN_DIR/checkpoints/X``):
+    this Python and script with ``ckpt_path=`` (train.py replays the run's own overrides)."""
+    script = str(Path(sys.argv[0]).resolve())
+    return shlex.join([sys.executable, script, f"ckpt_path={Path(checkpoint).resolve()}"])
+
+
+def announce_resume(trainer: pl.Trainer) -> None:
+    """Print, before training starts, the command that resumes the run if it is stopped (also
+    by SIGKILL, when nothing can be printed any more); global-zero process only."""
+    paths = [c.path for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
+    if paths and trainer.is_global_zero:
+        print(f"if interrupted, resume with: {resume_command(paths[0])}", flush=True)
+
+
+def exit_for(exc: BaseException) -> None:
+    """For a `RunStopped`: print its line(s) (global-zero process) and exit with its code.
+    Any other exception: return (the caller re-raises it)."""
+    if not isinstance(exc, RunStopped):
+        return
+    if rank_zero_only.rank == 0:
+        if isinstance(exc, RunInterrupted):
+            print(str(exc), file=sys.stderr)
+            if exc.checkpoint is not None:
+                print(f"resume with: {resume_command(exc.checkpoint)}", file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.flush()
+    sys.exit(exc.exit_code)

@@ -1,0 +1,94 @@
+"""SIGINT and SIGTERM: stop cleanly instead of dying mid-write.
+
+Two regimes:
+
+- set-up (imports, config, data, before training): the first signal prints one line and exits
+  with 128 + signal number (`SetupInterrupted`, a SystemExit: no traceback); nothing was
+  trained, so nothing is saved;
+- training: the first signal only records a request (`STOP`); the checkpoint callback sees it
+  at the end of the current step, writes ``last.ckpt`` and raises `RunInterrupted`. A second
+  SIGINT raises KeyboardInterrupt at once (files stay intact: every write is atomic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class SetupInterrupted(SystemExit):
+    """A signal during set-up; the exit code is 128 + signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + int(signum))
+        self.signum = int(signum)
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _say(line: str) -> None:
+    """Write a line to stderr from a signal handler (os.write: no buffered-IO re-entrance)."""
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode())
+
+
+def _setup_handler(signum: int, frame: object) -> None:
+    _say(f"interrupted by {signal.Signals(signum).name} during set-up: nothing was trained")
+    raise SetupInterrupted(signum)
+
+
+def exit_on_signal_during_setup() -> None:
+    """Install the set-up regime's handler for SIGINT and SIGTERM (main thread only)."""
+    if _on_main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _setup_handler)
+
+
+class StopRequest:
+    """The first SIGINT / SIGTERM received during training (`signum`, None before)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def handler(self, signum: int, frame: object) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signum is None:
+            self.signum = int(signum)
+            again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+            _say(
+                f"\n{signal.Signals(signum).name}: stopping after this step and writing the "
+                f"checkpoint{again}"
+            )
+
+    def install(self) -> None:
+        """Take SIGINT and SIGTERM (again: Lightning installs its own SIGTERM handler when
+        `fit` starts; under SLURM its SIGUSR1 auto-requeue handler is left in place)."""
+        if _on_main_thread():
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, self.handler)
+
+
+STOP = StopRequest()
+
+
+@contextlib.contextmanager
+def graceful_stop() -> Iterator[StopRequest]:
+    """Within the block, SIGINT and SIGTERM only set `STOP.signum`; the previous handlers are
+    restored afterwards and the request is cleared."""
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS} if _on_main_thread() else {}
+    STOP.signum = None
+    STOP.install()
+    try:
+        yield STOP
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        STOP.signum = None
