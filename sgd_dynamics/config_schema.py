@@ -404,11 +404,31 @@ def _check_batch(config: Mapping[str, object], n_train: int) -> None:
         )
 
 
+def _ddp_batch_splits_evenly(config: Mapping[str, object]) -> None:
+    """Under DDP each of the R = devices × num_nodes processes trains on B/R samples."""
+    trainer = config.get("trainer") or {}
+    devices, nodes = trainer.get("devices"), trainer.get("num_nodes", 1)
+    if not str(trainer.get("strategy", "auto")).startswith("ddp"):
+        return
+    if isinstance(devices, list):
+        devices = len(devices)
+    batch = config.get("batch_size")
+    if _is_int(devices) and devices >= 1 and _is_int(nodes) and _is_int(batch):
+        if batch % (devices * nodes):
+            raise _refuse(
+                "batch_size",
+                batch,
+                f"a multiple of the {devices * nodes} DDP processes (trainer.devices × "
+                "trainer.num_nodes): the global batch is split evenly",
+            )
+
+
 # rules between keys that the configuration alone decides
 RULES: tuple[Callable[[Mapping[str, object]], None], ...] = (
     _nesterov_needs_momentum,
     _generated_sets_need_n_train,
     _batch_within_generated_set,
+    _ddp_batch_splits_evenly,
 )
 
 

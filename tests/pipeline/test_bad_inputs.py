@@ -61,6 +61,8 @@ CONFIG_ERRORS = [
     (["trainer.max_steps=0"], "trainer.max_steps=0: an integer >= 1 or -1"),
     (["dataset.n_train=50", "batch_size=64"], "batch_size=64: an integer from 1 to 50, the num"),
     (["spectral.n_samples=4", "batch_size=5"], "spectral.n_samples=4: null or an integer >= bat"),
+    (["trainer=ddp_cpu", "batch_size=5"], "batch_size=5: a multiple of the 2 DDP processes"),
+    (["trainer=slurm_multinode", "batch_size=12"], "batch_size=12: a multiple of the 8 DDP proc"),
 ]
 
 

@@ -63,7 +63,9 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group, option", group_options())
 def test_every_option_composes_and_instantiates(group, option, data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("SGD_DYNAMICS_DATA", str(data_root))
-    cfg = compose_train([f"{group}={option}", f"run_dir={tmp_path}"])
+    # the DDP options split the global batch over 2 or 8 processes: a batch of 8 splits evenly
+    batch = ["batch_size=8"] if group == "trainer" else []
+    cfg = compose_train([f"{group}={option}", *batch, f"run_dir={tmp_path}"])
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         with pytest.raises(InstantiationException, match="gpu|GPU|CUDA|cuda"):
             ENTRY.build(cfg)
