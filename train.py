@@ -24,12 +24,21 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sgd_dynamics.config_schema import validate_config, validate_sizes
 from sgd_dynamics.lifecycle.faults import fault_point
 from sgd_dynamics.lifecycle.report import announce_resume, exit_for
 from sgd_dynamics.lifecycle.stop import SetupInterrupted
+from sgd_dynamics.models import num_parameters
 from sgd_dynamics.module import ClassifierModule
+from sgd_dynamics.resume_guard import check_checkpoint, check_replayed_overrides
 from sgd_dynamics.train import quiet_lightning, run, write_failed_status
-from sgd_dynamics.utils import SetupError, run_dir_of_checkpoint, run_name, sweep_name
+from sgd_dynamics.utils import (
+    ConfigError,
+    SetupError,
+    run_dir_of_checkpoint,
+    run_name,
+    sweep_name,
+)
 from sgd_dynamics.utils.run_dir import unwritable_output
 
 
@@ -55,6 +64,8 @@ def resume_argv(argv: list[str]) -> list[str]:
 
     new_keys = {key(a) for a in argv}
     original = [str(o) for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
+    check_replayed_overrides(original, run_dir / ".hydra" / "overrides.yaml")
+    check_checkpoint(ckpt[-1])  # before Hydra rewrites anything in RUN_DIR
     kept = [o for o in original if key(o) not in new_keys]
     return [*kept, *argv, f"hydra.run.dir='{run_dir.resolve()}'"]
 
@@ -147,16 +158,20 @@ def end_ddp_run(environment: dict[str, str | None]) -> None:
 def build(cfg: DictConfig) -> dict:
     """Instantiate everything a run needs from the composed config; loads the data (so missing
     files and bad values stop the run before training)."""
+    import inspect
+
     import pytorch_lightning as pl
 
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise SetupError(f"ckpt_path={cfg.ckpt_path} does not exist")
+    validate_config(cfg, trainer_arguments=inspect.signature(pl.Trainer).parameters)
     quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.dataset)
     datamodule.load()
     net = instantiate(cfg.model, input_dim=datamodule.input_dim, num_classes=datamodule.num_classes)
     module = ClassifierModule(net, **OmegaConf.to_container(cfg.optimizer, resolve=True))
+    validate_sizes(cfg, n_train=datamodule.n_train, n_params=num_parameters(net))
+    if cfg.ckpt_path is not None:
+        check_checkpoint(cfg.ckpt_path, module)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if cfg.get("spectral") is not None:
@@ -199,7 +214,8 @@ def main(cfg: DictConfig) -> None:
         message = user_error(exc)
         if message is None:
             raise
-        write_failed_status(run_dir, f"error: {message}")
+        if not isinstance(exc, ConfigError):  # a refused config leaves no status.json
+            write_failed_status(run_dir, f"error: {message}")
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     announce_resume(parts["trainer"])
@@ -217,7 +233,11 @@ register_resolvers()
 
 if __name__ == "__main__":
     os.environ["SGD_DYNAMICS_RUN_ID"] = secrets.token_hex(3)
-    sys.argv[1:] = ddp_child_argv(resume_argv(sys.argv[1:]))
+    try:
+        sys.argv[1:] = ddp_child_argv(resume_argv(sys.argv[1:]))
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     if (problem := unwritable_output(sys.argv[1:])) is not None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)

@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 
 from sgd_dynamics.data.arrays import ArrayData, Standardize
+from sgd_dynamics.data.checks import check_labels, check_samples
 from sgd_dynamics.data.datamodule import FileDataModule
 from sgd_dynamics.data.download import fetch
 from sgd_dynamics.data.mnist import missing_files_message
@@ -23,21 +24,67 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """What ``_codecs.encode`` does for the bytes objects that Python 3 pickles (protocol 2):
+    latin-1 only."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} refused")
+    return text.encode("latin1")
+
+
+# the only globals a CIFAR-10 batch refers to: numpy arrays and dtypes (plus how Python 3 pickles
+# bytes objects); everything else is refused before it is looked up
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): np.zeros(0).__reduce__()[0],
+    ("numpy._core.multiarray", "_reconstruct"): np.zeros(0).__reduce__()[0],
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_bytes,
+    ("__builtin__", "bytes"): bytes,  # an empty bytes object, pickled by Python 3
+    ("builtins", "bytes"): bytes,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds dicts, lists, str, bytes, numbers and numpy arrays only: a
+    file that names any other global (a function that would run when unpickled) is refused."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _CIFAR_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"it refers to {module}.{name}, which a CIFAR-10 batch never holds (only dicts, "
+                "lists, strings, numbers and numpy arrays are read; nothing is executed)"
+            ) from None
+
+
 def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read one pickled CIFAR batch: a dict with "data" (n, 3072) uint8 (1024 red, then green,
-    then blue pixels, each row-major 32x32) and "labels" (n ints); keys are bytes in the
-    published files (pickled by Python 2), str accepted too.
+    then blue pixels, each row-major 32x32) and "labels" (n ints in [0, 9]); keys are bytes in
+    the published files (pickled by Python 2), str accepted too.
+
+    The file is unpickled by a restricted unpickler that admits only the types those files
+    hold (no code named by the file runs), then checked: at least one sample, uint8 data,
+    integer labels in [0, 9]. Any problem raises ValueError or `pickle.UnpicklingError`.
 
     Returns (images (n, 3072) uint8, labels (n,) int64).
     """
     with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="bytes")
+        batch = _CifarUnpickler(f, encoding="bytes").load()
+    if not isinstance(batch, dict):
+        raise ValueError(f"a dict of arrays expected, found {type(batch).__name__}")
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
-    data = np.asarray(batch["data"], dtype=np.uint8)
-    labels = np.asarray(batch["labels"], dtype=np.int64)
+    missing = [key for key in ("data", "labels") if key not in batch]
+    if missing:
+        raise ValueError(f"no {' or '.join(missing)} entry in the batch")
+    data, labels = batch["data"], np.asarray(batch["labels"])
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        raise ValueError(f"data must be a uint8 array, found {getattr(data, 'dtype', type(data))}")
     if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
         raise ValueError(f"data {data.shape} and labels {labels.shape}; expected (n, 3072), (n,)")
-    return data, labels
+    check_samples(data.shape[0])
+    return data, check_labels(labels, 10)
 
 
 class CIFAR10DataModule(FileDataModule):
@@ -85,7 +132,16 @@ class CIFAR10DataModule(FileDataModule):
         for name in [*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH]:
             try:
                 parts.append(read_cifar_batch(folder / name))
-            except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+            except (  # what a damaged pickle can raise while it is read
+                OSError,
+                ValueError,
+                KeyError,
+                EOFError,
+                TypeError,
+                AttributeError,
+                IndexError,
+                pickle.UnpicklingError,
+            ) as exc:
                 raise SetupError(
                     f"dataset {self.name}: cannot read {folder / name}: {exc}"
                 ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -25,11 +26,18 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     0x0D float32, 0x0E float64), the number of dimensions k, k big-endian uint32 sizes, then
     the data in row-major order, big-endian. A gzip-compressed file (detected by its magic
     bytes, whatever its name) is decompressed first.
+
+    Raises:
+        ValueError: naming `path`, for a corrupt gzip stream, a bad magic number or a size
+            that does not match the header.
     """
     with open(path, "rb") as f:
         data = f.read()
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+            raise ValueError(f"{path}: corrupt gzip stream ({exc})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number)")
     dtype = _IDX_DTYPES[data[2]]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from sgd_dynamics.data.arrays import ArrayData, Standardize
+from sgd_dynamics.data.checks import check_labels, check_samples
 from sgd_dynamics.data.datamodule import FileDataModule
 from sgd_dynamics.data.download import fetch
 from sgd_dynamics.data.idx import read_idx
@@ -63,6 +65,14 @@ FASHION_MNIST_SOURCE = IdxSource(
 )
 
 
+def _check_pixels(images: np.ndarray) -> np.ndarray:
+    """`images` when they hold at least one sample of uint8 pixels, else ValueError."""
+    check_samples(images.shape[0])
+    if images.dtype != np.uint8:
+        raise ValueError(f"pixels must be uint8, found {images.dtype}")
+    return images
+
+
 def find_idx_files(root: Path) -> tuple[dict[str, Path], list[str]]:
     """Locate the four IDX files in `root`, each plain or with ``.gz``.
 
@@ -98,7 +108,9 @@ class MNISTDataModule(FileDataModule):
     """MNIST from the four standard IDX files directly in `root` (each gzipped or not).
 
     Inputs: the 28x28 pixels in row-major order, scaled to [0, 1] and standardised with the
-    training-set pixel mean and standard deviation (0.1307, 0.3081): (784,) float32.
+    training-set pixel mean and standard deviation (0.1307, 0.3081): (784,) float32. Files
+    that cannot be used (corrupt gzip stream, bad header, no sample, pixels not uint8, labels
+    not integers in [0, 9]) raise `SetupError` naming the file.
 
     Args:
         root: folder holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
@@ -133,8 +145,10 @@ class MNISTDataModule(FileDataModule):
         for role, path in found.items():
             try:
                 arrays[role] = read_idx(path)
-            except (OSError, ValueError, EOFError) as exc:
+            except OSError as exc:
                 raise SetupError(f"dataset {self.name}: cannot read {path}: {exc}") from None
+            except ValueError as exc:  # the message names the file
+                raise SetupError(f"dataset {self.name}: {exc}") from None
         for split in ("train", "test"):
             images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
             if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
@@ -147,11 +161,18 @@ class MNISTDataModule(FileDataModule):
                     f"dataset {self.name}: {images.shape[0]} {split} images but "
                     f"{labels.shape[0]} labels in {self.root}"
                 )
+            labels_in_range = partial(check_labels, num_classes=self.num_classes)
+            for role, check in (("images", _check_pixels), ("labels", labels_in_range)):
+                try:
+                    arrays[f"{split}_{role}"] = check(arrays[f"{split}_{role}"])
+                except ValueError as exc:
+                    path = found[f"{split}_{role}"]
+                    raise SetupError(f"dataset {self.name}: {path}: {exc}") from None
         return ArrayData(
             arrays["train_images"],
-            arrays["train_labels"].astype(np.int64),
+            arrays["train_labels"],
             arrays["test_images"],
-            arrays["test_labels"].astype(np.int64),
+            arrays["test_labels"],
         )
 
     def _transform(self) -> Standardize:

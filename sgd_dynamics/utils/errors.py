@@ -8,3 +8,9 @@ class SetupError(ValueError):
     ``error: <message>`` and exits with status 2, without a traceback. It is a `ValueError`, so
     notebook code can catch either.
     """
+
+
+class ConfigError(SetupError):
+    """A configuration value that is not accepted, found before anything is built or written:
+    the message is ``<key>=<value>: <what is accepted>`` (or names the file that cannot be
+    used), and the run folder is left as Hydra made it (no status.json)."""

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from pipeline_helpers import REPO_ROOT, load_entry_point, write_cifar_files, write_mnist_files
 
 from callbacks.spectral import SpectralSnapshots
@@ -33,9 +34,10 @@ def group_options() -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
-    write_mnist_files(root / "mnist", n_train=40, n_test=10)
+    # as many training samples as the experiments' batches (64 for MNIST, 256 for CIFAR-10)
+    write_mnist_files(root / "mnist", n_train=64, n_test=10)
     write_mnist_files(root / "fashion_mnist", n_train=40, n_test=10, gz=False)
-    write_cifar_files(root / "cifar10", n_per_batch=8)
+    write_cifar_files(root / "cifar10", n_per_batch=52)
     return root
 
 
@@ -61,7 +63,9 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group, option", group_options())
 def test_every_option_composes_and_instantiates(group, option, data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("SGD_DYNAMICS_DATA", str(data_root))
-    cfg = compose_train([f"{group}={option}", f"run_dir={tmp_path}"])
+    # the DDP options split the global batch over 2 or 8 processes: a batch of 8 splits evenly
+    batch = ["batch_size=8"] if group == "trainer" else []
+    cfg = compose_train([f"{group}={option}", *batch, f"run_dir={tmp_path}"])
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         with pytest.raises(InstantiationException, match="gpu|GPU|CUDA|cuda"):
             ENTRY.build(cfg)
@@ -146,6 +150,7 @@ def test_resume_command_line_continues_the_run_folder(tmp_path):
         "- dataset=mnist\n- batch_size=64\n- trainer.max_steps=100\n"
     )
     ckpt = run_dir / "checkpoints" / "last.ckpt"
+    torch.save({"state_dict": {}}, ckpt)  # resume_argv refuses a checkpoint it cannot read
     argv = ENTRY.resume_argv([f"ckpt_path={ckpt}", "trainer.max_steps=200"])
     assert argv == [
         "dataset=mnist",
@@ -164,6 +169,10 @@ def test_resume_command_line_continues_the_run_folder(tmp_path):
 def test_user_errors_are_recognised_through_instantiation(tmp_path):
     cfg = compose_train(["dataset.label_noise=1.5", f"run_dir={tmp_path}"])
     with pytest.raises(Exception) as info:
-        ENTRY.build(cfg)
+        instantiate(cfg.dataset)  # what build would do, had the schema not refused it first
+    assert isinstance(info.value, InstantiationException)
     assert "label_noise must be in [0, 1], got 1.5" in ENTRY.user_error(info.value)
     assert ENTRY.user_error(RuntimeError("a bug")) is None
+    with pytest.raises(Exception) as info:
+        ENTRY.build(cfg)
+    assert ENTRY.user_error(info.value) == "dataset.label_noise=1.5: a number in [0, 1]"

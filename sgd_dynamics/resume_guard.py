@@ -1,0 +1,113 @@
+"""Checks before a run resumes: the checkpoint is readable and fits the model, and the
+overrides replayed from a run folder name no code outside the project's own classes.
+
+A run folder is data, not code: resuming from it must never run what its files name. So
+`check_replayed_overrides` refuses, in ``RUN_DIR/.hydra/overrides.yaml``, any override of
+Hydra's own configuration (``hydra.*``: Hydra instantiates its callbacks itself) and any
+``_target_`` outside `sgd_dynamics.config_schema.allowed_targets` (the classes conf/ uses).
+Checkpoints are read with ``torch.load(weights_only=True)``, which unpickles tensors and plain
+containers only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sgd_dynamics.config_schema import allowed_targets
+from sgd_dynamics.utils.errors import ConfigError
+
+__all__ = ["check_checkpoint", "check_replayed_overrides"]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def check_checkpoint(path: str | os.PathLike, module: nn.Module | None = None) -> None:
+    """Refuse a checkpoint that cannot be resumed from, before anything is written.
+
+    Reads `path` with ``torch.load(weights_only=True)`` on the CPU and checks that it is a
+    Lightning checkpoint (a dict with a ``state_dict`` of tensors) and, when `module` is given,
+    that its ``state_dict`` has exactly the parameter names and shapes of ``module.state_dict()``.
+
+    Raises:
+        ConfigError: ``cannot read checkpoint <path>: <reason>``.
+    """
+
+    def refuse(reason: str) -> ConfigError:
+        return ConfigError(f"cannot read checkpoint {path}: {reason}")
+
+    file = Path(path)
+    if not file.is_file():
+        raise refuse("no such file" if not file.exists() else "not a file")
+    if file.stat().st_size == 0:
+        raise refuse("the file is empty")
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many kinds on a damaged file
+        raise refuse(f"not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise refuse("not a Lightning checkpoint (no state_dict of tensors)")
+    if module is None:
+        return
+    expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if found == expected:
+        return
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    differ = [n for n in sorted(set(found) & set(expected)) if found[n] != expected[n]]
+    if differ:
+        n = differ[0]
+        detail = f"{n} has shape {found[n]} in the checkpoint and {expected[n]} in this run's model"
+    elif missing:
+        detail = f"it lacks {', '.join(missing)}"
+    else:
+        detail = f"it holds parameters this run's model does not have: {', '.join(extra)}"
+    raise refuse(
+        f"it was written by another model: {detail} (model.* and the data set must be those "
+        "of the run that wrote it)"
+    )
+
+
+def check_replayed_overrides(overrides: Sequence[str], source: str | os.PathLike) -> None:
+    """Refuse overrides read from a run folder (`source`, its ``.hydra/overrides.yaml``) that
+    could make a resumed run execute code the project's configs do not name.
+
+    Refused: an override of Hydra's own configuration (a key starting with ``hydra``), and any
+    override that mentions ``_target_`` unless it is ``<key>._target_=<class>`` with a class of
+    `allowed_targets` (a dict value holding ``_target_`` is refused as a whole).
+
+    Raises:
+        ConfigError: naming `source`, the override, and what is accepted.
+    """
+    allowed = allowed_targets()
+    for override in overrides:
+        text = str(override)
+        key, _, value = text.partition("=")
+        key = key.lstrip("~+")
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            reason = "it changes Hydra's own configuration, which a run's overrides never do"
+        elif "_target_" not in text:
+            continue
+        elif key.endswith("._target_") and value.strip("'\" ") in allowed:
+            continue
+        else:
+            reason = (
+                "it names code outside the classes of the project's configs ("
+                + ", ".join(sorted(allowed))
+                + ")"
+            )
+        raise ConfigError(
+            f"{source}: refusing to replay the override {text!r}: {reason}. Remove that line "
+            "if you did not write it, or start a new run"
+        )
