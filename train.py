@@ -9,6 +9,11 @@ missing data files) is printed as ``error: ...`` with exit status 2.
 from __future__ import annotations
 
 import os
+
+# Idle OpenMP threads sleep instead of spinning (libgomp reads this once, when torch loads it):
+# spinning threads take the cores other processes need when the machine is shared.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import secrets
 import sys
 from pathlib import Path
@@ -19,7 +24,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sgd_dynamics.models import num_parameters
 from sgd_dynamics.module import ClassifierModule
+from sgd_dynamics.threads import Work, apply_threads, threads_for_run
 from sgd_dynamics.train import quiet_lightning, run, write_failed_status
 from sgd_dynamics.utils import SetupError, run_dir_of_checkpoint, run_name, sweep_name
 
@@ -135,6 +142,18 @@ def end_ddp_run(environment: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
+def set_threads(cfg: DictConfig, net, n_train: int) -> str:
+    """Size the thread pools by `cfg.threads` (sgd_dynamics.threads); returns the start-up line.
+    The run's size: the network over the spectral samples (the batch with spectra off)."""
+    spectral = cfg.get("spectral")
+    samples = cfg.batch_size if spectral is None else min(spectral.n_samples or n_train, n_train)
+    launcher = HydraConfig.get().launcher if HydraConfig.initialized() else None
+    work = Work(num_parameters(net), max(samples, cfg.batch_size))
+    choice = threads_for_run(cfg.threads, trainer=cfg.trainer, launcher=launcher, work=work)
+    apply_threads(choice.threads)
+    return str(choice)
+
+
 def build(cfg: DictConfig) -> dict:
     """Instantiate everything a run needs from the composed config; loads the data (so missing
     files and bad values stop the run before training)."""
@@ -147,6 +166,7 @@ def build(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.dataset)
     datamodule.load()
     net = instantiate(cfg.model, input_dim=datamodule.input_dim, num_classes=datamodule.num_classes)
+    print(set_threads(cfg, net, datamodule.n_train), flush=True)
     module = ClassifierModule(net, **OmegaConf.to_container(cfg.optimizer, resolve=True))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
