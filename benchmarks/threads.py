@@ -148,8 +148,10 @@ def main() -> None:
         f"{med['loaded old'] / med['idle old']:14.2f}"
     )
     joblib, sequential = med["sweep joblib"], med["sweep sequential"]
-    print(f"2-job sweep: joblib n_jobs=2 {joblib:.2f} s, one after the other {sequential:.2f} s, ")
-    print(f"  joblib/sequential {joblib / sequential:.2f}")
+    print(
+        f"2-job sweep: joblib n_jobs=2 {joblib:.2f} s, one after the other {sequential:.2f} s, "
+        f"joblib/sequential {joblib / sequential:.2f}"
+    )
     print("\nthreads lines (new):")
     for name in ("idle new", "sweep joblib", "sweep sequential"):
         print(f"  {name}: {'; '.join(lines.get(name, [])) or '(none)'}")

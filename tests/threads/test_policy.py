@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from sgd_dynamics.threads import CpuLimit, ThreadChoice, Work, choose_threads, threads_for_run
+from sgd_dynamics.threads import (
+    CpuLimit,
+    ThreadChoice,
+    Work,
+    choose_threads,
+    machine_limits,
+    threads_for_run,
+)
 from sgd_dynamics.threads.policy import (
     WORK_PER_THREAD,
     ddp_ranks_on_machine,
@@ -133,3 +140,7 @@ def test_threads_for_run_reads_the_environment():
     choice = threads_for_run("auto", launcher={**SUBMITIT_LOCAL, "cpus_per_task": 1}, env={})
     assert choice.threads == 1
     assert threads_for_run(3, env={}).threads == 3
+    # joblib's n_jobs=-1 counts the machine's CPUs, not the OMP_NUM_THREADS=1 joblib gives a worker
+    choice = threads_for_run("auto", launcher={**JOBLIB, "n_jobs": -1}, work=BIG, env=env)
+    workers = min(limit.cpus for limit in machine_limits({}))
+    assert choice.reasons[1:] == ((f"{workers} joblib workers",) if workers > 1 else ())
