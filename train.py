@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
 
 from sgd_dynamics.models import num_parameters
 from sgd_dynamics.module import ClassifierModule
@@ -142,7 +143,7 @@ def end_ddp_run(environment: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
-def set_threads(cfg: DictConfig, net, n_train: int) -> str:
+def set_threads(cfg: DictConfig, net: nn.Module, n_train: int) -> str:
     """Size the thread pools by `cfg.threads` (sgd_dynamics.threads); returns the start-up line.
     The run's size: the network over the spectral samples (the batch with spectra off)."""
     spectral = cfg.get("spectral")
