@@ -9,6 +9,11 @@ missing data files) is printed as ``error: ...`` with exit status 2.
 from __future__ import annotations
 
 import os
+
+# Idle OpenMP threads sleep instead of spinning (libgomp reads this once, when torch loads it):
+# spinning threads take the cores other processes need when the machine is shared.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import secrets
 import sys
 from pathlib import Path
@@ -23,7 +28,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-
 from sgd_dynamics.config_schema import validate_config, validate_sizes
 from sgd_dynamics.lifecycle.faults import fault_point
 from sgd_dynamics.lifecycle.report import announce_resume, exit_for
@@ -31,6 +35,7 @@ from sgd_dynamics.lifecycle.stop import SetupInterrupted
 from sgd_dynamics.models import num_parameters
 from sgd_dynamics.module import ClassifierModule
 from sgd_dynamics.resume_guard import check_checkpoint, check_replayed_overrides
+from sgd_dynamics.threads import Work, apply_threads, threads_for_run
 from sgd_dynamics.train import quiet_lightning, run, write_failed_status
 from sgd_dynamics.utils import (
     ConfigError,
@@ -155,6 +160,18 @@ def end_ddp_run(environment: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
+def set_threads(cfg: DictConfig, net, n_train: int) -> str:
+    """Size the thread pools by `cfg.threads` (sgd_dynamics.threads); returns the start-up line.
+    The run's size: the network over the spectral samples (the batch with spectra off)."""
+    spectral = cfg.get("spectral")
+    samples = cfg.batch_size if spectral is None else min(spectral.n_samples or n_train, n_train)
+    launcher = HydraConfig.get().launcher if HydraConfig.initialized() else None
+    work = Work(num_parameters(net), max(samples, cfg.batch_size))
+    choice = threads_for_run(cfg.threads, trainer=cfg.trainer, launcher=launcher, work=work)
+    apply_threads(choice.threads)
+    return str(choice)
+
+
 def build(cfg: DictConfig) -> dict:
     """Instantiate everything a run needs from the composed config; loads the data (so missing
     files and bad values stop the run before training)."""
@@ -168,8 +185,9 @@ def build(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.dataset)
     datamodule.load()
     net = instantiate(cfg.model, input_dim=datamodule.input_dim, num_classes=datamodule.num_classes)
-    module = ClassifierModule(net, **OmegaConf.to_container(cfg.optimizer, resolve=True))
     validate_sizes(cfg, n_train=datamodule.n_train, n_params=num_parameters(net))
+    print(set_threads(cfg, net, datamodule.n_train), flush=True)
+    module = ClassifierModule(net, **OmegaConf.to_container(cfg.optimizer, resolve=True))
     if cfg.ckpt_path is not None:
         check_checkpoint(cfg.ckpt_path, module)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]

@@ -14,11 +14,12 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
+from sgd_dynamics.threads import limit_threads
+
 from .distributed import Reduction, sum_scalars
 from .functional import FunctionalModel
 from .operators import CurvatureOperators
 from .per_sample import per_sample_gradients
-from .threads import limit_threads
 
 __all__ = ["hessian_matrix", "second_moment_matrix", "eigenvalues", "eigenvalues_and_top_vectors"]
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sgd_dynamics.threads import limit_threads
+
 from .eigensolvers import block_eigsh
 from .per_sample import GradientFactors
-from .threads import limit_threads
 
 __all__ = ["GramSpectrum", "second_moment_from_gram", "minibatch_gram", "top_eigenvalues"]
 

@@ -47,6 +47,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sgd_dynamics.threads import limit_threads
+
 from .angles import principal_angles
 from .dense import eigenvalues, eigenvalues_and_top_vectors, hessian_matrix, second_moment_matrix
 from .distributed import Reduction, check_reduction, sum_scalars
@@ -57,7 +59,6 @@ from .inputs import check_batch_size, check_dtype, check_k, check_positive_int, 
 from .operators import CurvatureOperators, minibatch_coefficient
 from .per_sample import DenseGradients, GradientFactors, gradient_factors, per_sample_gradients
 from .ritz import rayleigh_ritz
-from .threads import limit_threads
 
 __all__ = ["Spectra", "compute_spectra"]
 
