@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from sgd_dynamics.models import num_parameters
 from sgd_dynamics.store import write_json_atomic
+from sgd_dynamics.wandb_review import log_run_artifact
 
 STATUS_FILE = "status.json"
 SUMMARY_FILE = "summary.json"
@@ -85,12 +86,14 @@ def write_failed_status(run_dir: str | os.PathLike, error: str) -> None:
     )
 
 
-def _finish_wandb(failed: bool) -> None:
-    """Close the active wandb run, so the next job of a sweep starts its own."""
+def _finish_wandb(failed: bool, run_dir: Path) -> None:
+    """Log the run's snapshots as an artifact to the active wandb run and close it, so the next
+    job of a sweep starts its own."""
     import sys
 
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
+        log_run_artifact(wandb.run, run_dir)
         wandb.finish(exit_code=1 if failed else 0)
 
 
@@ -172,7 +175,7 @@ def run(
             )
         raise
     finally:
-        _finish_wandb(failed)
+        _finish_wandb(failed, run_dir)
 
 
 def _summarize(

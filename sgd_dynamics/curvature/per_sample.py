@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.func import grad, vmap
 
 from .functional import FunctionalModel
+from .progress import tick
 
 __all__ = [
     "GradientFactors",
@@ -126,6 +127,7 @@ class LinearLayerGradients(GradientFactors):
         first = self.layers[0].inputs
         out = torch.empty(n, n, dtype=first.dtype, device=first.device)
         for start in range(0, n, step):
+            tick("Gram matrix rows", min(step, n - start))
             rows, right = slice(start, start + step), slice(start, n)
             block = None
             for layer in self.layers:
@@ -200,6 +202,7 @@ def per_sample_gradients(
         for start in range(0, inputs.shape[0], chunk_size):
             stop = start + chunk_size
             rows.append(per_sample(fm.theta, inputs[start:stop], targets[start:stop]).detach())
+            tick("per-sample gradients", rows[-1].shape[0])
     return torch.cat(rows)
 
 
@@ -243,6 +246,7 @@ def linear_layer_gradients(
     try:
         for start in range(0, n, chunk_size):
             x, y = inputs[start : start + chunk_size], targets[start : start + chunk_size]
+            tick("per-sample gradients", x.shape[0])
             records.clear()
             theta = fm.theta.detach().requires_grad_(True)
             with torch.enable_grad():
