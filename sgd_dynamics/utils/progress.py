@@ -94,33 +94,34 @@ class PeriodicProgressBar(ProgressBar):
     def is_enabled(self) -> bool:
         return self._enabled
 
-    def line(self, trainer: pl.Trainer) -> str:
-        """``step s/S (epoch e)  <metric> <value> ...  | <elapsed> s``."""
+    def line(self, trainer: pl.Trainer, now: float) -> str:
+        """``step s/S (epoch e)  <metric> <value> ...  | <seconds since the start> s``."""
         metrics = trainer.callback_metrics
         total = total_steps(trainer)
         parts = [
             f"step {trainer.global_step}/{total if total is not None else '?'}"
             f" (epoch {trainer.current_epoch})",
             *(f"{k} {float(metrics[k]):.4g}" for k in self.keys if k in metrics),
-            f"| {self.clock() - self._start:.1f} s",
+            f"| {now - self._start:.1f} s",
         ]
         return "  ".join(parts)
 
-    def _print(self, trainer: pl.Trainer) -> None:
+    def _print(self, trainer: pl.Trainer, now: float) -> None:
+        self._last = now
         if self._enabled:
-            self._last = self.clock()
-            self.write(self.line(trainer))
+            self.write(self.line(trainer, now))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = self.clock()
-        self._print(trainer)
+        self._print(trainer, self._start)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.clock() - self._last >= self.every_n_seconds:
-            self._print(trainer)
+        now = self.clock()
+        if now - self._last >= self.every_n_seconds:
+            self._print(trainer, now)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._print(trainer)
+        self._print(trainer, self.clock())
 
 
 def console_progress_bar(every_n_seconds: float = 5.0, terminal: bool | None = None) -> ProgressBar:
