@@ -19,8 +19,6 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sgd_dynamics.module import ClassifierModule
-from sgd_dynamics.train import quiet_lightning, run, write_failed_status
 from sgd_dynamics.utils import SetupError, run_dir_of_checkpoint, run_name, sweep_name
 
 
@@ -140,6 +138,9 @@ def build(cfg: DictConfig) -> dict:
     files and bad values stop the run before training)."""
     import pytorch_lightning as pl
 
+    from sgd_dynamics.module import ClassifierModule
+    from sgd_dynamics.train import quiet_lightning
+
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
         raise SetupError(f"ckpt_path={cfg.ckpt_path} does not exist")
     quiet_lightning()
@@ -174,6 +175,8 @@ def user_error(exc: BaseException) -> str | None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
+    from sgd_dynamics.train import run, write_failed_status  # here: `--help` needs neither
+
     register_resolvers()  # again here: launcher workers run main without this module's import
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     prepare_ddp_relaunch()
