@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from wandb_records import artifacts, history_rows
 
 from sgd_dynamics.store import load_run, load_snapshot, snapshot_path
+from sgd_dynamics.wandb_offline import artifacts, history_rows, run_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STEP = "trainer/global_step"
@@ -52,8 +52,7 @@ def default_run(tmp_path_factory) -> Path:
 
 
 def wandb_file(run_dir: Path) -> Path:
-    (path,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
-    return path
+    return run_file(run_dir)
 
 
 @pytest.mark.slow
@@ -120,3 +119,17 @@ def test_the_artifact_holds_every_snapshot_file(default_run):
     for path in [*expected, "summary.json", ".hydra/config.yaml"]:
         md5 = hashlib.md5((default_run / path).read_bytes()).digest()
         assert entries[path] == base64.b64encode(md5).decode()
+
+
+@pytest.mark.slow
+def test_the_dashboard_picture_is_drawn_from_the_offline_records(default_run):
+    from sgd_dynamics.plots.dashboard import HISTOGRAMS, dashboard_figure
+
+    fig = dashboard_figure(default_run)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:4] == list(HISTOGRAMS)
+    steps = load_run(default_run).steps
+    for ax in fig.axes[:4]:  # one column per snapshot in every histogram panel
+        (mesh,) = ax.collections
+        assert mesh.get_array().shape[1] == steps.size
+    assert any(t.startswith("figures/alignment") for t in titles)

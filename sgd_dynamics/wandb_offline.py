@@ -1,4 +1,5 @@
-"""Read an offline wandb run's ``run-<id>.wandb`` file back, for the tests.
+"""Read an offline wandb run's ``run-<id>.wandb`` file back: what a run logged, without a
+server (the figure of the dashboard in the README and the tests use it).
 
 The file is a LevelDB-style log (what ``wandb sync`` uploads): a 7-byte header (``:W&B``,
 magic 0xBEE1, version 0), then 32 KiB blocks of chunks, each ``crc32 (4) | length (2) |
@@ -10,6 +11,7 @@ pieces of one; a block tail shorter than a chunk header is padding. Each record 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -20,10 +22,22 @@ CHUNK_HEADER = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
-def records(path: Path) -> list[wandb_internal_pb2.Record]:
+def run_file(run_dir: str | os.PathLike) -> Path:
+    """The ``.wandb`` file of the (single) offline run under ``RUN_DIR/wandb/``."""
+    found = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+    if len(found) != 1:
+        raise FileNotFoundError(
+            f"{run_dir}: expected one wandb/offline-run-*/run-*.wandb, found {len(found)}"
+        )
+    return found[0]
+
+
+def records(path: str | os.PathLike) -> list[wandb_internal_pb2.Record]:
+    """Every record of a ``.wandb`` file, in order."""
     data = Path(path).read_bytes()
     ident, magic, version = struct.unpack("<4sHB", data[:7])
-    assert (ident, magic, version) == (b":W&B", 0xBEE1, 0), (ident, magic, version)
+    if (ident, magic, version) != (b":W&B", 0xBEE1, 0):
+        raise ValueError(f"{path}: not a wandb run file (header {ident!r}, {magic:#x}, {version})")
     out, pending, offset = [], b"", 7
     while offset + CHUNK_HEADER <= len(data):
         left_in_block = BLOCK - offset % BLOCK
@@ -44,8 +58,9 @@ def records(path: Path) -> list[wandb_internal_pb2.Record]:
     return out
 
 
-def history_rows(path: Path) -> list[dict]:
-    """Every ``run.log`` call as a dict key -> decoded JSON value."""
+def history_rows(path: str | os.PathLike) -> list[dict]:
+    """Every ``run.log`` call as a dict: key -> decoded JSON value (a histogram is a dict with
+    ``bins`` and ``values``; an image or table a dict with its ``path`` under ``files/``)."""
     rows = []
     for record in records(path):
         if record.WhichOneof("record_type") != "history":
@@ -61,5 +76,6 @@ def history_rows(path: Path) -> list[dict]:
     return rows
 
 
-def artifacts(path: Path) -> list[wandb_internal_pb2.ArtifactRecord]:
+def artifacts(path: str | os.PathLike) -> list[wandb_internal_pb2.ArtifactRecord]:
+    """The artifact records (name, type, manifest with each file's path and md5 digest)."""
     return [r.artifact for r in records(path) if r.WhichOneof("record_type") == "artifact"]
