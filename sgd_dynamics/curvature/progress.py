@@ -5,7 +5,7 @@ vectors) or starts a long step (``tick("eigendecompositions")``). Outside `repor
 costs one context-variable read and does nothing. Inside ``with reporting(emit):`` the ticks are
 counted and, every `every_seconds`, one line goes to `emit`, e.g.::
 
-    12 s: H_f products; done 1002 H_f products, 100 per-sample gradients, 1 eigendecompositions
+    snapshot step 300: 12 s, now H_f products; done 1002 H_f products, 1 eigendecompositions
 
 A watcher thread also checks the clock between ticks, so a single long step (a P x P
 eigendecomposition) still gets its line. The reporter lives in a `contextvars.ContextVar`, so
@@ -61,11 +61,11 @@ class ProgressReporter:
         self.poll()
 
     def line(self, now: float) -> str:
-        """``<prefix><elapsed> s: <current operation>; done <count> <operation>, ...``."""
+        """``<prefix><elapsed> s, now <current operation>; done <count> <operation>, ...``."""
         with self._lock:
             done = ", ".join(f"{n} {name}" for name, n in self.counts.items()) or "nothing yet"
             current = self.current
-        return f"{self.prefix}{now - self._start:.0f} s: {current}; done {done}"
+        return f"{self.prefix}{now - self._start:.0f} s, now {current}; done {done}"
 
     def poll(self) -> bool:
         """Emit a line if `every_seconds` have passed since the last one (or the start)."""

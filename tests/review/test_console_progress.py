@@ -76,8 +76,8 @@ def test_the_reporter_emits_a_line_per_interval_naming_the_operation_and_counts(
         tick("H_f products", 1)  # 10 s
         tick("H_f products", 1)  # 12 s: 6 s since the last line
     assert lines == [
-        "snapshot step 7: 6 s: M products; done 32 H_f products, 3 M products",
-        "snapshot step 7: 12 s: H_f products; done 34 H_f products, 3 M products, "
+        "snapshot step 7: 6 s, now M products; done 32 H_f products, 3 M products",
+        "snapshot step 7: 12 s, now H_f products; done 34 H_f products, 3 M products, "
         "1 eigendecompositions",
     ]
     assert reporter.lines == 2
