@@ -126,14 +126,15 @@ class SpectralSnapshots(pl.Callback):
             if stale:
                 log.info("resumed at step %d: removed %d stale snapshot(s)", step, len(stale))
         take_now = step in self._schedule and not self._on_disk(step, trainer)
-        log.info(
-            "spectral snapshots: %d to take up to step %d on %d samples (k=%d, method=%s)",
-            sum(1 for s in self._schedule if s > step) + take_now,
-            last,
-            len(targets),
-            self.k,
-            self.method,
-        )
+        if trainer.is_global_zero:
+            log.info(
+                "spectral snapshots: %d to take up to step %d on %d samples (k=%d, method=%s)",
+                sum(1 for s in self._schedule if s > step) + take_now,
+                last,
+                len(targets),
+                self.k,
+                self.method,
+            )
         if take_now:
             self._snapshot(trainer, pl_module)
 
