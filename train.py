@@ -28,22 +28,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from sgd_dynamics.config_schema import validate_config, validate_sizes
+
+# Light imports only: torch and Lightning load inside `build`/`main`, so `--help` is fast.
 from sgd_dynamics.lifecycle.faults import fault_point
-from sgd_dynamics.lifecycle.report import announce_resume, exit_for
 from sgd_dynamics.lifecycle.stop import SetupInterrupted
-from sgd_dynamics.models import num_parameters
-from sgd_dynamics.module import ClassifierModule
-from sgd_dynamics.resume_guard import check_checkpoint, check_replayed_overrides
-from sgd_dynamics.threads import Work, apply_threads, threads_for_run
-from sgd_dynamics.train import quiet_lightning, run, write_failed_status
-from sgd_dynamics.utils import (
-    ConfigError,
-    SetupError,
-    run_dir_of_checkpoint,
-    run_name,
-    sweep_name,
-)
+from sgd_dynamics.utils import ConfigError, SetupError, run_dir_of_checkpoint, run_name, sweep_name
 from sgd_dynamics.utils.run_dir import unwritable_output
 
 
@@ -68,6 +57,8 @@ def resume_argv(argv: list[str]) -> list[str]:
         return override.split("=", 1)[0].lstrip("~+")
 
     new_keys = {key(a) for a in argv}
+    from sgd_dynamics.resume_guard import check_checkpoint, check_replayed_overrides
+
     original = [str(o) for o in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
     check_replayed_overrides(original, run_dir / ".hydra" / "overrides.yaml")
     check_checkpoint(ckpt[-1])  # before Hydra rewrites anything in RUN_DIR
@@ -163,6 +154,9 @@ def end_ddp_run(environment: dict[str, str | None]) -> None:
 def set_threads(cfg: DictConfig, net, n_train: int) -> str:
     """Size the thread pools by `cfg.threads` (sgd_dynamics.threads); returns the start-up line.
     The run's size: the network over the spectral samples (the batch with spectra off)."""
+    from sgd_dynamics.models import num_parameters
+    from sgd_dynamics.threads import Work, apply_threads, threads_for_run
+
     spectral = cfg.get("spectral")
     samples = cfg.batch_size if spectral is None else min(spectral.n_samples or n_train, n_train)
     launcher = HydraConfig.get().launcher if HydraConfig.initialized() else None
@@ -178,6 +172,12 @@ def build(cfg: DictConfig) -> dict:
     import inspect
 
     import pytorch_lightning as pl
+
+    from sgd_dynamics.config_schema import validate_config, validate_sizes
+    from sgd_dynamics.models import num_parameters
+    from sgd_dynamics.module import ClassifierModule
+    from sgd_dynamics.resume_guard import check_checkpoint
+    from sgd_dynamics.train import quiet_lightning
 
     validate_config(cfg, trainer_arguments=inspect.signature(pl.Trainer).parameters)
     quiet_lightning()
@@ -216,6 +216,9 @@ def user_error(exc: BaseException) -> str | None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
+    from sgd_dynamics.lifecycle.report import announce_resume, exit_for
+    from sgd_dynamics.train import run, write_failed_status  # here: `--help` needs neither
+
     register_resolvers()  # again here: launcher workers run main without this module's import
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     prepare_ddp_relaunch()
@@ -232,7 +235,8 @@ def main(cfg: DictConfig) -> None:
         message = user_error(exc)
         if message is None:
             raise
-        if not isinstance(exc, ConfigError):  # a refused config leaves no status.json
+        if not isinstance(exc, ConfigError) and cfg.ckpt_path is None:
+            # a refused config leaves no status.json; a refused resume leaves the run's as it was
             write_failed_status(run_dir, f"error: {message}")
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -3,9 +3,11 @@
 At each scheduled global step (always step 0 and the last step) the callback computes
 :func:`sgd_dynamics.curvature.compute_spectra` on a fixed set of training samples (with their
 possibly noisy labels, from the data module's ``spectral_samples``), writes the snapshot
-atomically to ``RUN_DIR/spectra/step_XXXXXXXX.npz``, logs its scalars to every logger at the
-global step, and at the end of training draws the figures into ``RUN_DIR/figures/`` (and logs
-them as images to wandb).
+atomically to ``RUN_DIR/spectra/step_XXXXXXXX.npz``, logs it at the global step (wandb:
+histograms, line charts and scalars, see `sgd_dynamics.wandb_review`; other loggers: scalars),
+and at the end of training (and every ``draw_every`` snapshots) draws the figures into
+``RUN_DIR/figures/`` and logs them to wandb as images at their step. A snapshot longer than
+``progress_every`` seconds prints progress lines (operation, products done, elapsed).
 
 It never changes the training trajectory: the curvature work runs on detached copies of the
 parameters, inside a forked RNG state, with gradients enabled whatever Lightning's inference
@@ -14,6 +16,7 @@ mode, and the model's train/eval state is left as found.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -23,8 +26,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from callbacks.wandb_review import log_drawings, log_snapshot
 from sgd_dynamics.curvature import compute_spectra
 from sgd_dynamics.curvature.distributed import Reduction
+from sgd_dynamics.curvature.progress import reporting
 from sgd_dynamics.lifecycle.epochs import completed_epochs
 from sgd_dynamics.lifecycle.last_checkpoint import parameters_are_finite
 from sgd_dynamics.plots import draw_run_figures
@@ -56,6 +61,7 @@ class SpectralSnapshots(pl.Callback):
         draw_every: redraw the figures every this many snapshots (0: only at the end).
         draw_at_end: draw the figures (and log them to wandb) at the end of training; off
             saves a few seconds per job in large sweeps (``sgd-dynamics plot`` draws later).
+        progress_every: inside a snapshot, a progress line every this many seconds.
     """
 
     def __init__(
@@ -72,6 +78,7 @@ class SpectralSnapshots(pl.Callback):
         hp_method: str = "solve",
         draw_every: int = 0,
         draw_at_end: bool = True,
+        progress_every: float = 5.0,
     ) -> None:
         super().__init__()
         if dtype not in _DTYPES:
@@ -100,6 +107,10 @@ class SpectralSnapshots(pl.Callback):
         self.hp_method = hp_method
         self.draw_every = int(draw_every)
         self.draw_at_end = bool(draw_at_end)
+        self.defer_drawing = False  # set by sgd_dynamics.train.run: it calls draw_figures itself
+        if not progress_every > 0:
+            raise ValueError(f"spectral.progress_every must be > 0 seconds, got {progress_every}")
+        self.progress_every = float(progress_every)
         self._schedule: set[int] = set()
         self._samples: tuple[torch.Tensor, torch.Tensor] | None = None
         self._previous = None
@@ -117,15 +128,17 @@ class SpectralSnapshots(pl.Callback):
             stale = remove_snapshots_after(self.run_dir, step)
             if stale:
                 log.info("resumed at step %d: removed %d stale snapshot(s)", step, len(stale))
-        log.info(
-            "spectral snapshots: %d scheduled up to step %d on %d samples (k=%d, method=%s)",
-            len(self._schedule),
-            last,
-            len(targets),
-            self.k,
-            self.method,
-        )
-        if step in self._schedule and not self._on_disk(step, trainer):
+        take_now = step in self._schedule and not self._on_disk(step, trainer)
+        if trainer.is_global_zero:
+            log.info(
+                "spectral snapshots: %d to take up to step %d on %d samples (k=%d, method=%s)",
+                sum(1 for s in self._schedule if s > step) + take_now,
+                last,
+                len(targets),
+                self.k,
+                self.method,
+            )
+        if take_now:
             self._snapshot(trainer, pl_module)
 
     def on_train_batch_end(
@@ -144,15 +157,15 @@ class SpectralSnapshots(pl.Callback):
             trainer.global_step, trainer
         ):
             self._snapshot(trainer, pl_module)
-        if self.draw_at_end:
+        if not self.defer_drawing:
             self.draw_figures(trainer)
 
     def draw_figures(self, trainer: pl.Trainer) -> None:
-        """Draw the run's figures from its snapshots and log them (global-zero process only).
-        Called at the end of training when `draw_at_end`; `sgd_dynamics.train.run` calls it
-        itself after writing the summary."""
+        """Draw the run's figures from its snapshots (when `draw_at_end`) and send them with the
+        line charts to wandb (global-zero process only). Called at the end of training, or by
+        `sgd_dynamics.train.run` after it has written the summary when it sets `defer_drawing`."""
         if trainer.is_global_zero:
-            self._draw(trainer)
+            self._draw(trainer, figures=self.draw_at_end)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_taken": self._last_taken, "n_taken": self._n_taken}
@@ -180,7 +193,13 @@ class SpectralSnapshots(pl.Callback):
             return
         started = time.perf_counter()
         rng_devices = [device.index or 0] if device.type == "cuda" else []
+        progress = (
+            reporting(log.info, self.progress_every, prefix=f"snapshot step {step}: ")
+            if trainer.is_global_zero
+            else contextlib.nullcontext()
+        )
         with (
+            progress,
             torch.random.fork_rng(devices=rng_devices),
             torch.inference_mode(False),
             torch.enable_grad(),
@@ -214,9 +233,7 @@ class SpectralSnapshots(pl.Callback):
             seconds=seconds,
         )
         save_snapshot(self.run_dir, arrays)
-        metrics = _scalar_metrics(arrays)
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
+        log_snapshot(trainer, arrays, _scalar_metrics(arrays))
         n_aligned = int((arrays["cosines"][:10] > 0.9).sum())
         log.info(
             "snapshot step %d: loss %.4g, H_f top %.4g, M top %.4g, cos>0.9 %d/%d (%.2f s)",
@@ -229,19 +246,16 @@ class SpectralSnapshots(pl.Callback):
             seconds,
         )
         if self.draw_every and self._n_taken % self.draw_every == 0:
-            self._draw(trainer, log_images=False)
+            self._draw(trainer)
 
-    def _draw(self, trainer: pl.Trainer, log_images: bool = True) -> None:
+    def _draw(self, trainer: pl.Trainer, figures: bool = True) -> None:
+        """Draw the figures (unless not `figures`) and send them with the line charts."""
         if not list_snapshots(self.run_dir):
             return
-        paths = draw_run_figures(self.run_dir)
-        log.info("figures: %s", ", ".join(str(p) for p in paths))
-        if not log_images:
-            return
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_image"):
-                for path in paths:
-                    logger.log_image(key=f"figures/{Path(path).stem}", images=[str(path)])
+        paths = draw_run_figures(self.run_dir) if figures else []
+        if paths:
+            log.info("figures: %s", ", ".join(str(p) for p in paths))
+        log_drawings(trainer, self.run_dir, paths, trainer.global_step)
 
 
 def _last_step(trainer: pl.Trainer) -> int:

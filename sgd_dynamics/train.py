@@ -32,6 +32,7 @@ from sgd_dynamics.lifecycle.outcomes import RunInterrupted, as_run_stopped
 from sgd_dynamics.lifecycle.stop import graceful_stop
 from sgd_dynamics.models import num_parameters
 from sgd_dynamics.store import SPECTRA_DIRNAME, is_temp_file, write_json_atomic
+from sgd_dynamics.wandb_review import log_run_artifact
 
 STATUS_FILE = "status.json"
 SUMMARY_FILE = "summary.json"
@@ -93,12 +94,14 @@ def write_failed_status(run_dir: str | os.PathLike, error: str, status: str = "f
     )
 
 
-def _finish_wandb(failed: bool) -> None:
-    """Close the active wandb run, so the next job of a sweep starts its own."""
+def _finish_wandb(failed: bool, run_dir: Path) -> None:
+    """Log the run's snapshots as an artifact to the active wandb run and close it, so the next
+    job of a sweep starts its own."""
     import sys
 
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
+        log_run_artifact(wandb.run, run_dir)
         wandb.finish(exit_code=1 if failed else 0)
 
 
@@ -147,7 +150,7 @@ def run(
     with the error. `config` (the resolved configuration) is logged to every logger. At the end,
     in this order: the last checkpoint (by the `LastCheckpoint` callback), ``summary.json``
     (the network evaluated on the full training set, with its noisy labels, and the test set),
-    the figures of callbacks that draw at the end (``draw_at_end`` and ``draw_figures``), then
+    the figures and wandb charts of callbacks that draw at the end (``defer_drawing``), then
     "completed": a failure or kill while drawing loses nothing. Only the global-zero process
     writes files; the active wandb run, if any, is finished even when training fails.
 
@@ -179,13 +182,9 @@ def run(
             write_json_atomic(run_dir / STATUS_FILE, status)
             _remove_temp_files(run_dir)
 
-    drawers = [
-        c
-        for c in trainer.callbacks
-        if getattr(c, "draw_at_end", False) and hasattr(c, "draw_figures")
-    ]
+    drawers = [c for c in trainer.callbacks if hasattr(c, "defer_drawing")]
     for callback in drawers:  # drawn here, after the summary
-        callback.draw_at_end = False
+        callback.defer_drawing = True
     failed = True
     try:
         with graceful_stop():
@@ -236,7 +235,7 @@ def run(
             raise stopped from exc
         raise
     finally:
-        _finish_wandb(failed)
+        _finish_wandb(failed, run_dir)
 
 
 def _write_summary(

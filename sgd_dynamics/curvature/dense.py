@@ -20,6 +20,7 @@ from .distributed import Reduction, sum_scalars
 from .functional import FunctionalModel
 from .operators import CurvatureOperators
 from .per_sample import per_sample_gradients
+from .progress import tick
 
 __all__ = ["hessian_matrix", "second_moment_matrix", "eigenvalues", "eigenvalues_and_top_vectors"]
 
@@ -63,6 +64,7 @@ def second_moment_matrix(
 
 def eigenvalues(matrix: Tensor, n_threads: int | None = 1) -> Tensor:
     """All eigenvalues of a symmetric matrix, ascending (same dtype and device)."""
+    tick("eigendecompositions")
     with limit_threads(n_threads):
         if matrix.device.type == "cpu":
             values = scipy.linalg.eigh(matrix.numpy(), eigvals_only=True, check_finite=False)
@@ -99,6 +101,7 @@ def eigenvalues_and_top_vectors(
     matrix: Tensor, k: int, n_threads: int | None = 1
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(all eigenvalues ascending (P,), k largest descending (k,), their eigenvectors (P, k))."""
+    tick("eigendecompositions")
     p = matrix.shape[0]
     with limit_threads(n_threads):
         if matrix.device.type == "cpu" and p > 2:

@@ -26,6 +26,7 @@ from torch.func import grad, jvp, vjp, vmap
 from .distributed import Reduction, sum_scalars
 from .functional import FunctionalModel
 from .per_sample import GradientFactors
+from .progress import tick
 
 __all__ = ["CurvatureOperators", "minibatch_coefficient", "default_chunk_size"]
 
@@ -198,11 +199,13 @@ class CurvatureOperators:
 
     def hf(self, block: Tensor) -> Tensor:
         """H_f V = (1/n) Σ_i ∇²f_i V for V (P, m) or (P,)."""
+        tick("H_f products", block.shape[1] if block.ndim > 1 else 1)
         with torch.enable_grad():
             return self._apply(block, self._hf_chunk)
 
     def m(self, block: Tensor) -> Tensor:
         """M V = (1/n) Σ_i g_i (g_iᵀ V) for V (P, m) or (P,)."""
+        tick("M products", block.shape[1] if block.ndim > 1 else 1)
         if self.gradients is not None:
             vector = block.ndim == 1
             columns = block.reshape(self.n_params, -1).to(self.theta.dtype)

@@ -36,6 +36,7 @@ from torch.func import functional_call, grad, vmap
 from torch.overrides import TorchFunctionMode
 
 from .functional import FunctionalModel
+from .progress import tick
 
 __all__ = [
     "GradientFactors",
@@ -132,6 +133,7 @@ class LinearLayerGradients(GradientFactors):
         first = self.layers[0].inputs
         out = torch.empty(n, n, dtype=first.dtype, device=first.device)
         for start in range(0, n, step):
+            tick("Gram matrix rows", min(step, n - start))
             rows, right = slice(start, start + step), slice(start, n)
             block = None
             for layer in self.layers:
@@ -206,6 +208,7 @@ def per_sample_gradients(
         for start in range(0, inputs.shape[0], chunk_size):
             stop = start + chunk_size
             rows.append(per_sample(fm.theta, inputs[start:stop], targets[start:stop]).detach())
+            tick("per-sample gradients", rows[-1].shape[0])
     return torch.cat(rows)
 
 
@@ -292,6 +295,7 @@ def _linear_factors(
     try:
         for start in range(0, n, chunk_size):
             x, y = inputs[start : start + chunk_size], targets[start : start + chunk_size]
+            tick("per-sample gradients", x.shape[0])
             records.clear()
             theta = fm.theta.detach().requires_grad_(True)
             with torch.enable_grad():

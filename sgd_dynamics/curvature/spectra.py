@@ -603,7 +603,7 @@ def compute_spectra(
         distributed = check_reduction(distributed)
         ops = CurvatureOperators(fm, x, y, chunk_size=chunk_size, distributed=distributed)
         loss, accuracy, mu = ops.loss_gradient()
-        logger.info(
+        logger.debug(
             "curvature snapshot: %s method, P = %d, n = %d, k = %d, %s on %s",
             chosen,
             p,
@@ -643,7 +643,7 @@ def compute_spectra(
             m_used = {None: "operator", DenseGradients: "dense"}.get(
                 type(factors) if factors is not None else None, "linear"
             )
-            logger.info(
+            logger.debug(
                 "M through %s",
                 {
                     "operator": "jvp/vjp products",
@@ -711,7 +711,7 @@ def compute_spectra(
         diagnostics=out["diagnostics"],
     )
     spectra.seconds = time.perf_counter() - started
-    logger.info(
+    logger.debug(
         "curvature snapshot done in %.2f s: hf_top[0] = %.4g, mt_top[0] = %.4g, cos[0] = %.3f %s",
         spectra.seconds,
         spectra.hf_top[0],

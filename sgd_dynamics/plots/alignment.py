@@ -8,7 +8,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 
-from sgd_dynamics.plots.common import new_figure, set_step_axis, symlog_linthresh
+from sgd_dynamics.plots.common import new_figure, set_log_axis, set_step_axis, symlog_linthresh
 from sgd_dynamics.store import RunHistory
 
 INDEX_CMAP = "viridis"
@@ -24,8 +24,9 @@ def alignment_figure(history: RunHistory, k: int | None = None, title: str | Non
     """Three panels over the global step, one line per index i = 1..k (colour = i):
 
     - ``cos γ_i``, the cosines of the principal angles between the top-k eigenspaces of H_f
-      and M (1 = aligned; a dotted line marks 0.9); NaN cosines, undefined beyond M's numerical
-      rank (docs/math.md), are left out of the lines;
+      and M (1 = aligned; a dotted line marks 0.9, the threshold of the aligned count
+      ``n_cos10_above_0.9``, explained in the legend below the panels); NaN cosines, undefined
+      beyond M's numerical rank (docs/math.md), are left out of the lines;
     - the top-k eigenvalues of H_f (log y; symlog when some are <= 0);
     - the top-k eigenvalues of M (log y); values below 1e-8 x the snapshot's largest are zeros
       up to rounding (M has rank <= n, k may exceed n) and are left out.
@@ -47,7 +48,8 @@ def alignment_figure(history: RunHistory, k: int | None = None, title: str | Non
     ax_cos, ax_hf, ax_mt = axes
     for i in range(cos.shape[1]):
         ax_cos.plot(steps, cos[:, i], color=colors[i], lw=1.2, marker=marker, ms=2.0)
-    ax_cos.axhline(0.9, color="0.5", lw=0.8, ls=":", zorder=0)
+    threshold = ax_cos.axhline(0.9, color="0.3", lw=1.0, ls=":", zorder=0)
+    threshold.set_label(r"dotted: $\cos\gamma_i = 0.9$, the threshold for an aligned direction")
     ax_cos.set_ylim(0.0, 1.02)
     ax_cos.set_ylabel(r"$\cos\gamma_i$")
     ax_cos.set_title(r"principal-angle cosines, top-$k$ of $H_f$ vs $M$", fontsize=10)
@@ -56,7 +58,7 @@ def alignment_figure(history: RunHistory, k: int | None = None, title: str | Non
         ax_hf.plot(steps, hf[:, i], color=colors[i], lw=1.2, marker=marker, ms=2.0)
     finite_hf = hf[np.isfinite(hf)]
     if finite_hf.size and finite_hf.min() > 0:
-        ax_hf.set_yscale("log")
+        set_log_axis(ax_hf, finite_hf)
         ax_hf.set_ylabel(r"eigenvalue $\lambda_i(H_f)$ (log scale)")
     else:
         ax_hf.set_yscale("symlog", linthresh=symlog_linthresh(finite_hf, rel=1e-3))
@@ -68,7 +70,7 @@ def alignment_figure(history: RunHistory, k: int | None = None, title: str | Non
     for i in range(mt.shape[1]):
         ax_mt.plot(steps, mt_positive[:, i], color=colors[i], lw=1.2, marker=marker, ms=2.0)
     if np.isfinite(mt_positive).any():
-        ax_mt.set_yscale("log")
+        set_log_axis(ax_mt, mt_positive)
     ax_mt.set_ylabel(r"eigenvalue $\lambda_i(M)$ (log scale)")
     ax_mt.set_title(r"top-$k$ eigenvalues of $M$", fontsize=10)
 
@@ -82,6 +84,7 @@ def alignment_figure(history: RunHistory, k: int | None = None, title: str | Non
     bar = fig.colorbar(mappable, ax=axes, ticks=ticks, pad=0.01, fraction=0.02, aspect=30)
     bar.set_label("index i (1 = largest)")
     bar.ax.invert_yaxis()
+    fig.legend(handles=[threshold], loc="outside lower center", fontsize=8, frameon=False)
     heading = rf"Alignment of the top-{n_index} eigenspaces of $H_f$ and $M$"
     fig.suptitle(f"{heading}\n{title}" if title else heading, fontsize=11)
     return fig

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator, NullFormatter
 
 from sgd_dynamics.store import atomic_write
 
@@ -57,6 +58,27 @@ def set_step_axis(ax, steps: np.ndarray) -> None:
     finite = steps[np.isfinite(steps)]
     if finite.size:
         ax.set_xlim(finite.min(), finite.max())
+
+
+def set_log_axis(ax, values: np.ndarray, axis: str = "y") -> None:
+    """A log scale on `axis` with one tick-label format: ``10^k`` at the decades when the
+    positive finite `values` span at least one full decade (unlabelled minor ticks), else
+    plain numbers (``0.2``, ``0.5``, ``1``) at 1, 2 and 5 times the powers of ten."""
+    values = np.asarray(values, dtype=float)
+    positive = values[np.isfinite(values) & (values > 0)]
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    decades = np.log10(positive.max() / positive.min()) if positive.size else 0.0
+    spans_decade = positive.size and np.floor(np.log10(positive.max())) > np.ceil(
+        np.log10(positive.min()) - 1e-12
+    )
+    if decades >= 1.0 and spans_decade:
+        target.set_major_locator(LogLocator(base=10.0))
+        target.set_major_formatter(LogFormatterSciNotation(base=10.0))
+    else:
+        target.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+        target.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    target.set_minor_formatter(NullFormatter())
 
 
 def symlog_linthresh(values: np.ndarray, rel: float = 1e-6) -> float:

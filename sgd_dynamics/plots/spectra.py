@@ -9,7 +9,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from sgd_dynamics.plots.common import new_figure, symlog_linthresh
+from sgd_dynamics.plots.common import new_figure, set_log_axis, symlog_linthresh
 from sgd_dynamics.store import RunHistory
 
 PANELS = (
@@ -17,6 +17,7 @@ PANELS = (
     ("mt_all", r"$M$ (gradient second moment)"),
     ("hp_all", r"$H_p = M - H_f$ (residual)"),
 )
+M_ZERO_REL = 1e-10  # eigenvalues of M below this times its largest are zeros up to rounding
 
 
 def choose_steps(
@@ -59,14 +60,19 @@ def full_spectra_figure(
     linthresh: float | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Three panels (H_f, M, H_p): all P eigenvalues against their rank (1 = largest), at the
+    """Three panels (H_f, M, H_p): the eigenvalues against their rank (1 = largest), at the
     given ``steps`` (default: ``n_steps`` snapshots from start to end spread by training progress,
     see ``choose_steps``).
 
-    y is symlog with threshold ``linthresh`` (default: 1e-6 x the largest |eigenvalue| shown,
-    rounded down to a power of ten), so both signs and many decades are readable. The H_p panel
-    also draws -H_f (dashed, same colour) to show H_p -> -H_f once M has collapsed; the M panel
-    marks rank n (the number of spectral samples, the largest possible rank of M).
+    - H_f and H_p (shared y): all P eigenvalues on a symlog axis with threshold ``linthresh``
+      (default: 1e-6 x the largest |eigenvalue| of H_f and H_p shown, rounded down to a power
+      of ten), so both signs and many decades are readable; the H_p panel also draws -H_f
+      (dashed, same colour) to show H_p -> -H_f once M has collapsed.
+    - M: its nonzero part, the eigenvalues above 1e-10 x the step's largest (M has rank <= n,
+      the number of spectral samples; the other P - n are zero up to rounding), on a log axis
+      over ranks 1 to a little beyond n, with rank n marked (dotted).
+
+    The legend (steps, line styles, the rank line) sits below the panels, off the data.
     Raises ``ValueError`` when the run has no full spectra or a requested step has none.
     """
     rows_with_spectra = history.full_spectrum_rows()
@@ -89,58 +95,78 @@ def full_spectra_figure(
             )
     rows = [int(np.flatnonzero(history.steps == s)[0]) for s in steps]
 
-    shown = np.concatenate([history[key][rows].ravel() for key, _ in PANELS])
+    shown = np.concatenate([history[key][rows].ravel() for key in ("hf_all", "hp_all")])
     if linthresh is None:
         linthresh = symlog_linthresh(shown)
     colors = colormaps["viridis"](np.linspace(0.0, 0.85, len(rows)))
 
-    fig = new_figure(13.0, 4.2)
-    axes = fig.subplots(1, 3, sharey=True)
-    for ax, (key, panel_title) in zip(axes, PANELS, strict=True):
-        for color, row, step in zip(colors, rows, steps, strict=True):
-            values = history[key][row]
-            values = np.sort(values[np.isfinite(values)])[::-1]
-            ranks = np.arange(1, values.size + 1)
-            label = f"step {step}"
-            if "train_loss" in history and np.isfinite(history["train_loss"][row]):
-                label += f" (train loss {history['train_loss'][row]:.2g})"
-            ax.plot(ranks, values, color=color, lw=1.6, label=label)
-            if key == "hp_all":
-                neg_hf = np.sort(-history["hf_all"][row][np.isfinite(history["hf_all"][row])])
-                ax.plot(ranks[: neg_hf.size], neg_hf[::-1], color=color, lw=1.0, ls="--")
-        ax.set_yscale("symlog", linthresh=linthresh, linscale=0.5)
-        ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
+    fig = new_figure(13.0, 4.8)
+    ax_hf, ax_mt, ax_hp = fig.subplots(1, 3)
+    ax_hp.sharey(ax_hf)
+    handles = []
+    for color, row, step in zip(colors, rows, steps, strict=True):
+        label = f"step {step}"
+        if "train_loss" in history and np.isfinite(history["train_loss"][row]):
+            label += f" (train loss {history['train_loss'][row]:.2g})"
+        hf = _descending(history["hf_all"][row])
+        (line,) = ax_hf.plot(np.arange(1, hf.size + 1), hf, color=color, lw=1.6, label=label)
+        handles.append(line)
+        hp = _descending(history["hp_all"][row])
+        ax_hp.plot(np.arange(1, hp.size + 1), hp, color=color, lw=1.6)
+        ax_hp.plot(np.arange(1, hf.size + 1), -hf[::-1], color=color, lw=1.0, ls="--")
+        mt = _descending(history["mt_all"][row])
+        nonzero = mt[mt > M_ZERO_REL * mt[0]] if mt.size and mt[0] > 0 else mt[:0]
+        ax_mt.plot(np.arange(1, nonzero.size + 1), nonzero, color=color, lw=1.6)
+
+    for ax, (key, panel_title) in zip((ax_hf, ax_mt, ax_hp), PANELS, strict=True):
         ax.set_title(panel_title)
         ax.set_xlabel("rank i (1 = largest eigenvalue)")
-        ax.set_xlim(1, max(ax.get_xlim()[1], 2))
         ax.grid(True, which="major", color="0.92", lw=0.6)
-        if key == "mt_all" and "n_samples" in history:
-            n_samples = history["n_samples"][rows]
-            if np.isfinite(n_samples).any():
-                n = int(np.nanmax(n_samples))
-                ax.axvline(n, color="0.4", lw=0.8, ls=":")
-                ax.annotate(
-                    f"rank n = {n}",
-                    xy=(n, 0.97),
-                    xycoords=("data", "axes fraction"),
-                    xytext=(4, 0),
-                    textcoords="offset points",
-                    va="top",
-                    fontsize=8,
-                    color="0.3",
-                )
+        if key != "mt_all":
+            ax.set_yscale("symlog", linthresh=linthresh, linscale=2.0)
+            ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
+            ax.set_xlim(1, max(ax.get_xlim()[1], 2))
+    ax_hp.tick_params(labelleft=False)
     exponent = int(np.floor(np.log10(linthresh)))
     threshold = rf"10^{{{exponent}}}" if linthresh == 10.0**exponent else f"{linthresh:.1e}"
-    axes[0].set_ylabel(rf"eigenvalue $\lambda_i$ (symlog: linear for $|\lambda| < {threshold}$)")
-    axes[0].legend(title="snapshot", fontsize=8, title_fontsize=8, loc="upper right")
-    axes[2].legend(
-        handles=[
-            Line2D([], [], color="0.3", lw=1.6, label=r"$H_p$"),
-            Line2D([], [], color="0.3", lw=1.0, ls="--", label=r"$-H_f$ (same step)"),
-        ],
+    ax_hf.set_ylabel(rf"eigenvalue $\lambda_i$ (symlog: linear for $|\lambda| < {threshold}$)")
+
+    mt_values = np.concatenate([line.get_ydata() for line in ax_mt.lines] or [np.zeros(0)])
+    if mt_values.size:
+        set_log_axis(ax_mt, mt_values)
+    ax_mt.set_ylabel(r"nonzero eigenvalue $\lambda_i(M)$ (log scale)")
+    styles = [
+        Line2D([], [], color="0.3", lw=1.6, label=r"$H_p$ (right panel)"),
+        Line2D([], [], color="0.3", lw=1.0, ls="--", label=r"$-H_f$ at the same step"),
+    ]
+    n_samples = history["n_samples"][rows] if "n_samples" in history else np.zeros(0)
+    n_max = max((line.get_xdata().size for line in ax_mt.lines), default=1)
+    if np.isfinite(n_samples).any():
+        n = int(np.nanmax(n_samples))
+        styles.append(
+            ax_mt.axvline(
+                n,
+                color="0.3",
+                lw=1.0,
+                ls=":",
+                label=f"rank n = {n}: M has at most n nonzero eigenvalues, the other P - n are 0",
+            )
+        )
+        n_max = max(n_max, n)
+    ax_mt.set_xlim(0, max(2, int(np.ceil(1.15 * n_max))))
+    fig.legend(
+        handles=[*handles, *styles],
+        loc="outside lower center",
+        ncol=min(4, len(handles)),
         fontsize=8,
-        loc="upper right",
+        frameon=False,
     )
     heading = "Full spectra of $H_f$, $M$ and $H_p$ during training"
     fig.suptitle(f"{heading}\n{title}" if title else heading, fontsize=11)
     return fig
+
+
+def _descending(values: np.ndarray) -> np.ndarray:
+    """The finite values of `values`, largest first."""
+    values = np.asarray(values, dtype=float)
+    return np.sort(values[np.isfinite(values)])[::-1]

@@ -25,6 +25,13 @@ def _colors(n: int) -> list:
     return [cmap(i % 10) for i in range(n)]
 
 
+def _legend_columns(labels: Sequence[str], width_inches: float) -> int:
+    """At most 4 columns, as many as fit: about 0.075 inch per character at font size 8, plus
+    the line sample and spacing."""
+    longest = max((len(label) for label in labels), default=1)
+    return max(1, min(4, len(labels), int(width_inches / (0.075 * (longest + 8)))))
+
+
 def _band_pairs(levels: Sequence[float]) -> list[tuple[int, int]]:
     """Index pairs (lo, hi) of symmetric quantile levels, outermost first (lo < hi)."""
     levels = list(levels)
@@ -103,18 +110,21 @@ def bands_figure(groups: Sequence[Group], levels: Sequence[float], quantities: d
         values = np.concatenate([s.ravel() for s in shown]) if shown else np.zeros(0)
         _scale_for(ax, name, values, _count_top(name))
         if name.startswith("mean_top"):
-            ax.axhline(0.9, color="0.5", lw=0.8, ls=":", zorder=0)
+            ax.axhline(0.9, color="0.3", lw=1.0, ls=":", zorder=0, label="_cosine 0.9")
         set_step_axis(ax, all_steps)
         ax.set_title(quantities[name], fontsize=10)
         ax.grid(True, which="major", color="0.92", lw=0.6)
     band_text = ", ".join(f"{_percent(levels[lo])}-{_percent(levels[hi])} %" for lo, hi in pairs)
     caption = "median across jobs (line)" + (f", {band_text} quantile band" if pairs else "")
     handles, labels = axes[0].get_legend_handles_labels()
+    references = [line for ax in axes for line in ax.lines if line.get_label() == "_cosine 0.9"]
+    if references:  # the reference line of the mean cosine, explained once
+        handles, labels = [*handles, references[0]], [*labels, "dotted: mean cosine 0.9"]
     fig.legend(
         handles,
         labels,
         loc="outside lower center",
-        ncol=min(len(labels), 4),
+        ncol=_legend_columns(labels, fig.get_figwidth()),
         fontsize=8,
         frameon=False,
     )

@@ -1,53 +1,134 @@
-"""A quiet progress report for training: one line every few seconds, counted in SGD steps."""
+"""Training progress on the console, counted in SGD steps, through Lightning's progress bars.
+
+`console_progress_bar` picks the bar: on a terminal a TQDM bar over all training steps
+(`StepTQDMProgressBar`: one bar for the run, not one per epoch, which Gauss-10's 20-step epochs
+would make flicker), otherwise (a log file, a SLURM job) `PeriodicProgressBar`, plain lines
+``step s/S (epoch e)  train/loss ...  test/acc ... | t s``: one when training starts and then
+at most one every few seconds. Both are Lightning ``ProgressBar`` callbacks, so the Trainer
+needs ``enable_progress_bar=True``; only the global-zero process prints.
+"""
 
 from __future__ import annotations
 
+import math
+import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
+
+SHOWN_METRICS = ("train/loss", "train/acc", "test/loss", "test/acc")
 
 
-class StepProgress(pl.Callback):
-    """Print ``step s/S (epoch e) train/loss ... test/acc ... | t s`` at most every
-    `every_n_seconds` seconds and once at the end of training (global-zero process only).
+def total_steps(trainer: pl.Trainer) -> int | None:
+    """The global step training stops at: ``max_steps``, else the estimate from the epochs."""
+    if trainer.max_steps is not None and trainer.max_steps > 0:
+        return int(trainer.max_steps)
+    estimated = trainer.estimated_stepping_batches
+    return int(estimated) if math.isfinite(estimated) else None
 
-    Unlike a per-epoch progress bar it stays readable for data sets with very short epochs
-    (Gauss-10: 20 steps) and in log files.
-    """
 
-    def __init__(self, every_n_seconds: float = 5.0, keys: tuple[str, ...] = ()) -> None:
-        self.every_n_seconds = float(every_n_seconds)
-        self.keys = tuple(keys) or ("train/loss", "train/acc", "test/loss", "test/acc")
-        self._start = 0.0
-        self._last = 0.0
+class StepTQDMProgressBar(TQDMProgressBar):
+    """Lightning's TQDM bar, with the training bar counting global steps over the whole run
+    (described by the current epoch) instead of restarting at every epoch."""
 
-    def _total(self, trainer: pl.Trainer) -> str:
-        if trainer.max_steps and trainer.max_steps > 0:
-            return str(trainer.max_steps)
-        if trainer.max_epochs and trainer.max_epochs > 0 and trainer.num_training_batches:
-            return str(int(trainer.max_epochs * trainer.num_training_batches))
-        return "?"
+    def on_train_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_start(trainer, *args)
+        bar = self.train_progress_bar
+        bar.reset(total=total_steps(trainer))
+        bar.initial = trainer.global_step  # a resumed run starts where its checkpoint was
 
-    @rank_zero_only
-    def _print(self, trainer: pl.Trainer) -> None:
-        metrics = trainer.callback_metrics
-        shown = "  ".join(f"{k} {float(metrics[k]):.4g}" for k in self.keys if k in metrics)
-        elapsed = time.perf_counter() - self._start
-        print(
-            f"step {trainer.global_step}/{self._total(trainer)} (epoch {trainer.current_epoch})"
-            f"  {shown}  | {elapsed:.1f} s",
-            flush=True,
-        )
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = self._last = time.perf_counter()
+    def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
+        self.train_progress_bar.set_description(f"epoch {trainer.current_epoch}")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        now = time.perf_counter()
+        bar = self.train_progress_bar
+        step = trainer.global_step
+        if bar is not None and self._should_update(step, bar.total):
+            bar.n = step
+            bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.train_progress_bar.disable:
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+
+class PeriodicProgressBar(ProgressBar):
+    """Plain progress lines for logs: one when training starts, then at most one every
+    `every_n_seconds` (checked after each step), and one at the end.
+
+    Args:
+        every_n_seconds: the least time between two lines.
+        keys: the logged metrics shown (default ``train/loss``, ``train/acc``, ``test/loss``,
+            ``test/acc``), each when it has been logged.
+        clock: monotonic seconds (tests pass a fake one).
+        write: receives each line (default: print to stdout, flushed).
+    """
+
+    def __init__(
+        self,
+        every_n_seconds: float = 5.0,
+        keys: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+        write: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        if not every_n_seconds > 0:
+            raise ValueError(f"every_n_seconds must be positive, got {every_n_seconds!r}")
+        self.every_n_seconds = float(every_n_seconds)
+        self.keys = tuple(keys) or SHOWN_METRICS
+        self.clock = clock
+        self.write = write or (lambda line: print(line, flush=True))
+        self._enabled = True
+        self._start = self._last = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def line(self, trainer: pl.Trainer, now: float) -> str:
+        """``step s/S (epoch e)  <metric> <value> ...  | <seconds since the start> s``."""
+        metrics = trainer.callback_metrics
+        total = total_steps(trainer)
+        parts = [
+            f"step {trainer.global_step}/{total if total is not None else '?'}"
+            f" (epoch {trainer.current_epoch})",
+            *(f"{k} {float(metrics[k]):.4g}" for k in self.keys if k in metrics),
+            f"| {now - self._start:.1f} s",
+        ]
+        return "  ".join(parts)
+
+    def _print(self, trainer: pl.Trainer, now: float) -> None:
+        self._last = now
+        if self._enabled:
+            self.write(self.line(trainer, now))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = self.clock()
+        self._print(trainer, self._start)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = self.clock()
         if now - self._last >= self.every_n_seconds:
-            self._last = now
-            self._print(trainer)
+            self._print(trainer, now)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._print(trainer)
+        self._print(trainer, self.clock())
+
+
+def console_progress_bar(every_n_seconds: float = 5.0, terminal: bool | None = None) -> ProgressBar:
+    """`StepTQDMProgressBar` when stdout is a terminal (or `terminal` is True), else
+    `PeriodicProgressBar` printing a line at most every `every_n_seconds`."""
+    if terminal is None:
+        terminal = sys.stdout.isatty()
+    if terminal:
+        return StepTQDMProgressBar()
+    return PeriodicProgressBar(every_n_seconds)

@@ -230,6 +230,6 @@ def test_principal_angles_match_scipy() -> None:
 def test_progress_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     model = make_model("mlp_relu")
     x, y = make_data("mlp_relu", n=5)
-    with caplog.at_level(logging.INFO, logger="sgd_dynamics.curvature"):
+    with caplog.at_level(logging.DEBUG, logger="sgd_dynamics.curvature"):
         compute_spectra(model, x, y, k=2, method="auto")
     assert any("dense method" in r.getMessage() for r in caplog.records)

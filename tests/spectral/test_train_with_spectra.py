@@ -30,7 +30,8 @@ def test_run_writes_snapshots_figures_and_a_wandb_run_then_plot_redraws(tmp_path
     assert len(images) == 2  # both figures logged as wandb images
     (record,) = run_record.glob("*.wandb")
     content = record.read_bytes()
-    for key in (b"spectral/hf_top_1", b"spectral/mt_top_1", b"spectral/cosines_10"):
+    # scalars for index 1; every index in the line charts; the spectra as histograms
+    for key in (b"spectral/hf_top_1", b"spectral/mt_top_1", b"charts/cosines", b"spectrum/H_f"):
         assert key in content
 
     # the plot command redraws the figures from the stored snapshots alone

@@ -58,19 +58,22 @@ def test_full_spectra_panels_show_every_stored_eigenvalue(dense_run):
         "$H_p = M - H_f$ (residual)",
     ]
     snap = load_snapshot(dense_run / "spectra" / "step_00001000.npz")
-    for ax, key in ((ax_hf, "hf_all"), (ax_m, "mt_all")):
-        assert ax.get_yscale() == "symlog"
-        assert [line.get_label() for line in ax.lines[:2]] == [
-            "step 0 (train loss 2.3)",
-            "step 1000 (train loss 0.0023)",
-        ]
-        np.testing.assert_array_equal(ax.lines[1].get_ydata(), np.sort(snap[key])[::-1])
+    assert ax_hf.get_yscale() == ax_hp.get_yscale() == "symlog"
+    assert [line.get_label() for line in ax_hf.lines[:2]] == [
+        "step 0 (train loss 2.3)",
+        "step 1000 (train loss 0.0023)",
+    ]
+    np.testing.assert_array_equal(ax_hf.lines[1].get_ydata(), np.sort(snap["hf_all"])[::-1])
+    # M panel: the n = 8 nonzero eigenvalues of M = G^T G / n (P = 40), largest first, log y
+    assert ax_m.get_yscale() == "log"
+    nonzero = np.sort(snap["mt_all"])[::-1][:8]
+    np.testing.assert_array_equal(ax_m.lines[1].get_ydata(), nonzero)
     # H_p panel: solid H_p then dashed -H_f, per step
     hp_solid, neg_hf = ax_hp.lines[2], ax_hp.lines[3]
     np.testing.assert_array_equal(hp_solid.get_ydata(), np.sort(snap["hp_all"])[::-1])
     np.testing.assert_array_equal(neg_hf.get_ydata(), np.sort(-snap["hf_all"])[::-1])
     assert neg_hf.get_linestyle() == "--"
-    everything = np.concatenate([snap[k] for k in ("hf_all", "mt_all", "hp_all")])
+    everything = np.concatenate([snap[k] for k in ("hf_all", "hp_all")])
     assert ax_hf.yaxis.get_transform().linthresh == symlog_linthresh(everything)
 
 

@@ -1,0 +1,40 @@
+"""The spectral callback's logging: wandb runs get the review records of
+`sgd_dynamics.wandb_review` (histograms and scalars at each snapshot; line charts and figures
+at each drawing); other loggers (CSV) get every scalar of the snapshot."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.loggers import WandbLogger
+
+from sgd_dynamics import wandb_review
+
+
+def log_snapshot(
+    trainer: pl.Trainer,
+    arrays: Mapping[str, Any],
+    metrics: Mapping[str, float],
+) -> None:
+    """Send a snapshot to every logger of `trainer` at its step."""
+    step = int(arrays["step"])
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            run = logger.experiment
+            wandb_review.define_step_metrics(run)
+            wandb_review.log_snapshot(run, arrays, metrics)
+        else:
+            logger.log_metrics(dict(metrics), step=step)
+
+
+def log_drawings(
+    trainer: pl.Trainer, run_dir: str | os.PathLike, paths: Sequence[str | os.PathLike], step: int
+) -> None:
+    """Send the line charts of the run's snapshots and the PNG figures `paths` to every wandb
+    logger of `trainer`, at `step`."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            wandb_review.log_drawings(logger.experiment, run_dir, paths, step)
