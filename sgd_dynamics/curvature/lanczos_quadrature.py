@@ -98,7 +98,9 @@ def lanczos_quadrature(
     if bool((norms == 0).any()):
         raise ValueError("a probe vanished after deflation: it lies in the span of `deflate`")
     v = v / norms
-    basis = torch.empty(steps, n_params, count, dtype=probes.dtype, device=probes.device)
+    # probe r's Lanczos vectors are the rows of basis[r] (q, P): reorthogonalisation is one
+    # batched matrix-vector product per pass
+    basis = torch.empty(count, steps, n_params, dtype=probes.dtype, device=probes.device)
     alpha = np.zeros((count, steps))
     beta = np.zeros((count, steps))
     active = torch.ones(count, dtype=torch.bool, device=probes.device)
@@ -107,14 +109,15 @@ def lanczos_quadrature(
     scale = 0.0
     products = 0
     for j in range(steps):
-        basis[j] = v
+        basis[:, j] = v.T
         w = matmat(v)
         products += 1
         a = (v * w).sum(dim=0)
         w = w - v * a
         for _ in range(2):  # full reorthogonalisation of every column against its own basis
-            coefficients = torch.einsum("jpm,pm->jm", basis[: j + 1], w)
-            w = w - torch.einsum("jpm,jm->pm", basis[: j + 1], coefficients)
+            previous = basis[:, : j + 1]  # (m, j + 1, P)
+            coefficients = torch.bmm(previous, w.T.unsqueeze(2))  # (m, j + 1, 1)
+            w = w - torch.bmm(previous.transpose(1, 2), coefficients).squeeze(2).T
         w = _project_out(w, deflate)
         b = w.norm(dim=0)
         alpha[:, j] = a.cpu().double().numpy()
