@@ -7,12 +7,14 @@ Usage:
 
 cost: MLP 784-100-100-10 (P = 89,610) on seeded 10-class Gaussian-mixture data, n = 2000 spectral
     samples, float32, trained 100 SGD steps. Baseline: one full-data gradient pass (loss and
-    gradient over the n samples), measured in the same run. The density snapshot: per-sample
-    gradient factors, the Gram matrix K and all its eigenvalues (M exactly), SLQ of H_f deflated
-    by its top-15 and of H_p deflated by its top/bottom-15 (the outliers come from a solve made
-    beforehand, as in a spectral snapshot, and are not counted), and the smoothed densities; the
-    H_f products go through the chunks' kept gradient graphs, as in a snapshot. Medians of
-    --repeats runs; the ratio is the density snapshot's time over the gradient pass's.
+    gradient over the n samples), measured in the same run: the median of 5 passes before
+    each timed snapshot, so that both see the same load on a shared machine. The density
+    snapshot: per-sample gradient factors, the Gram matrix K and all its eigenvalues (M exactly),
+    SLQ of H_f deflated by its top-15 and of H_p deflated by its top/bottom-15 (the outliers
+    come from a solve made beforehand, as in a spectral snapshot, and are not counted), and the
+    smoothed densities; the H_f products go through the chunks' kept gradient graphs, as in a
+    snapshot. Medians of --repeats runs; the ratio is the density snapshot's time over the
+    gradient pass's.
 accuracy: the two models of tests/curvature/test_density.py (MLP 20-32-10 on Gauss-10; MLP
     12-24-24-5 tanh on a 5-class Gauss-10 variant), float64, at SGD steps 0, 50 and 400: the worst
     over 3 probe seeds of W1(estimate, exact) / (λmax(H_f) - λmin(H_f)) for H_f and H_p, with the
@@ -91,7 +93,7 @@ def run_cost(quick: bool, repeats: int, device: str) -> None:
         sync()
 
     gradient_pass()
-    t_grad, _ = median_seconds(gradient_pass, max(repeats, 5))
+    grad_times: list[float] = []
     hf_out = Outliers(solved.hf_top, solved.hf_vecs)
     hp_out = Outliers(
         np.concatenate([solved.hp_top, solved.hp_bottom]),
@@ -100,6 +102,8 @@ def run_cost(quick: bool, repeats: int, device: str) -> None:
     parts: dict[str, list[float]] = {"M (factors, K, eigvalsh)": [], "SLQ H_f and H_p": []}
 
     def snapshot():
+        # gradient passes interleaved with the snapshots: both see the same load of the machine
+        grad_times.append(median_seconds(gradient_pass, 5)[0])
         start = time.perf_counter()
         factors = gradient_factors(fm, ops.inputs, ops.targets, ops.chunk_size, 1 << 32, "auto")
         ops.gradients = factors
@@ -124,6 +128,7 @@ def run_cost(quick: bool, repeats: int, device: str) -> None:
         return result
 
     t_density, result = median_seconds(snapshot, repeats)
+    t_grad = statistics.median(grad_times)
     columns = settings.probes * result.hf_products
     print(
         f"model MLP {'-'.join(map(str, widths))}, P = {fm.n_params}, n = {n}, float32, "
@@ -137,7 +142,8 @@ def run_cost(quick: bool, repeats: int, device: str) -> None:
         print(f"{'  ' + name:<36}{seconds:10.4f}{seconds / t_grad:10.1f}")
     print(f"{'density snapshot (all three)':<36}{t_density:10.4f}{t_density / t_grad:10.1f}")
     print(
-        f"H_f columns {columns} (H_f SLQ and H_p SLQ), M columns {settings.probes * result.mt_products}; "
+        f"H_f columns {columns} (H_f SLQ and H_p SLQ), "
+        f"M columns {settings.probes * result.mt_products}; "
         f"W1(H_p, -H_f) / spread = {result.hp_to_minus_hf:.4f}"
     )
 

@@ -53,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         nargs="+",
         metavar="STEP",
-        help="stored steps whose full spectra / densities figure 1 shows (default: 4 snapshots from the "
-        "first to the last, spread evenly in log(train loss), else in log(step + 1))",
+        help="stored steps whose full spectra / densities figure 1 shows (default: 4 snapshots "
+        "from the first to the last, spread evenly in log(train loss), else in log(step + 1))",
     )
     plot.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/figures)")
     plot.add_argument(

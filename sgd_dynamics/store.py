@@ -324,7 +324,7 @@ class RunHistory:
 
     def density_rows(self) -> np.ndarray:
         """Indices of the snapshots that hold the smoothed densities of H_f, M and H_p."""
-        keys = [f"{op}_{suffix}" for op in DENSITY_OPERATORS for suffix in ("density_grid", "density")]
+        keys = [f"{op}_{what}" for op in DENSITY_OPERATORS for what in ("density_grid", "density")]
         if not all(key in self.arrays for key in keys):
             return np.zeros(0, dtype=np.int64)
         ok = np.all([np.isfinite(self.arrays[k]).any(axis=1) for k in keys], axis=0)

@@ -77,7 +77,9 @@ class DensitySettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"density {name} must be an integer >= 1, got {value!r}")
         if self.probe_kind not in PROBE_KINDS:
-            raise ValueError(f"density probe_kind must be one of {PROBE_KINDS}, got {self.probe_kind!r}")
+            raise ValueError(
+                f"density probe_kind must be one of {PROBE_KINDS}, got {self.probe_kind!r}"
+            )
         for name in ("width", "linthresh"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0 and np.isfinite(value)):

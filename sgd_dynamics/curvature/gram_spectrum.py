@@ -33,17 +33,16 @@ def per_sample_gram(
             if b < a:
                 continue
             cols = slice(b, b + chunk_size)
-            right = (
-                left if b == a else per_sample_gradients(fm, inputs[cols], targets[cols], chunk_size)
-            )
+            if b == a:
+                right = left
+            else:
+                right = per_sample_gradients(fm, inputs[cols], targets[cols], chunk_size)
             kernel[rows, cols] = left @ right.T
             kernel[cols, rows] = kernel[rows, cols].T
     return kernel / n
 
 
-def gram_eigenvalues(
-    source: GradientFactors | Tensor, dense_threads: int | None = 1
-) -> Tensor:
+def gram_eigenvalues(source: GradientFactors | Tensor, dense_threads: int | None = 1) -> Tensor:
     """All n eigenvalues of K, descending: `source` is K itself (n, n) or gradient factors."""
     if isinstance(source, GradientFactors):
         kernel = source.gram().div_(source.n_samples)

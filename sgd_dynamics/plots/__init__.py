@@ -1,5 +1,6 @@
 """Figures: a run's full spectra or spectral densities (figure 1), its alignment over training
-(figure 2), and the sweep report's quantile-band and comparison figures. PNG output only (Agg canvas, no display)."""
+(figure 2), and the sweep report's quantile-band and comparison figures. PNG output only (Agg
+canvas, no display)."""
 
 from sgd_dynamics.plots.alignment import alignment_figure
 from sgd_dynamics.plots.common import save_figure

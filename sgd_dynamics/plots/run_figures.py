@@ -29,9 +29,10 @@ def draw_run_figures(
     Writes ``alignment.png`` (figure 2) always, ``full_spectra.png`` (figure 1) when some
     snapshot holds full spectra and ``spectral_densities.png`` (figure 1 at any scale) when some
     holds spectral densities, into ``out_dir`` (default ``RUN_DIR/figures``), atomically.
-    ``steps`` picks figure 1's snapshots (both versions) (default: ``choose_steps``), ``k`` the indices figure 2
-    draws (default: all stored). The title comes from ``RUN_DIR/.hydra/config.yaml`` if present.
-    ``history`` skips re-reading the snapshots when the caller already holds them.
+    ``steps`` picks figure 1's snapshots, both versions (default: ``choose_steps``), ``k`` the
+    indices figure 2 draws (default: all stored). The title comes from
+    ``RUN_DIR/.hydra/config.yaml`` if present. ``history`` skips re-reading the snapshots when
+    the caller already holds them.
     """
     run_dir = Path(run_dir)
     if history is None:
