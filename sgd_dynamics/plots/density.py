@@ -94,7 +94,7 @@ def density_figure(
             if name == "hp":
                 x_hf, d_hf = history.density(row, "hf")
                 ax.plot(-x_hf[::-1], d_hf[::-1], color=color, lw=1.0, ls="--")
-        ax.set_xscale("symlog", linthresh=linthresh, linscale=0.5)
+        ax.set_xscale("symlog", linthresh=linthresh, linscale=1.0)
         ax.set_yscale("log")
         ax.axvline(0.0, color="0.6", lw=0.6, zorder=0)
         ax.set_title(panel_title)
