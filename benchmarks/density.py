@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/density.py cost                 # MNIST-sized MLP, n = 2000, float32
     python benchmarks/density.py accuracy             # error table for several (probes, steps)
+    python benchmarks/density.py smoothing            # L1 error of the smoothed density
     python benchmarks/density.py cost --quick         # smoke run, a few seconds
 
 cost: MLP 784-100-100-10 (P = 89,610) on seeded 10-class Gaussian-mixture data, n = 2000 spectral
@@ -19,7 +20,10 @@ accuracy: the two models of tests/curvature/test_density.py (MLP 20-32-10 on Gau
     12-24-24-5 tanh on a 5-class Gauss-10 variant), float64, at SGD steps 0, 50 and 400: the worst
     over 3 probe seeds of W1(estimate, exact) / (λmax(H_f) - λmin(H_f)) for H_f and H_p, with the
     outliers merged in (top-15 of H_f; top/bottom-15 of H_p, exact eigenpairs of the dense
-    matrices), against all P eigenvalues of the dense matrices.
+    matrices; none with --no-outliers), against all P eigenvalues of the dense matrices.
+smoothing: on the first model at the same steps (m = 4 and 8, q = 40, 3 seeds), the worst L1
+    distance ∫|ρ_estimate - ρ_exact| dλ between the estimated and the exact density smoothed
+    alike, for several thresholds τ (fractions of H_f's spread) and widths σ.
 """
 
 from __future__ import annotations
@@ -39,7 +43,12 @@ from sgd_dynamics.curvature.dense import hessian_matrix, second_moment_matrix
 from sgd_dynamics.curvature.density import DensitySettings, Outliers, spectral_densities
 from sgd_dynamics.curvature.functional import FunctionalModel
 from sgd_dynamics.curvature.gram_spectrum import gram_eigenvalues
-from sgd_dynamics.curvature.measures import SpectralMeasure, relative_w1
+from sgd_dynamics.curvature.measures import (
+    SpectralMeasure,
+    relative_w1,
+    smoothed_density,
+    symlog_grid,
+)
 from sgd_dynamics.curvature.operators import CurvatureOperators
 from sgd_dynamics.curvature.per_sample import gradient_factors
 from sgd_dynamics.data.gauss10 import make_gauss10
@@ -174,52 +183,96 @@ def gauss10_snapshots(name: str, steps=(0, 50, 400)):
         optimizer.step()
 
 
-def run_accuracy(grid: list[tuple[int, int]], seeds: int) -> None:
-    print(f"{'model':<18}{'step':>5}  " + "".join(f"{f'm={m},q={q}':>18}" for m, q in grid))
-    print(f"{'':<25}" + "".join(f"{'H_f / H_p':>18}" for _ in grid))
-    for name in ("gauss10 20-32-10", "12-24-24-5 tanh"):
-        for step, hessian, moment in gauss10_snapshots(name):
-            hf_values, hf_vectors = torch.linalg.eigh(hessian)
-            hp_values, hp_vectors = torch.linalg.eigh(moment - hessian)
-            spread = float(hf_values[-1] - hf_values[0])
-            exact_hf = SpectralMeasure.from_eigenvalues(hf_values.numpy())
-            exact_hp = SpectralMeasure.from_eigenvalues(hp_values.numpy())
-            hf_out = Outliers(hf_values[-K:], hf_vectors[:, -K:])
+def snapshot_estimates(name: str, grid: list[tuple[int, int]], seeds: int, outliers: bool):
+    """(step, exact H_f and H_p measures, spread, {(m, q): [SpectralDensities per seed]})."""
+    for step, hessian, moment in gauss10_snapshots(name):
+        hf_values, hf_vectors = torch.linalg.eigh(hessian)
+        hp_values, hp_vectors = torch.linalg.eigh(moment - hessian)
+        spread = float(hf_values[-1] - hf_values[0])
+        exact = {
+            "hf": SpectralMeasure.from_eigenvalues(hf_values.numpy()),
+            "hp": SpectralMeasure.from_eigenvalues(hp_values.numpy()),
+        }
+        hf_out = Outliers(hf_values[-K:], hf_vectors[:, -K:]) if outliers else None
+        hp_out = None
+        if outliers:
             hp_out = Outliers(
                 torch.cat([hp_values[-K:], hp_values[:K]]),
                 torch.cat([hp_vectors[:, -K:], hp_vectors[:, :K]], dim=1),
             )
+        estimates = {
+            (probes, steps): [
+                spectral_densities(
+                    lambda v, h=hessian: h @ v,
+                    hessian.shape[0],
+                    m=lambda v, mm=moment: mm @ v,
+                    hf_outliers=hf_out,
+                    hp_outliers=hp_out,
+                    settings=DensitySettings(probes=probes, steps=steps, seed=seed),
+                )
+                for seed in range(seeds)
+            ]
+            for probes, steps in grid
+        }
+        yield step, exact, spread, estimates
+
+
+def run_accuracy(grid: list[tuple[int, int]], seeds: int, outliers: bool) -> None:
+    print(f"{'model':<18}{'step':>5}  " + "".join(f"{f'm={m},q={q}':>18}" for m, q in grid))
+    print(f"{'':<25}" + "".join(f"{'H_f / H_p':>18}" for _ in grid))
+    for name in ("gauss10 20-32-10", "12-24-24-5 tanh"):
+        for step, exact, spread, estimates in snapshot_estimates(name, grid, seeds, outliers):
             cells = []
-            for probes, steps in grid:
-                worst = [0.0, 0.0]
-                for seed in range(seeds):
-                    result = spectral_densities(
-                        lambda v, h=hessian: h @ v,
-                        hessian.shape[0],
-                        m=lambda v, mm=moment: mm @ v,
-                        hf_outliers=hf_out,
-                        hp_outliers=hp_out,
-                        settings=DensitySettings(probes=probes, steps=steps, seed=seed),
-                    )
-                    worst[0] = max(worst[0], relative_w1(result.hf.measure, exact_hf, spread))
-                    worst[1] = max(worst[1], relative_w1(result.hp.measure, exact_hp, spread))
+            for results in estimates.values():
+                worst = [
+                    max(relative_w1(getattr(r, op).measure, exact[op], spread) for r in results)
+                    for op in ("hf", "hp")
+                ]
                 cells.append(f"{worst[0]:.1e} / {worst[1]:.1e}")
             print(f"{name:<18}{step:>5}  " + "".join(f"{c:>18}" for c in cells), flush=True)
 
 
+def run_smoothing(seeds: int) -> None:
+    fractions, widths = (1e-4, 1e-3, 1e-2, 3e-2), (0.05, 0.1, 0.2, 0.3, 0.5)
+    worst = np.zeros((len(fractions), len(widths)))
+    for _, exact, spread, estimates in snapshot_estimates(
+        "gauss10 20-32-10", [(4, 40), (8, 40)], seeds, True
+    ):
+        for i, fraction in enumerate(fractions):
+            tau = fraction * spread
+            for j, width in enumerate(widths):
+                for op in ("hf", "hp"):
+                    low, high = exact[op].support
+                    x = symlog_grid(low - 0.1 * spread, high + 0.1 * spread, tau, 4000)
+                    _, reference = smoothed_density(exact[op], tau, width, x)
+                    for results in estimates.values():
+                        for r in results:
+                            _, rho = smoothed_density(getattr(r, op).measure, tau, width, x)
+                            l1 = float(np.trapezoid(np.abs(rho - reference), x))
+                            worst[i, j] = max(worst[i, j], l1)
+    print(f"{'tau / spread':<14}" + "".join(f"{f'sigma={w:g}':>12}" for w in widths))
+    for fraction, row in zip(fractions, worst, strict=True):
+        print(f"{fraction:<14g}" + "".join(f"{value:12.3f}" for value in row))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("cost", "accuracy"))
+    parser.add_argument("what", choices=("cost", "accuracy", "smoothing"))
     parser.add_argument("--quick", action="store_true", help="cost: tiny sizes, a smoke run")
     parser.add_argument("--repeats", type=int, default=3, help="cost: timed repeats (median)")
     parser.add_argument("--device", default="cpu", help="cost: cpu or cuda")
-    parser.add_argument("--seeds", type=int, default=3, help="accuracy: probe seeds (worst)")
+    parser.add_argument("--seeds", type=int, default=3, help="probe seeds (the worst is shown)")
+    parser.add_argument(
+        "--no-outliers", action="store_true", help="accuracy: SLQ without merged outliers"
+    )
     args = parser.parse_args(argv)
     if args.what == "cost":
         run_cost(args.quick, args.repeats, args.device)
+    elif args.what == "smoothing":
+        run_smoothing(args.seeds)
     else:
         grid = [(2, 20), (4, 20), (4, 40), (8, 40), (4, 80), (16, 40)]
-        run_accuracy(grid, args.seeds)
+        run_accuracy(grid, args.seeds, not args.no_outliers)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def density_figure(
     """Four panels: the smoothed spectral densities of H_f, M and H_p at the given ``steps``
     (default: ``n_steps`` snapshots spread by training progress, see ``choose_steps``), density
     on a log axis against the eigenvalue on a symlog axis (linear for |λ| below the smallest
-    stored smoothing threshold τ), -H_f's density mirrored (dashed) over H_p's, and
+    stored smoothing threshold τ, rounded up to a power of ten), -H_f's density mirrored (dashed) over H_p's, and
     W1(H_p, -H_f) / (λmax(H_f) - λmin(H_f)) at every snapshot that stores it.
     Raises ``ValueError`` when no snapshot holds densities or a requested step has none.
     """
@@ -72,7 +72,8 @@ def density_figure(
     thresholds = history["density_linthresh"][rows] if "density_linthresh" in history else []
     thresholds = np.asarray(thresholds, dtype=float)
     thresholds = thresholds[np.isfinite(thresholds) & (thresholds > 0)]
-    linthresh = float(thresholds.min()) if thresholds.size else 1e-3
+    smallest = float(thresholds.min()) if thresholds.size else 1e-3
+    linthresh = float(10.0 ** np.ceil(np.log10(smallest)))  # a power of ten: no crowded ticks
     colors = colormaps["viridis"](np.linspace(0.0, 0.85, len(rows)))
 
     fig = new_figure(13.0, 8.0)
