@@ -82,7 +82,8 @@ class DensitySettings:
             )
         for name in ("width", "linthresh"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0 and np.isfinite(value)):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and value > 0 and np.isfinite(value)):
                 raise ValueError(f"density {name} must be a positive number, got {value!r}")
 
 

@@ -63,8 +63,9 @@ def density_figure(
     """Four panels: the smoothed spectral densities of H_f, M and H_p at the given ``steps``
     (default: ``n_steps`` snapshots spread by training progress, see ``choose_steps``), density
     on a log axis against the eigenvalue on a symlog axis (linear for |λ| below the smallest
-    stored smoothing threshold τ, rounded up to a power of ten), -H_f's density mirrored (dashed) over H_p's, and
-    W1(H_p, -H_f) / (λmax(H_f) - λmin(H_f)) at every snapshot that stores it.
+    stored smoothing threshold τ, rounded up to a power of ten), -H_f's density mirrored
+    (dashed) over H_p's, and W1(H_p, -H_f) / (λmax(H_f) - λmin(H_f)) at every snapshot that
+    stores it.
     Raises ``ValueError`` when no snapshot holds densities or a requested step has none.
     """
     rows = _rows_for(history, steps, n_steps)

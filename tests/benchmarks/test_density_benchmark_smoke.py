@@ -28,5 +28,5 @@ def test_quick_density_cost_prints_ratios() -> None:
     rows = {line[:36].strip(): line[36:].split() for line in lines if len(line) > 36}
     assert rows["one full-data gradient pass"][1] == "1.0"
     snapshot = rows["density snapshot (all three)"]
-    float(snapshot[0]), float(snapshot[1])  # seconds and x t_grad parse; sizes depend on the machine
+    float(snapshot[0]), float(snapshot[1])  # seconds, x t_grad: numbers (sizes: the machine's)
     assert any(line.startswith("H_f columns 64 ") for line in lines), lines

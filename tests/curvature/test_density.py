@@ -204,6 +204,7 @@ def test_smoothed_density_of_one_atom_is_a_gaussian_in_t() -> None:
         (dict(steps=1.5), "steps"),
         (dict(probe_kind="uniform"), "probe_kind"),
         (dict(width=-1.0), "width"),
+        (dict(linthresh=True), "linthresh"),
     ],
 )
 def test_bad_settings_are_refused(kwargs: dict, message: str) -> None:
