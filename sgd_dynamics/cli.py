@@ -15,8 +15,10 @@ from collections.abc import Sequence
 PLOT_HELP = """\
 Redraw a run's figures from its stored snapshots alone (RUN_DIR/spectra/step_*.npz):
 alignment.png (figure 2: principal-angle cosines and top-k eigenvalues of H_f and M over
-training steps) always, and full_spectra.png (figure 1: all eigenvalues of H_f, M and H_p at a
-few steps) when the snapshots hold full spectra (dense method). Files are written atomically
+training steps) always, full_spectra.png (figure 1: all eigenvalues of H_f, M and H_p at a
+few steps) when the snapshots hold full spectra (dense method), and spectral_densities.png
+(figure 1 at any scale: the densities of H_f, M and H_p at a few steps and W1(H_p, -H_f) over
+training) when they hold spectral densities. Files are written atomically
 into RUN_DIR/figures/ (or --out) and their paths printed."""
 
 REPORT_HELP = """\
@@ -51,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         nargs="+",
         metavar="STEP",
-        help="stored steps whose full spectra figure 1 shows (default: 4 snapshots from the "
-        "first to the last, spread evenly in log(train loss), else in log(step + 1))",
+        help="stored steps whose full spectra / densities figure 1 shows (default: 4 snapshots "
+        "from the first to the last, spread evenly in log(train loss), else in log(step + 1))",
     )
     plot.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/figures)")
     plot.add_argument(

@@ -16,6 +16,14 @@ Keys of a snapshot (all plain numeric arrays; scalars are 0-d):
   the traces' standard errors ``trace_hf_stderr``, ``trace_mt_stderr``, ``trace_hp_stderr``,
   solver diagnostics, ...). ``cosines`` may end in NaN (undefined beyond M's numerical rank,
   docs/math.md); the order checks ignore NaN.
+- optional, spectral densities (``sgd_dynamics.curvature.density``), for X in ``hf``, ``mt``,
+  ``hp`` (H_f, M, H_p): ``X_density_nodes`` (N,) ascending and ``X_density_weights`` (N,), the
+  spectral measure (1/P) Σ δ(λ - λ_i) as weighted atoms (weights sum to 1; estimated for H_f and
+  H_p, exact for M and in the dense method); ``X_density_grid`` (G,) ascending and
+  ``X_density`` (G,), the smoothed density on that grid; scalars ``hp_to_minus_hf_w1``
+  (W1(H_p, -H_f) / (λmax(H_f) - λmin(H_f))), ``density_spread``, ``density_linthresh`` (τ),
+  ``density_width`` (σ), ``density_probes``, ``density_steps``, ``density_exact``. Runs
+  without them load as before.
 
 ``load_run`` stacks a run's snapshots into arrays indexed by snapshot: scalars (S,), vectors
 (S, k) padded with NaN where k differs, keys missing from some snapshots filled with NaN.
@@ -43,9 +51,21 @@ SNAPSHOT_PATTERN = re.compile(r"^step_(\d{8,})\.npz$")
 
 REQUIRED_SCALARS = ("step", "epoch", "train_loss", "train_acc")
 DESCENDING_VECTORS = ("hf_top", "mt_top", "hp_top", "cosines", "mb_top")
-ASCENDING_VECTORS = ("hp_bottom", "hf_all", "mt_all", "hp_all")
+ASCENDING_VECTORS = (
+    "hp_bottom",
+    "hf_all",
+    "mt_all",
+    "hp_all",
+    *(f"{op}_density_{what}" for op in ("hf", "mt", "hp") for what in ("nodes", "grid")),
+)
 REQUIRED_VECTORS = ("hf_top", "mt_top", "hp_top", "hp_bottom", "cosines")
 FULL_SPECTRUM_KEYS = ("hf_all", "mt_all", "hp_all")
+DENSITY_OPERATORS = ("hf", "mt", "hp")
+DENSITY_KEYS = tuple(
+    f"{op}_{suffix}"
+    for op in DENSITY_OPERATORS
+    for suffix in ("density_nodes", "density_weights", "density_grid", "density")
+)
 
 
 class RunFolderError(ValueError):
@@ -319,6 +339,26 @@ class RunHistory:
             return np.zeros(0, dtype=np.int64)
         ok = np.all([np.isfinite(self.arrays[k]).any(axis=1) for k in FULL_SPECTRUM_KEYS], axis=0)
         return np.flatnonzero(ok)
+
+    @property
+    def has_densities(self) -> bool:
+        """Whether at least one snapshot stores the spectral densities of H_f, M and H_p."""
+        return self.density_rows().size > 0
+
+    def density_rows(self) -> np.ndarray:
+        """Indices of the snapshots that hold the smoothed densities of H_f, M and H_p."""
+        keys = [f"{op}_{what}" for op in DENSITY_OPERATORS for what in ("density_grid", "density")]
+        if not all(key in self.arrays for key in keys):
+            return np.zeros(0, dtype=np.int64)
+        ok = np.all([np.isfinite(self.arrays[k]).any(axis=1) for k in keys], axis=0)
+        return np.flatnonzero(ok)
+
+    def density(self, row: int, operator: str) -> tuple[np.ndarray, np.ndarray]:
+        """(grid, density) of ``operator`` (hf, mt or hp) at snapshot ``row``, padding dropped."""
+        grid = self.arrays[f"{operator}_density_grid"][row]
+        density = self.arrays[f"{operator}_density"][row]
+        keep = np.isfinite(grid) & np.isfinite(density)
+        return grid[keep], density[keep]
 
 
 def stack_snapshots(snapshots: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:

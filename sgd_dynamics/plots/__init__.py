@@ -1,16 +1,25 @@
-"""Figures: a run's full spectra (figure 1), its alignment over training (figure 2), and the
-sweep report's quantile-band and comparison figures. PNG output only (Agg canvas, no display)."""
+"""Figures: a run's full spectra or spectral densities (figure 1), its alignment over training
+(figure 2), and the sweep report's quantile-band and comparison figures. PNG output only (Agg
+canvas, no display)."""
 
 from sgd_dynamics.plots.alignment import alignment_figure
 from sgd_dynamics.plots.common import save_figure
-from sgd_dynamics.plots.run_figures import ALIGNMENT_PNG, FULL_SPECTRA_PNG, draw_run_figures
+from sgd_dynamics.plots.density import density_figure
+from sgd_dynamics.plots.run_figures import (
+    ALIGNMENT_PNG,
+    DENSITIES_PNG,
+    FULL_SPECTRA_PNG,
+    draw_run_figures,
+)
 from sgd_dynamics.plots.spectra import choose_steps, full_spectra_figure
 
 __all__ = [
     "ALIGNMENT_PNG",
+    "DENSITIES_PNG",
     "FULL_SPECTRA_PNG",
     "alignment_figure",
     "choose_steps",
+    "density_figure",
     "draw_run_figures",
     "full_spectra_figure",
     "save_figure",

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from sgd_dynamics.plots.alignment import alignment_figure
 from sgd_dynamics.plots.common import run_title, save_figure
+from sgd_dynamics.plots.density import density_figure
 from sgd_dynamics.plots.spectra import full_spectra_figure
 from sgd_dynamics.store import FIGURES_DIRNAME, RunHistory, load_run, read_run_config
 
 FULL_SPECTRA_PNG = "full_spectra.png"
 ALIGNMENT_PNG = "alignment.png"
+DENSITIES_PNG = "spectral_densities.png"
 
 
 def draw_run_figures(
@@ -24,11 +26,13 @@ def draw_run_figures(
 ) -> list[Path]:
     """Redraw a run's figures from its stored snapshots; return the PNG paths written.
 
-    Writes ``alignment.png`` (figure 2) always and ``full_spectra.png`` (figure 1) when some
-    snapshot holds full spectra, into ``out_dir`` (default ``RUN_DIR/figures``), atomically.
-    ``steps`` picks figure 1's snapshots (default: ``choose_steps``), ``k`` the indices figure 2
-    draws (default: all stored). The title comes from ``RUN_DIR/.hydra/config.yaml`` if present.
-    ``history`` skips re-reading the snapshots when the caller already holds them.
+    Writes ``alignment.png`` (figure 2) always, ``full_spectra.png`` (figure 1) when some
+    snapshot holds full spectra and ``spectral_densities.png`` (figure 1 at any scale) when some
+    holds spectral densities, into ``out_dir`` (default ``RUN_DIR/figures``), atomically.
+    ``steps`` picks figure 1's snapshots, both versions (default: ``choose_steps``), ``k`` the
+    indices figure 2 draws (default: all stored). The title comes from
+    ``RUN_DIR/.hydra/config.yaml`` if present. ``history`` skips re-reading the snapshots when
+    the caller already holds them.
     """
     run_dir = Path(run_dir)
     if history is None:
@@ -39,9 +43,13 @@ def draw_run_figures(
     if history.has_full_spectra:
         fig = full_spectra_figure(history, steps=steps, title=title)
         written.append(save_figure(fig, out / FULL_SPECTRA_PNG))
-    elif steps is not None:
+    if history.has_densities:
+        fig = density_figure(history, steps=steps, title=title)
+        written.append(save_figure(fig, out / DENSITIES_PNG))
+    if steps is not None and not (history.has_full_spectra or history.has_densities):
         raise ValueError(
-            f"{run_dir}: --steps selects figure 1's snapshots, but none has full spectra"
+            f"{run_dir}: --steps selects figure 1's snapshots, but none has full spectra or "
+            "spectral densities"
         )
     fig = alignment_figure(history, k=k, title=title)
     written.append(save_figure(fig, out / ALIGNMENT_PNG))
