@@ -123,6 +123,21 @@ def int_list(low: int) -> Kind:
     )
 
 
+def target_list(*targets: str) -> Kind:
+    """A list of ``{_target_: <one of targets>}`` entries (Lightning plugins built by Hydra)."""
+    return Kind(
+        lambda v: (
+            isinstance(v, list)
+            and all(
+                isinstance(i, dict) and set(i) == {"_target_"} and i["_target_"] in targets
+                for i in v
+            )
+        ),
+        f"a list of {{_target_: {' | '.join(targets)}}}",
+        targets,
+    )
+
+
 # ----------------------------------------------------------------------------- the schema
 GAUSS10 = "sgd_dynamics.data.Gauss10DataModule"
 FILE_DATA = (
@@ -201,6 +216,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("optimizer.nesterov", BOOL, "Nesterov momentum (needs optimizer.momentum > 0)"),
     # trainer (also any other pytorch_lightning.Trainer argument, unchecked here)
     _target("trainer._target_", "pytorch_lightning.Trainer"),
+    _derived("trainer.plugins", target_list("sgd_dynamics.lifecycle.checkpoint_io.AtomicCheckpointIO"), "atomic checkpoint writes"),  # noqa: E501
     Key("trainer.max_steps", integer(1) | choice(-1), "SGD steps (-1: trainer.max_epochs decides)"),
     Key("trainer.max_epochs", NULL | integer(1) | choice(-1), "epochs (null: no limit when max_steps is set, 1000 when it is -1)"),  # noqa: E501
     Key("trainer.accelerator", choice("cpu", "gpu", "cuda", "mps", "auto"), "device kind"),
@@ -213,7 +229,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("trainer.log_every_n_steps", integer(1), "log train/loss and train/acc every this many steps"),  # noqa: E501
     Key("trainer.num_sanity_val_steps", integer(-1), "validation batches run before training (-1: all)"),  # noqa: E501
     Key("trainer.enable_model_summary", BOOL, "print Lightning's model summary"),
-    Key("trainer.enable_progress_bar", BOOL, "Lightning's progress bar (callbacks.progress prints a line every few seconds instead)"),  # noqa: E501
+    Key("trainer.enable_progress_bar", BOOL, "Lightning's progress bar (a TQDM bar on a terminal, plain lines otherwise)"),  # noqa: E501
     Key("trainer.deterministic", BOOL | choice("warn"), "deterministic torch algorithms"),
     _derived("trainer.default_root_dir", PATH, "= run_dir"),
     # loggers, by name
@@ -228,12 +244,11 @@ SCHEMA: tuple[Key, ...] = (
     _derived("logger.csv.save_dir", PATH, "= run_dir"),
     Key("logger.csv.name", TEXT, "subfolder of the run folder for the CSV files"),
     # callbacks, by name
-    _target("callbacks.checkpoint._target_", "pytorch_lightning.callbacks.ModelCheckpoint"),
+    _target("callbacks.checkpoint._target_", "sgd_dynamics.lifecycle.last_checkpoint.LastCheckpoint"),  # noqa: E501
     _derived("callbacks.checkpoint.dirpath", PATH, "= run_dir/checkpoints"),
-    Key("callbacks.checkpoint.save_last", BOOL | choice("link"), "write checkpoints/last.ckpt"),
-    Key("callbacks.checkpoint.save_top_k", integer(-1), "other checkpoint files kept (0: none, -1: all)"),  # noqa: E501
-    Key("callbacks.checkpoint.every_n_epochs", NULL | integer(0), "write the checkpoint every this many epochs"),  # noqa: E501
-    _target("callbacks.progress._target_", "sgd_dynamics.utils.progress.StepProgress"),
+    Key("callbacks.checkpoint.every_n_steps", NULL | integer(1), "write checkpoints/last.ckpt every this many steps (also at step 0, the last step and on SIGINT/SIGTERM)"),  # noqa: E501
+    Key("callbacks.checkpoint.every_n_seconds", NULL | number(0, low_open=True), "and/or every this many seconds, whichever comes first"),  # noqa: E501
+    _target("callbacks.progress._target_", "sgd_dynamics.utils.progress.console_progress_bar"),
     Key("callbacks.progress.every_n_seconds", number(0, low_open=True), "seconds between progress lines"),  # noqa: E501
     # spectral snapshots
     _target("spectral._target_", "callbacks.spectral.SpectralSnapshots"),
@@ -248,6 +263,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("spectral.warm_start", BOOL, "start each iterative solve from the previous snapshot's eigenvectors"),  # noqa: E501
     Key("spectral.hp_method", choice("solve", "ritz", "none"), "H_p's extremes (iterative): converged solve, Rayleigh-Ritz estimates, or none"),  # noqa: E501
     Key("spectral.draw_every", integer(0), "redraw the figures every this many snapshots (0: only at the end)"),  # noqa: E501
+    Key("spectral.progress_every", number(0, low_open=True), "seconds between progress lines inside a long snapshot"),  # noqa: E501
     Key("spectral.draw_at_end", BOOL, "draw the figures at the end of training (false: later with `sgd-dynamics plot`)"),  # noqa: E501
 )
 # fmt: on
@@ -267,7 +283,8 @@ SECTIONS: frozenset[str] = frozenset(
 
 def allowed_targets() -> frozenset[str]:
     """Every ``_target_`` the configuration may name: the classes of the project's conf/."""
-    return frozenset(str(v) for k in SCHEMA if k.name.endswith("._target_") for v in k.kind.values)
+    names = (k for k in SCHEMA if k.name.endswith("._target_") or k.name == "trainer.plugins")
+    return frozenset(str(v) for k in names for v in k.kind.values)
 
 
 # ----------------------------------------------------------------------------- validation

@@ -163,7 +163,7 @@ SOURCE = Path("RUN/.hydra/overrides.yaml")
         "dataset=mnist",
         "~callbacks.progress",
         "dataset._target_=sgd_dynamics.data.MNISTDataModule",
-        "+callbacks.checkpoint._target_='pytorch_lightning.callbacks.ModelCheckpoint'",
+        "+callbacks.checkpoint._target_='sgd_dynamics.lifecycle.last_checkpoint.LastCheckpoint'",
         "ckpt_path=/a/hydra_folder/last.ckpt",
     ],
 )

@@ -69,7 +69,8 @@ class Spy:
         return None
 sys.meta_path.insert(0, Spy())
 sys.path.insert(0, sys.argv[1])
-import train
+import train  # sets the policy at import; torch itself loads when a run is built
+import torch
 print(seen["torch"])
 """
 
