@@ -22,6 +22,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -221,7 +222,9 @@ def run(
             and isinstance(exc, KeyboardInterrupt | SystemExit)
             and trainer.interrupted
         ):
-            stopped = RunInterrupted(signal.SIGINT, trainer.global_step, _checkpoint_path(trainer))
+            # Lightning's own ends: a second Ctrl-C (sys.exit(1)), or its SIGTERM exception
+            signum = signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT
+            stopped = RunInterrupted(signum, trainer.global_step, _checkpoint_path(trainer))
         if writes and recorded[0]:
             ended = {
                 "status": "failed" if stopped is None else stopped.status,
