@@ -102,3 +102,15 @@ def test_a_resume_that_fails_before_training_leaves_a_completed_status_alone(
     for path, content in before.items():
         assert path.read_bytes() == content, path
     assert ckpt.read_bytes() == ckpt_bytes
+
+
+def test_a_diverged_job_of_a_sweep_lets_the_other_jobs_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = train(
+        ["-m", f"hydra.sweep.dir={sweep}", "lr=1000,0.1", *SMALL_RUN, "spectral.every_n_steps=60"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(error_lines(result.stderr)) == 1 and "Traceback" not in result.stderr
+    assert strict_json(sweep / "0" / "status.json")["status"] == "diverged"
+    assert strict_json(sweep / "1" / "status.json")["status"] == "completed"
