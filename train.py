@@ -199,7 +199,8 @@ def main(cfg: DictConfig) -> None:
         message = user_error(exc)
         if message is None:
             raise
-        write_failed_status(run_dir, f"error: {message}")
+        if cfg.ckpt_path is None:  # a resumed run's status stays as it was
+            write_failed_status(run_dir, f"error: {message}")
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     announce_resume(parts["trainer"])

@@ -176,7 +176,8 @@ def run(
         callback.draw_at_end = False
     failed = True
     try:
-        with graceful_stop():
+        stoppable = any(isinstance(c, LastCheckpoint) for c in trainer.callbacks)
+        with graceful_stop(active=stoppable):
             if ckpt_path is None:
                 record_running()
             else:
