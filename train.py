@@ -243,9 +243,11 @@ def main(cfg: DictConfig) -> None:
     announce_resume(parts["trainer"])
     try:
         run(run_dir=run_dir, ckpt_path=cfg.ckpt_path, **parts)
-    except Exception as exc:
-        exit_for(exc)  # interrupted, diverged, unwritable folder: its lines and exit code
-        raise
+    except Exception as exc:  # interrupted, diverged, unwritable folder: its lines, exit code
+        from hydra.types import RunMode
+
+        if not exit_for(exc, in_sweep=HydraConfig.get().mode == RunMode.MULTIRUN):
+            raise
     finally:
         end_ddp_run(environment)
         print(f"Outputs: {run_dir}", flush=True)

@@ -8,11 +8,9 @@ from the Hydra config.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
 import signal
-import socket
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -22,19 +20,20 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.utils.data import DataLoader
 
 from sgd_dynamics.lifecycle.epochs import completed_epochs
 from sgd_dynamics.lifecycle.faults import fault_point
 from sgd_dynamics.lifecycle.last_checkpoint import LastCheckpoint
-from sgd_dynamics.lifecycle.outcomes import RunInterrupted, as_run_stopped
+from sgd_dynamics.lifecycle.outcomes import RunInterrupted, RunStopped, as_run_stopped
+from sgd_dynamics.lifecycle.status import STATUS_FILE, StatusFile, now
 from sgd_dynamics.lifecycle.stop import graceful_stop
 from sgd_dynamics.models import num_parameters
 from sgd_dynamics.store import SPECTRA_DIRNAME, is_temp_file, write_json_atomic
 from sgd_dynamics.wandb_review import log_run_artifact
 
-STATUS_FILE = "status.json"
 SUMMARY_FILE = "summary.json"
 
 _QUIET_WARNINGS = (
@@ -81,16 +80,12 @@ def evaluate(net: nn.Module, loader: DataLoader) -> dict[str, float]:
     return {"loss": total_loss / n, "acc": correct / n, "n": n}
 
 
-def _now() -> str:
-    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
 def write_failed_status(run_dir: str | os.PathLike, error: str, status: str = "failed") -> None:
     """Record in ``run_dir/status.json`` a run that ended (`status`: failed, or interrupted)
     before training started."""
     write_json_atomic(
         Path(run_dir) / STATUS_FILE,
-        {"status": status, "started": _now(), "finished": _now(), "error": error},
+        {"status": status, "started": now(), "finished": now(), "error": error},
     )
 
 
@@ -167,19 +162,12 @@ def run(
     run_dir = Path(run_dir)
     writes = trainer.is_global_zero
     start = time.perf_counter()
-    status = {
-        "status": "running",
-        "started": _now(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "resumed_from": None if ckpt_path is None else str(ckpt_path),
-    }
-    recorded = [ckpt_path is None]  # whether status.json is this run's to write
+    resumed_from = None if ckpt_path is None else str(ckpt_path)
+    status = StatusFile(run_dir, resumed_from, writes)
 
     def record_running() -> None:
-        recorded[0] = True
+        status.running()
         if writes:
-            write_json_atomic(run_dir / STATUS_FILE, status)
             _remove_temp_files(run_dir)
 
     drawers = [c for c in trainer.callbacks if hasattr(c, "defer_drawing")]
@@ -187,7 +175,8 @@ def run(
         callback.defer_drawing = True
     failed = True
     try:
-        with graceful_stop():
+        stoppable = any(isinstance(c, LastCheckpoint) for c in trainer.callbacks)
+        with graceful_stop(active=stoppable):
             if ckpt_path is None:
                 record_running()
             else:
@@ -196,46 +185,37 @@ def run(
                 for logger in trainer.loggers:
                     logger.log_hyperparams(dict(config))
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-            if not recorded[0]:  # resumed at the last step: fit restored it and returned
+            if not status.owned:  # resumed at the last step: fit restored it and returned
                 record_running()
             summary = {}
             if writes:
-                summary = _write_summary(
-                    run_dir, datamodule, module, trainer, start, status["resumed_from"]
-                )
+                summary = _write_summary(run_dir, datamodule, module, trainer, start, resumed_from)
             for callback in drawers:
                 fault_point("figures")
                 callback.draw_figures(trainer)
-            if writes:
-                finished = {"finished": _now(), "global_step": trainer.global_step}
-                write_json_atomic(
-                    run_dir / STATUS_FILE, {**status, "status": "completed", **finished}
-                )
+            status.completed(trainer.global_step)
         failed = False
         return summary
     except BaseException as exc:
-        stopped = as_run_stopped(exc, str(run_dir))
-        if (
-            stopped is None
-            and isinstance(exc, KeyboardInterrupt | SystemExit)
-            and trainer.interrupted
-        ):
-            stopped = RunInterrupted(signal.SIGINT, trainer.global_step, _checkpoint_path(trainer))
-        if writes and recorded[0]:
-            ended = {
-                "status": "failed" if stopped is None else stopped.status,
-                "finished": _now(),
-                "global_step": trainer.global_step,
-                "error": str(stopped) if stopped else f"{type(exc).__name__}: {exc}".rstrip(": "),
-                "checkpoint": _checkpoint_path(trainer),
-            }
-            with contextlib.suppress(OSError):  # a folder that refused the run's files
-                write_json_atomic(run_dir / STATUS_FILE, {**status, **ended})
+        stopped = _as_stopped(exc, trainer, run_dir)
+        error = str(stopped) if stopped else f"{type(exc).__name__}: {exc}".rstrip(": ")
+        state = "failed" if stopped is None else stopped.status
+        status.ended(state, error, trainer.global_step, _checkpoint_path(trainer))
         if stopped is not None and stopped is not exc:
             raise stopped from exc
         raise
     finally:
         _finish_wandb(failed, run_dir)
+
+
+def _as_stopped(exc: BaseException, trainer: pl.Trainer, run_dir: Path) -> RunStopped | None:
+    """`exc` as a `RunStopped` (interrupted, diverged, an unwritable run file), or None."""
+    stopped = as_run_stopped(exc, str(run_dir))
+    if stopped is None and isinstance(exc, KeyboardInterrupt | SystemExit) and trainer.interrupted:
+        # Lightning's own ends: a second Ctrl-C (sys.exit(1)), or its SIGTERM exception
+        signum = signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT
+        stopped = RunInterrupted(signum, trainer.global_step, _checkpoint_path(trainer))
+    return stopped
 
 
 def _write_summary(

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sgd_dynamics.lifecycle.last_checkpoint import LastCheckpoint
-from sgd_dynamics.lifecycle.outcomes import RunInterrupted, RunStopped
+from sgd_dynamics.lifecycle.outcomes import RunDiverged, RunInterrupted, RunStopped
 
 
 def resume_command(checkpoint: str | os.PathLike) -> str:
@@ -29,11 +29,13 @@ def announce_resume(trainer: pl.Trainer) -> None:
         print(f"if interrupted, resume with: {resume_command(paths[0])}", flush=True)
 
 
-def exit_for(exc: BaseException) -> None:
-    """For a `RunStopped`: print its line(s) (global-zero process) and exit with its code.
-    Any other exception: return (the caller re-raises it)."""
+def exit_for(exc: BaseException, in_sweep: bool = False) -> bool:
+    """For a `RunStopped`: print its line(s) (global-zero process) and exit with its code,
+    except for a diverged job of a sweep (`in_sweep`), which returns True so that the other
+    jobs still run (its status.json says "diverged"). Any other exception: False (the caller
+    re-raises it)."""
     if not isinstance(exc, RunStopped):
-        return
+        return False
     if rank_zero_only.rank == 0:
         if isinstance(exc, RunInterrupted):
             print(str(exc), file=sys.stderr)
@@ -42,4 +44,6 @@ def exit_for(exc: BaseException) -> None:
         else:
             print(f"error: {exc}", file=sys.stderr)
         sys.stderr.flush()
+    if in_sweep and isinstance(exc, RunDiverged):
+        return True
     sys.exit(exc.exit_code)

@@ -80,12 +80,19 @@ STOP = StopRequest()
 
 
 @contextlib.contextmanager
-def graceful_stop() -> Iterator[StopRequest]:
-    """Within the block, SIGINT and SIGTERM only set `STOP.signum`; the previous handlers are
-    restored afterwards and the request is cleared."""
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS} if _on_main_thread() else {}
+def graceful_stop(active: bool = True) -> Iterator[StopRequest]:
+    """Within the block, SIGINT and SIGTERM only set `STOP.signum` when `active` (a callback
+    acts on it); else they have Python's default handlers (KeyboardInterrupt, and Lightning's
+    own SIGTERM handling). The previous handlers are restored afterwards and the request is
+    cleared."""
+    main = _on_main_thread()
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS} if main else {}
     STOP.signum = None
-    STOP.install()
+    if main and active:
+        STOP.install()
+    elif main:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         yield STOP
     finally:

@@ -43,7 +43,7 @@ def assert_files_intact(run_dir) -> None:
         assert load_arrays(path)["step"] == int(path.stem.removeprefix("step_"))
 
 
-def test_sigkill_at_seven_moments_then_resume_equals_the_uninterrupted_run(tmp_path, reference_run):
+def test_sigkill_at_six_moments_then_resume_equals_the_uninterrupted_run(tmp_path, reference_run):
     run_dir = tmp_path / "run"
     command = None
     for fault, moment in KILLS:

@@ -165,3 +165,34 @@ def test_non_finite_parameters_skip_the_snapshot_and_stop_training(tmp_path, cap
             trainer.fit(module, datamodule=data)
     assert [p.name for p in list_snapshots(tmp_path)] == [f"step_0000000{i}.npz" for i in range(3)]
     assert "snapshot at step 3 skipped: the parameters are not all finite" in caplog.text
+
+
+def test_checkpoints_follow_steps_and_seconds_whichever_comes_first(tmp_path, monkeypatch):
+    """A fake clock (1 s per step, then 4 s per step) and a trainer that records its saves:
+    with every 5 steps and every 10 s, saves fall where either is due since the last save."""
+    from sgd_dynamics.lifecycle import last_checkpoint
+
+    clock = [0.0]
+    monkeypatch.setattr(last_checkpoint.time, "perf_counter", lambda: clock[0])
+    saved = []
+    trainer = SimpleNamespace(
+        global_step=0,
+        ckpt_path=None,
+        max_steps=40,
+        world_size=1,
+        is_global_zero=True,
+        save_checkpoint=lambda path: saved.append(trainer.global_step),
+    )
+    module = torch.nn.Linear(2, 2)
+    callback = last_checkpoint.LastCheckpoint(tmp_path, every_n_steps=5, every_n_seconds=10.0)
+    callback.on_train_start(trainer, module)
+    expected, last_step, last_time = [0], 0, 0.0
+    for step in range(1, 41):
+        trainer.global_step, clock[0] = step, float(step if step <= 20 else 4 * step - 60)
+        callback.on_train_batch_end(trainer, module, None, None, step - 1)
+        if step - last_step >= 5 or clock[0] - last_time >= 10 or step == 40:
+            expected.append(step)
+            last_step, last_time = step, clock[0]
+    assert saved == expected and saved[:7] == [0, 5, 10, 15, 20, 23, 26]  # steps, then seconds
+    callback.on_train_end(trainer, module)
+    assert saved == expected  # the last step is already saved

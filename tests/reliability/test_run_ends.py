@@ -90,15 +90,29 @@ def test_a_write_refused_by_the_file_system_gives_one_error_naming_the_file(
 def test_a_resume_that_fails_before_training_leaves_a_completed_status_alone(
     tmp_path, reference_run
 ):
-    """A checkpoint that does not fit the network (another width) fails while it is restored:
-    the completed run's status.json, summary and checkpoint are untouched."""
+    """A resume that fails before training leaves the completed run's status.json, summary
+    and checkpoint untouched."""
     run_dir = tmp_path / "run"
     shutil.copytree(reference_run, run_dir)
     before = {p: p.read_bytes() for p in (run_dir / "status.json", run_dir / "summary.json")}
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     ckpt_bytes = ckpt.read_bytes()
-    result = train([f"ckpt_path={ckpt}", "model.width=16"], tmp_path)
-    assert result.returncode != 0
-    for path, content in before.items():
-        assert path.read_bytes() == content, path
-    assert ckpt.read_bytes() == ckpt_bytes
+    # a checkpoint that does not fit while it is restored; a bad value found at set-up
+    for bad in ("model.width=16", "batch_size=0"):
+        result = train([f"ckpt_path={ckpt}", bad], tmp_path)
+        assert result.returncode != 0
+        for path, content in before.items():
+            assert path.read_bytes() == content, (bad, path)
+        assert ckpt.read_bytes() == ckpt_bytes
+
+
+def test_a_diverged_job_of_a_sweep_lets_the_other_jobs_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = train(
+        ["-m", f"hydra.sweep.dir={sweep}", "lr=1000,0.1", *SMALL_RUN, "spectral.every_n_steps=60"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(error_lines(result.stderr)) == 1 and "Traceback" not in result.stderr
+    assert strict_json(sweep / "0" / "status.json")["status"] == "diverged"
+    assert strict_json(sweep / "1" / "status.json")["status"] == "completed"
