@@ -89,3 +89,18 @@ def test_densities_at_the_chosen_points_drawn_and_kept_on_resume(tmp_path):
     assert load_run(parts).steps.tolist() == [0, 10, 20, 30, 40]
     assert density_steps_stored(parts) == [0, 10, 40]
     assert (parts / "figures" / DENSITIES_PNG).exists()
+
+
+def test_density_scalars_are_logged_and_bad_counts_refused(tmp_path):
+    from callbacks.spectral import _scalar_metrics
+
+    arrays = dict(
+        cosines=np.array([0.95]), hf_top=np.array([2.0]), hp_to_minus_hf_w1=0.25, density_seconds=3
+    )
+    metrics = _scalar_metrics(arrays)
+    assert metrics["spectral/hp_to_minus_hf_w1"] == 0.25
+    assert metrics["spectral/density_seconds"] == 3.0
+    assert "spectral/hp_to_minus_hf_w1" not in _scalar_metrics(dict(cosines=np.array([0.9])))
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match="spectral.density_points must be an integer >= 1"):
+            SpectralSnapshots(run_dir=tmp_path, density=True, density_points=bad)
