@@ -245,7 +245,12 @@ def test_compute_spectra_density_matches_the_dense_spectra(m_route: str) -> None
     assert np.max(np.abs(mt - mt_all)) <= 1e-10 * mt_all.max()
     exact_w1 = _w1_equal_size(hp_all, -hf_all) / spread
     assert abs(dense.densities.hp_to_minus_hf - exact_w1) <= 1e-12
-    assert abs(iterative.densities.hp_to_minus_hf - exact_w1) <= 2e-2
+    # Weyl: M ⪰ 0 shifts every sorted eigenvalue of -H_f up, so W1 = tr(M) / P, exactly
+    assert exact_w1 == pytest.approx(np.trace(moment.numpy()) / p / spread, rel=1e-10)
+    assert iterative.densities.hp_to_minus_hf == pytest.approx(exact_w1, rel=1e-9)
+    assert abs(iterative.densities.hp_to_minus_hf_slq - exact_w1) <= 2e-2  # the SLQ estimate
+    assert iterative.to_arrays()["hp_to_minus_hf_w1_slq"] == iterative.densities.hp_to_minus_hf_slq
+    assert "hp_to_minus_hf_w1_slq" not in dense.to_arrays()
     arrays = iterative.to_arrays()
     for key in ("hf_density", "mt_density_nodes", "hp_density_grid", "hp_to_minus_hf_w1"):
         assert key in arrays and np.all(np.isfinite(arrays[key])), key
