@@ -496,6 +496,8 @@ def _iterative_snapshot(
             out["mb_top"] = solve(
                 "M_b", lambda v: ops.mb(v, batch_size), "largest", mt_vecs, 3
             ).eigenvalues
+    if gram is not None:
+        out["gram"] = gram  # K = G Gᵀ / n, for M's exact density
     return out
 
 
@@ -523,8 +525,11 @@ def _iterative_densities(
 ) -> SpectralDensities:
     """Densities of H_f and H_p by SLQ with the snapshot's solves merged in as outliers (top-k of
     H_f; top- and bottom-k of H_p when they come from a converged solve), M's exact spectrum
-    from the Gram matrix of the per-sample gradients (from the factors, else chunk by chunk)."""
-    if factors is not None:
+    from the Gram matrix of the per-sample gradients (the snapshot's own, else from the factors,
+    else from per-sample gradients chunk by chunk)."""
+    if out.get("gram") is not None:  # the snapshot's own K
+        gram_values = gram_eigenvalues(out["gram"], dense_threads)
+    elif factors is not None:
         gram_values = gram_eigenvalues(factors, dense_threads)
     else:
         gram = per_sample_gram(ops.fm, ops.inputs, ops.targets, ops.chunk_size)
