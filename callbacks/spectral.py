@@ -33,13 +33,14 @@ from sgd_dynamics.curvature.progress import reporting
 from sgd_dynamics.lifecycle.epochs import completed_epochs
 from sgd_dynamics.lifecycle.last_checkpoint import parameters_are_finite
 from sgd_dynamics.plots import draw_run_figures
-from sgd_dynamics.schedule import snapshot_steps
+from sgd_dynamics.schedule import density_steps, snapshot_steps
 from sgd_dynamics.store import list_snapshots, remove_snapshots_after, save_snapshot
 
 log = logging.getLogger("sgd_dynamics.spectral")
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _HP_METHODS = ("solve", "ritz", "none")
+DENSE_MAX_PARAMS = 3000  # compute_spectra's dense_max_params: method="auto" is dense up to it
 
 
 class SpectralSnapshots(pl.Callback):
@@ -62,6 +63,10 @@ class SpectralSnapshots(pl.Callback):
         draw_at_end: draw the figures (and log them to wandb) at the end of training; off
             saves a few seconds per job in large sweeps (``sgd-dynamics plot`` draws later).
         progress_every: inside a snapshot, a progress line every this many seconds.
+        density: also the spectral densities of H_f, M and H_p and W1(H_p, -H_f) at
+            ``density_points`` of the snapshots (docs/densities.md).
+        density_points: how many snapshots get densities: log-spaced among the snapshot steps,
+            always including the last (`sgd_dynamics.schedule.density_steps`).
     """
 
     def __init__(
@@ -79,6 +84,8 @@ class SpectralSnapshots(pl.Callback):
         draw_every: int = 0,
         draw_at_end: bool = True,
         progress_every: float = 5.0,
+        density: bool = False,
+        density_points: int = 4,
     ) -> None:
         super().__init__()
         if dtype not in _DTYPES:
@@ -111,6 +118,17 @@ class SpectralSnapshots(pl.Callback):
         if not progress_every > 0:
             raise ValueError(f"spectral.progress_every must be > 0 seconds, got {progress_every}")
         self.progress_every = float(progress_every)
+        if isinstance(density_points, bool) or not isinstance(density_points, int):
+            raise ValueError(
+                f"spectral.density_points must be an integer >= 1, got {density_points!r}"
+            )
+        if density_points < 1:
+            raise ValueError(
+                f"spectral.density_points must be an integer >= 1, got {density_points}"
+            )
+        self.density = bool(density)
+        self.density_points = density_points
+        self._density_steps: set[int] = set()
         self._schedule: set[int] = set()
         self._samples: tuple[torch.Tensor, torch.Tensor] | None = None
         self._previous = None
@@ -121,6 +139,9 @@ class SpectralSnapshots(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         last = _last_step(trainer)
         self._schedule = set(snapshot_steps(last, self.every_n_steps, self.log_points))
+        if self.density:
+            _check_density_is_available(self.method, pl_module, trainer)
+            self._density_steps = set(density_steps(sorted(self._schedule), self.density_points))
         inputs, targets = trainer.datamodule.spectral_samples(self.n_samples)
         self._samples = (inputs, targets)
         step = trainer.global_step
@@ -216,6 +237,7 @@ class SpectralSnapshots(pl.Callback):
                 warm_start=self._previous if self.warm_start else None,
                 hp_method=self.hp_method,
                 distributed=_reduction(trainer),
+                density=step in self._density_steps,
             )
         seconds = time.perf_counter() - started
         self._previous = spectra
@@ -245,6 +267,13 @@ class SpectralSnapshots(pl.Callback):
             min(10, len(arrays["cosines"])),
             seconds,
         )
+        if "hp_to_minus_hf_w1" in arrays:
+            log.info(
+                "snapshot step %d: densities in %.2f s, W1(H_p, -H_f) / spread = %.4g",
+                step,
+                float(arrays["density_seconds"]),
+                float(arrays["hp_to_minus_hf_w1"]),
+            )
         if self.draw_every and self._n_taken % self.draw_every == 0:
             self._draw(trainer)
 
@@ -266,6 +295,22 @@ def _last_step(trainer: pl.Trainer) -> int:
     if not math.isfinite(estimated):
         raise ValueError("spectral snapshots need trainer.max_steps or trainer.max_epochs")
     return int(estimated)
+
+
+def _check_density_is_available(
+    method: str, pl_module: pl.LightningModule, trainer: pl.Trainer
+) -> None:
+    """Densities with the iterative method need M's n×n Gram matrix on one process: refused
+    under DDP before training starts (the dense method gives exact densities there)."""
+    if trainer.world_size <= 1 or method == "dense":
+        return
+    n_params = sum(p.numel() for p in pl_module.net.parameters() if p.requires_grad)
+    if method == "iterative" or n_params > DENSE_MAX_PARAMS:
+        raise ValueError(
+            "spectral.density=true with the iterative method is not available under DDP "
+            f"(world size {trainer.world_size}): M's exact spectrum needs the Gram matrix of "
+            "all samples' gradients on one process; run on one process, or spectral.density=false"
+        )
 
 
 def _reduction(trainer: pl.Trainer) -> Reduction | None:
@@ -290,7 +335,17 @@ def _scalar_metrics(arrays: dict[str, Any]) -> dict[str, float]:
             for i, value in enumerate(arrays[key], start=1):
                 if math.isfinite(float(value)):  # NaN: undefined cosine (docs/math.md), skipped
                     metrics[f"spectral/{key}_{i}"] = float(value)
-    for key in ("trace_hf", "trace_mt", "trace_hp", "trace_mb", "grad_norm", "loss", "seconds"):
+    for key in (
+        "trace_hf",
+        "trace_mt",
+        "trace_hp",
+        "trace_mb",
+        "grad_norm",
+        "loss",
+        "seconds",
+        "hp_to_minus_hf_w1",
+        "density_seconds",
+    ):
         if key in arrays:
             metrics[f"spectral/{key}"] = float(arrays[key])
     cosines = [c for c in map(float, arrays["cosines"][:10]) if math.isfinite(c)]  # defined

@@ -265,6 +265,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("spectral.draw_every", integer(0), "redraw the figures every this many snapshots (0: only at the end)"),  # noqa: E501
     Key("spectral.progress_every", number(0, low_open=True), "seconds between progress lines inside a long snapshot"),  # noqa: E501
     Key("spectral.draw_at_end", BOOL, "draw the figures at the end of training (false: later with `sgd-dynamics plot`)"),  # noqa: E501
+    Key("spectral.density", BOOL, "spectral densities of H_f, M and H_p and W1(H_p, -H_f) at density_points snapshots (docs/densities.md)"),  # noqa: E501
+    Key("spectral.density_points", integer(1), "how many snapshots get densities: log-spaced among them, always the last"),  # noqa: E501
 )
 # fmt: on
 

@@ -23,7 +23,10 @@ A sweep folder has Hydra's multirun layout: ``SWEEP_DIR/<job>/`` with ``.hydra/c
 - Bands: ``numpy.quantile(values, quantiles, axis=0)`` over the jobs of a group at each grid
   step (NaN propagates), and the median.
 - End of training (last snapshot of each job): the same four quantities, plus
-  ``mt_top_1_end_over_peak`` = λ1(M) at the last snapshot / its maximum over the run.
+  ``mt_top_1_end_over_peak`` = λ1(M) at the last snapshot / its maximum over the run, and
+  ``hp_to_minus_hf_w1`` = "H_p -> -H_f", W1(μ_{H_p}, μ_{-H_f}) / (λmax(H_f) - λmin(H_f)) at the
+  last snapshot with spectral densities (``spectral.density``; NaN without; exact for the
+  dense method).
 """
 
 from __future__ import annotations
@@ -335,15 +338,26 @@ def job_series(history: RunHistory, top: int = 10, threshold: float = 0.9) -> di
 
 def end_quantities(top: int = 10, threshold: float = 0.9) -> list[str]:
     """Names of the end-of-training values summarised per group (groups.csv)."""
-    return [*series_names(top, threshold), "mt_top_1_end_over_peak"]
+    return [*series_names(top, threshold), "mt_top_1_end_over_peak", "hp_to_minus_hf_w1"]
+
+
+def final_hp_to_minus_hf(history: RunHistory) -> float:
+    """W1(H_p, -H_f) / spread of H_f at the last snapshot holding densities (`spectral.density`;
+    docs/densities.md), NaN for a run without densities."""
+    if "hp_to_minus_hf_w1" not in history:
+        return math.nan
+    values = history["hp_to_minus_hf_w1"]
+    finite = np.flatnonzero(np.isfinite(values))
+    return float(values[finite[-1]]) if finite.size else math.nan
 
 
 def end_of_training(
     history: RunHistory, top: int = 10, threshold: float = 0.9
 ) -> dict[str, float | int]:
     """The series at the last snapshot (the count as an int), plus ``mt_top_1_end_over_peak``
-    (λ1(M) at the last snapshot / its maximum over the snapshots), ``last_step`` and
-    ``n_snapshots``."""
+    (λ1(M) at the last snapshot / its maximum over the snapshots), ``hp_to_minus_hf_w1``
+    ("H_p -> -H_f": W1(H_p, -H_f) / spread at the last snapshot with densities, NaN without),
+    ``last_step`` and ``n_snapshots``."""
     series = job_series(history, top, threshold)
     end: dict[str, float | int] = {name: float(values[-1]) for name, values in series.items()}
     count = f"n_top{top}_cos_gt_{threshold:g}"
@@ -351,6 +365,7 @@ def end_of_training(
     mt = series["mt_top_1"]
     peak = np.nanmax(mt) if np.isfinite(mt).any() else math.nan
     end["mt_top_1_end_over_peak"] = float(mt[-1] / peak)
+    end["hp_to_minus_hf_w1"] = final_hp_to_minus_hf(history)
     end["last_step"] = int(history.steps[-1])
     end["n_snapshots"] = len(history)
     return end
@@ -551,6 +566,7 @@ def write_jobs_csv(path: Path, jobs: Sequence[Job], top: int = 10, threshold: fl
     end_keys = [
         *series_names(top, threshold),
         "mt_top_1_end_over_peak",
+        "hp_to_minus_hf_w1",
         "last_step",
         "n_snapshots",
     ]

@@ -11,6 +11,8 @@ Both may be given; the union is taken.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -40,3 +42,27 @@ def snapshot_steps(
         grid = np.geomspace(1.0, last_step + 1.0, int(log_points)) - 1.0
         steps.update(int(round(s)) for s in grid)
     return sorted(s for s in steps if 0 <= s <= last_step)
+
+
+def density_steps(steps: list[int], points: int) -> list[int]:
+    """The snapshot steps (of ``steps``, sorted, from `snapshot_steps`) that also get spectral
+    densities: for each of ``points`` targets spaced evenly in log(step + 1) from 0 to the last
+    step (only the last one when ``points`` is 1), the snapshot step nearest in log(step + 1).
+    The last step is always among them; fewer than ``points`` when targets share a step. A pure
+    function of the schedule, so a resumed run picks the same steps.
+
+    Raises:
+        ValueError: on ``points < 1`` or an empty ``steps``.
+    """
+    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+        raise ValueError(f"spectral.density_points must be an integer >= 1, got {points!r}")
+    if not steps:
+        raise ValueError("density_steps needs at least one snapshot step")
+    last = max(steps)
+    if points == 1:
+        return [last]
+    where = np.log1p(np.asarray(sorted(steps), dtype=np.float64))
+    targets = np.linspace(0.0, math.log1p(last), points)
+    nearest = np.abs(where[None, :] - targets[:, None]).argmin(axis=1)
+    chosen = {sorted(steps)[i] for i in nearest} | {last}
+    return sorted(chosen)

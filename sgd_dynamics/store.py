@@ -21,9 +21,10 @@ Keys of a snapshot (all plain numeric arrays; scalars are 0-d):
   spectral measure (1/P) Σ δ(λ - λ_i) as weighted atoms (weights sum to 1; estimated for H_f and
   H_p, exact for M and in the dense method); ``X_density_grid`` (G,) ascending and
   ``X_density`` (G,), the smoothed density on that grid; scalars ``hp_to_minus_hf_w1``
-  (W1(H_p, -H_f) / (λmax(H_f) - λmin(H_f))), ``density_spread``, ``density_linthresh`` (τ),
-  ``density_width`` (σ), ``density_probes``, ``density_steps``, ``density_exact``. Runs
-  without them load as before.
+  (W1(H_p, -H_f) / (λmax(H_f) - λmin(H_f)), exact: tr(M) / P / spread when M's spectrum is),
+  ``hp_to_minus_hf_w1_slq`` (the same from the estimated measures, iterative method),
+  ``density_seconds``, ``density_spread``, ``density_linthresh`` (τ), ``density_width`` (σ),
+  ``density_probes``, ``density_steps``, ``density_exact``. Runs without them load as before.
 
 ``load_run`` stacks a run's snapshots into arrays indexed by snapshot: scalars (S,), vectors
 (S, k) padded with NaN where k differs, keys missing from some snapshots filled with NaN.

@@ -118,7 +118,13 @@ class SpectralDensities:
     """Densities of H_f, M, H_p at one snapshot and the distance of H_p from -H_f.
 
     hp_to_minus_hf: W1(μ_{H_p}, μ_{-H_f}) / spread, spread = λmax(H_f) - λmin(H_f) (support of
-        H_f's measure). NaN when H_p's density was not computed.
+        H_f's measure). NaN when H_p's density was not computed. Since M ⪰ 0, Weyl's
+        monotonicity gives λ_i(H_p) = λ_i(-H_f + M) >= λ_i(-H_f) for every i (both sorted), so
+        the optimal coupling pairs the sorted eigenvalues and W1 = (1/P) Σ_i (λ_i(H_p) -
+        λ_i(-H_f)) = tr(M) / P exactly. It is computed so whenever M's measure is exact (from
+        the Gram matrix, or dense), and from the measures when those are all exact.
+    hp_to_minus_hf_slq: the same distance between the SLQ estimates of the two measures (NaN
+        where the measures are exact): their estimation error, compared with the exact value.
     linthresh: τ of the smoothing (absolute); width: σ in t = asinh(λ / τ).
     hf_products, mt_products: operator calls on (P, m) blocks (m = probes).
     """
@@ -134,13 +140,15 @@ class SpectralDensities:
     steps: int
     hf_products: int = 0
     mt_products: int = 0
+    hp_to_minus_hf_slq: float = np.nan
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Snapshot keys (see `sgd_dynamics.store`): for each operator X in hf, mt, hp present,
         ``X_density_nodes`` / ``X_density_weights`` (the measure, nodes ascending),
         ``X_density_grid`` / ``X_density`` (the smoothed density); scalars
         ``hp_to_minus_hf_w1``, ``density_spread``, ``density_linthresh``, ``density_width``,
-        ``density_probes``, ``density_steps``, ``density_exact`` (1 when all are exact)."""
+        ``density_probes``, ``density_steps``, ``density_exact`` (1 when all are exact), and
+        ``hp_to_minus_hf_w1_slq`` where the SLQ estimate differs from the exact value."""
         out: dict[str, np.ndarray] = {}
         exact = True
         for name in OPERATORS:
@@ -161,6 +169,8 @@ class SpectralDensities:
             "density_steps": self.steps,
             "density_exact": float(exact),
         }
+        if np.isfinite(self.hp_to_minus_hf_slq):
+            scalars["hp_to_minus_hf_w1_slq"] = self.hp_to_minus_hf_slq
         out.update({key: np.asarray(value, dtype=np.float64) for key, value in scalars.items()})
         return out
 
@@ -245,10 +255,16 @@ def _assemble(
         name: _density(measure, exact, known, linthresh, settings)
         for name, (measure, exact, known) in measures.items()
     }
-    hp = parts.get("hp")
-    distance = np.nan
+    hp, mt = parts.get("hp"), parts.get("mt")
+    distance = estimated = np.nan
     if hp is not None:
-        distance = relative_w1(hp.measure, parts["hf"].measure.negated(), spread)
+        from_measures = relative_w1(hp.measure, parts["hf"].measure.negated(), spread)
+        if hp.exact and parts["hf"].exact:
+            distance = from_measures
+        else:
+            estimated = distance = from_measures  # an estimate unless M's measure is exact:
+            if mt is not None and mt.exact:  # Weyl (see SpectralDensities): W1 = tr(M) / P
+                distance = mt.measure.mean() / spread
     return SpectralDensities(
         hf=parts["hf"],
         mt=parts.get("mt"),
@@ -261,6 +277,7 @@ def _assemble(
         steps=settings.steps,
         hf_products=hf_products,
         mt_products=mt_products,
+        hp_to_minus_hf_slq=estimated,
     )
 
 

@@ -37,8 +37,10 @@ def per_sample_gram(
                 right = left
             else:
                 right = per_sample_gradients(fm, inputs[cols], targets[cols], chunk_size)
-            kernel[rows, cols] = left @ right.T
-            kernel[cols, rows] = kernel[rows, cols].T
+            block = left @ right.T
+            kernel[rows, cols] = block
+            if b != a:
+                kernel[cols, rows] = block.T
     return kernel / n
 
 

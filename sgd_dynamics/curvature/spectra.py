@@ -51,10 +51,13 @@ from sgd_dynamics.threads import limit_threads
 
 from .angles import principal_angles
 from .dense import eigenvalues, eigenvalues_and_top_vectors, hessian_matrix, second_moment_matrix
+from .density import DensitySettings, Outliers, SpectralDensities, exact_densities
+from .density import spectral_densities as slq_densities
 from .distributed import Reduction, check_reduction, sum_scalars
 from .eigensolvers import EigResult, block_eigsh, default_tolerance
 from .functional import FunctionalModel, evaluation_mode
 from .gram import minibatch_gram, second_moment_from_gram, top_eigenvalues
+from .gram_spectrum import gram_eigenvalues, per_sample_gram
 from .inputs import check_batch_size, check_dtype, check_k, check_positive_int, prepare_data
 from .operators import CurvatureOperators, minibatch_coefficient
 from .per_sample import DenseGradients, GradientFactors, gradient_factors, per_sample_gradients
@@ -100,6 +103,7 @@ class Spectra:
     hp_top_vecs, hp_bottom_vecs: (P, k) eigenvectors of H_p (iterative method; for warm starts).
     mt_sample_vecs: (n, min(k, n)) eigenvectors of the Gram matrix K = G Gᵀ / n matching mt_top
         (iterative method, M through the Gram matrix; they start the next snapshot's solve on K).
+    densities: spectral densities of H_f, M and H_p and W1(H_p, -H_f) (`density=` on), else None.
     diagnostics: solver figures (matvecs, iterations, max relative residuals, converged flags).
     """
 
@@ -134,6 +138,7 @@ class Spectra:
     hp_top_vecs: Tensor | None = None
     hp_bottom_vecs: Tensor | None = None
     mt_sample_vecs: Tensor | None = None
+    densities: SpectralDensities | None = None
     seconds: float = 0.0
     diagnostics: dict[str, float] = field(default_factory=dict)
 
@@ -168,6 +173,8 @@ class Spectra:
         scalars.update(self.diagnostics)
         for name, value in scalars.items():
             out[name] = np.asarray(value, dtype=np.float64)
+        if self.densities is not None:
+            out.update(self.densities.to_arrays())
         return out
 
 
@@ -489,7 +496,93 @@ def _iterative_snapshot(
             out["mb_top"] = solve(
                 "M_b", lambda v: ops.mb(v, batch_size), "largest", mt_vecs, 3
             ).eigenvalues
+    if gram is not None:
+        out["gram"] = gram  # K = G Gᵀ / n, for M's exact density
     return out
+
+
+def _density_settings(density: bool | DensitySettings | None, seed: int) -> DensitySettings | None:
+    """`compute_spectra`'s `density=` argument: None/False off, True the defaults (probes drawn
+    from `seed`), or a DensitySettings as given."""
+    if density is None or density is False:
+        return None
+    if density is True:
+        return DensitySettings(seed=seed)
+    if isinstance(density, DensitySettings):
+        return density
+    raise ValueError(
+        f"density must be None, a bool or a DensitySettings, got {type(density).__name__}"
+    )
+
+
+def _iterative_densities(
+    ops: CurvatureOperators,
+    out: dict,
+    factors: GradientFactors | None,
+    settings: DensitySettings,
+    hp_method: str,
+    dense_threads: int | None,
+) -> SpectralDensities:
+    """Densities of H_f and H_p by SLQ with the snapshot's solves merged in as outliers (top-k of
+    H_f; top- and bottom-k of H_p when they come from a converged solve), M's exact spectrum
+    from the Gram matrix of the per-sample gradients (the snapshot's own, else from the factors,
+    else from per-sample gradients chunk by chunk)."""
+    if out.get("gram") is not None:  # the snapshot's own K
+        gram_values = gram_eigenvalues(out["gram"], dense_threads)
+    elif factors is not None:
+        gram_values = gram_eigenvalues(factors, dense_threads)
+    else:
+        gram = per_sample_gram(ops.fm, ops.inputs, ops.targets, ops.chunk_size)
+        gram_values = gram_eigenvalues(gram, dense_threads)
+    hp_outliers = None
+    if hp_method == "solve" and "hp_top_vecs" in out:
+        hp_outliers = Outliers(
+            torch.cat([out["hp_top"], out["hp_bottom"]]).detach(),
+            torch.cat([out["hp_top_vecs"], out["hp_bottom_vecs"]], dim=1),
+        )
+    keep_graphs = math.ceil(ops.n_samples / ops.chunk_size) <= KEEP_GRAPHS_MAX_CHUNKS
+    with ops.kept_gradient_graphs() if keep_graphs else contextlib.nullcontext():
+        return slq_densities(
+            ops.hf,
+            ops.n_params,
+            m=ops.m,
+            gram_values=gram_values,
+            hf_outliers=Outliers(out["hf_top"].detach(), out["hf_vecs"]),
+            hp_outliers=hp_outliers,
+            settings=settings,
+            dtype=ops.theta.dtype,
+            device=ops.theta.device,
+        )
+
+
+def _snapshot_densities(
+    ops: CurvatureOperators,
+    out: dict,
+    factors: GradientFactors | None,
+    settings: DensitySettings,
+    hp_method: str,
+    dense_threads: int | None,
+) -> SpectralDensities:
+    """The snapshot's densities: exact from all eigenvalues (dense method), else by SLQ;
+    `density_seconds` (and the SLQ's block products) go to out["diagnostics"]."""
+    clock = time.perf_counter()
+    if "hf_all" in out:
+        densities = exact_densities(
+            _numpy(out["hf_all"]), _numpy(out["mt_all"]), _numpy(out["hp_all"]), settings
+        )
+    else:
+        densities = _iterative_densities(ops, out, factors, settings, hp_method, dense_threads)
+        out["diagnostics"].update(
+            density_hf_products=float(densities.hf_products),
+            density_mt_products=float(densities.mt_products),
+        )
+    out["diagnostics"]["density_seconds"] = time.perf_counter() - clock
+    logger.debug(
+        "densities in %.2f s: W1(H_p, -H_f) / spread = %.4g",
+        out["diagnostics"]["density_seconds"],
+        densities.hp_to_minus_hf,
+    )
+    return densities
 
 
 def compute_spectra(
@@ -518,6 +611,7 @@ def compute_spectra(
     params: Iterable[Tensor] | Iterable[str] | None = None,
     self_check: bool = True,
     check_steps: int | None = None,
+    density: bool | DensitySettings | None = None,
 ) -> Spectra:
     """Spectra of H_f, M, H_p (and M_b) of the mean cross-entropy at the model's parameters.
 
@@ -568,6 +662,13 @@ def compute_spectra(
             product (a Gaussian probe) through the factors with the jvp/vjp product; a relative
             difference above SELF_CHECK_TOLERANCE (1e-6 float64, 1e-3 float32) abandons the
             factors for jvp/vjp products with a `RouteWarning` (diagnostics["m_self_check"]).
+        density: None/False: off; True (the defaults of `DensitySettings`, probes from `seed`)
+            or a DensitySettings: also the spectral densities of H_f, M and H_p and
+            W1(H_p, -H_f) / spread (`Spectra.densities`; docs/densities.md). Dense method: exact,
+            from all eigenvalues. Iterative: SLQ for H_f and H_p with the snapshot's top-k of
+            H_f and (hp_method="solve") top/bottom-k of H_p merged in, M exact from the n×n
+            Gram matrix. Not available for the iterative method under `distributed` (the Gram
+            matrix of all samples' gradients is not on any one process): ValueError.
 
     Raises ValueError for C < 2 classes, non-finite inputs or parameters, inputs that are not one
     tensor (dicts, tuples: wrap the model), parametrised weights, and bad arguments.
@@ -592,6 +693,7 @@ def compute_spectra(
         raise ValueError(f"trace_probes must be >= 0, got {trace_probes}")
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    density_settings = _density_settings(density, seed)
     with evaluation_mode(model), torch.inference_mode(False), torch.enable_grad():
         fm = FunctionalModel(model, dtype, params)
         k = check_k(k, fm.n_params)
@@ -601,6 +703,12 @@ def compute_spectra(
         warm = _check_warm_start(warm_start, p)
         chosen = method if method != "auto" else ("dense" if p <= dense_max_params else "iterative")
         distributed = check_reduction(distributed)
+        if density_settings is not None and chosen != "dense" and distributed is not None:
+            raise ValueError(
+                "density=True with the iterative method is not available under DDP: M's exact "
+                "spectrum needs the n×n Gram matrix of all samples' per-sample gradients, and "
+                "each process holds only its shard of them (use the dense method, or one process)"
+            )
         ops = CurvatureOperators(fm, x, y, chunk_size=chunk_size, distributed=distributed)
         loss, accuracy, mu = ops.loss_gradient()
         logger.debug(
@@ -614,6 +722,7 @@ def compute_spectra(
         )
         if chosen == "dense":
             m_used = "dense"
+            factors = None
             with limit_threads(dense_threads):  # small problems: oversubscription costs most
                 out = _dense_snapshot(ops, k, batch_size, memory_budget, dense_threads, seed)
         else:
@@ -663,6 +772,11 @@ def compute_spectra(
             )
             out["diagnostics"]["factors_seconds"] = factors_seconds
             out["diagnostics"].update(check)
+        densities = None
+        if density_settings is not None:
+            densities = _snapshot_densities(
+                ops, out, factors, density_settings, hp_method, dense_threads
+            )
     grad_norm = float(mu.norm())
     trace_mb = None
     if batch_size is not None:
@@ -708,6 +822,7 @@ def compute_spectra(
         hp_top_vecs=out["hp_top_vecs"].detach().cpu() if "hp_top_vecs" in out else None,
         hp_bottom_vecs=out["hp_bottom_vecs"].detach().cpu() if "hp_bottom_vecs" in out else None,
         mt_sample_vecs=out["mt_sample_vecs"].detach().cpu() if "mt_sample_vecs" in out else None,
+        densities=densities,
         diagnostics=out["diagnostics"],
     )
     spectra.seconds = time.perf_counter() - started

@@ -219,3 +219,59 @@ def test_bad_measures_and_outliers_are_refused() -> None:
         spectral_densities(
             lambda v: v, 10, hf_outliers=Outliers(np.ones(2), torch.eye(10, 3, dtype=torch.float64))
         )
+
+
+@pytest.mark.parametrize("m_route", ["linear", "operator"])
+def test_compute_spectra_density_matches_the_dense_spectra(m_route: str) -> None:
+    """compute_spectra(density=True): iterative (M from the factors' Gram matrix, or from
+    per-sample gradients chunk by chunk) within the accuracy bound of the exact dense spectra;
+    dense: exact; the store keys present; DDP with the iterative method refused."""
+    step, model, x, y = _snapshots("gauss10_20-32-10")[1]
+    _, _, hessian, moment = _dense(model, x, y)
+    hf_all = torch.linalg.eigvalsh(hessian).numpy()
+    hp_all = torch.linalg.eigvalsh(moment - hessian).numpy()
+    mt_all = torch.linalg.eigvalsh(moment).numpy()
+    spread = hf_all[-1] - hf_all[0]
+    p = hf_all.size
+    iterative = compute_spectra(model, x, y, k=K, method="iterative", m_route=m_route, density=True)
+    dense = compute_spectra(model, x, y, k=K, method="dense", density=True)
+    assert iterative.densities is not None and dense.densities is not None
+    for name, exact in (("hf", hf_all), ("hp", hp_all)):
+        part = getattr(iterative.densities, name)
+        w1 = relative_w1(part.measure, SpectralMeasure.from_eigenvalues(exact), spread)
+        assert w1 <= 1e-2, (name, w1)
+        assert np.allclose(dense.densities.__getattribute__(name).measure.nodes, np.sort(exact))
+    mt = _expanded(iterative.densities.mt.measure, p)
+    assert np.max(np.abs(mt - mt_all)) <= 1e-10 * mt_all.max()
+    exact_w1 = _w1_equal_size(hp_all, -hf_all) / spread
+    assert abs(dense.densities.hp_to_minus_hf - exact_w1) <= 1e-12
+    # Weyl: M ⪰ 0 shifts every sorted eigenvalue of -H_f up, so W1 = tr(M) / P, exactly
+    assert exact_w1 == pytest.approx(np.trace(moment.numpy()) / p / spread, rel=1e-10)
+    assert iterative.densities.hp_to_minus_hf == pytest.approx(exact_w1, rel=1e-9)
+    assert abs(iterative.densities.hp_to_minus_hf_slq - exact_w1) <= 2e-2  # the SLQ estimate
+    assert iterative.to_arrays()["hp_to_minus_hf_w1_slq"] == iterative.densities.hp_to_minus_hf_slq
+    assert "hp_to_minus_hf_w1_slq" not in dense.to_arrays()
+    arrays = iterative.to_arrays()
+    for key in ("hf_density", "mt_density_nodes", "hp_density_grid", "hp_to_minus_hf_w1"):
+        assert key in arrays and np.all(np.isfinite(arrays[key])), key
+    assert arrays["density_seconds"] > 0 and arrays["density_exact"] == 0
+    assert dense.to_arrays()["density_exact"] == 1
+    assert "hf_density" not in compute_spectra(model, x, y, k=K, method="dense").to_arrays()
+
+
+def test_compute_spectra_density_refuses_what_it_cannot_measure() -> None:
+    from sgd_dynamics.curvature.distributed import Reduction
+
+    _, model, x, y = _snapshots("gauss10_20-32-10")[0]
+    with pytest.raises(ValueError, match="not available under DDP"):
+        compute_spectra(
+            model,
+            x,
+            y,
+            k=3,
+            method="iterative",
+            density=True,
+            distributed=Reduction(rank=0, world_size=2),
+        )
+    with pytest.raises(ValueError, match="density must be None, a bool or a DensitySettings"):
+        compute_spectra(model, x, y, k=3, density="yes")

@@ -187,6 +187,8 @@ INVALID = {
     "spectral.hp_method": ("exact", []),
     "spectral.draw_every": ("-1", []),
     "spectral.draw_at_end": ("2", []),
+    "spectral.density": ("often", []),
+    "spectral.density_points": ("0", []),
 }
 
 

@@ -29,3 +29,29 @@ def test_bad_schedule_raises(kwargs):
     args = dict(last_step=10) | kwargs
     with pytest.raises(ValueError):
         snapshot_steps(**args)
+
+
+def test_density_steps_are_log_spaced_snapshot_steps_with_the_last():
+    from sgd_dynamics.schedule import density_steps
+
+    steps = snapshot_steps(9380, log_points=25)
+    for points in (1, 2, 3, 4, 8):
+        chosen = density_steps(steps, points)
+        assert set(chosen) <= set(steps) and chosen == sorted(set(chosen))
+        assert chosen[-1] == 9380 and len(chosen) <= points
+    assert density_steps(steps, 1) == [9380]
+    assert density_steps(steps, 2) == [0, 9380]
+    # 3 targets at log(step + 1) = 0, log(9381)/2, log(9381): exp(4.573...) - 1 = 95.86 -> 96
+    assert density_steps(steps, 3) == [0, 96, 9380]
+    # more points than snapshots: every snapshot once
+    assert density_steps([0, 5, 10], 10) == [0, 5, 10]
+    # a pure function of the schedule: the same steps whatever the order given
+    assert density_steps(steps[::-1], 4) == density_steps(steps, 4)
+
+
+@pytest.mark.parametrize("points", [0, -1, True, 2.5])
+def test_density_steps_refuse_bad_counts(points):
+    from sgd_dynamics.schedule import density_steps
+
+    with pytest.raises(ValueError, match="density_points must be an integer >= 1"):
+        density_steps([0, 10], points)
