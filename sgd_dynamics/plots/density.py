@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from sgd_dynamics.plots.common import new_figure, set_step_axis
-from sgd_dynamics.plots.spectra import choose_steps
+from sgd_dynamics.plots.spectra import snapshot_rows
 from sgd_dynamics.store import RunHistory
 
 PANELS = (
@@ -23,25 +23,11 @@ DENSITY_DECADES = 8  # the density axis shows this many decades below the larges
 
 
 def _rows_for(history: RunHistory, steps: Sequence[int] | None, n_steps: int) -> list[int]:
-    rows_with = history.density_rows()
-    if rows_with.size == 0:
-        raise ValueError(
-            f"{history.run_dir}: no snapshot holds spectral densities (hf_density, mt_density, "
-            "hp_density)"
-        )
-    available = history.steps[rows_with]
-    if steps is None:
-        loss = history["train_loss"][rows_with] if "train_loss" in history else None
-        steps = choose_steps(available, n_steps, train_loss=loss)
-    else:
-        steps = sorted({int(s) for s in steps})
-        missing = [s for s in steps if s not in set(available.tolist())]
-        if missing or not steps:
-            raise ValueError(
-                f"no densities stored at steps {missing}; steps with densities: "
-                f"{available.tolist()}"
-            )
-    return [int(np.flatnonzero(history.steps == s)[0]) for s in steps]
+    empty = (
+        f"{history.run_dir}: no snapshot holds spectral densities (hf_density, mt_density, "
+        "hp_density)"
+    )
+    return snapshot_rows(history, history.density_rows(), steps, n_steps, "densities", empty)
 
 
 def _zero_atom(history: RunHistory, row: int) -> float | None:

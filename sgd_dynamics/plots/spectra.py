@@ -53,6 +53,33 @@ def choose_steps(
     return sorted({int(available[np.argmin(np.abs(logs - t))]) for t in targets})
 
 
+def snapshot_rows(
+    history: RunHistory,
+    candidates: np.ndarray,
+    steps: Sequence[int] | None,
+    n_steps: int,
+    what: str,
+    empty: str,
+) -> list[int]:
+    """Rows of `history` to draw among `candidates` (rows that hold `what`): those at `steps`,
+    or `n_steps` of them chosen by `choose_steps`. ``ValueError(empty)`` when there are no
+    candidates, and one naming the steps that hold `what` when a requested step does not."""
+    if candidates.size == 0:
+        raise ValueError(empty)
+    available = history.steps[candidates]
+    if steps is None:
+        loss = history["train_loss"][candidates] if "train_loss" in history else None
+        steps = choose_steps(available, n_steps, train_loss=loss)
+    else:
+        steps = sorted({int(s) for s in steps})
+        missing = [s for s in steps if s not in set(available.tolist())]
+        if missing or not steps:
+            raise ValueError(
+                f"no {what} stored at steps {missing}; steps with {what}: {available.tolist()}"
+            )
+    return [int(np.flatnonzero(history.steps == s)[0]) for s in steps]
+
+
 def full_spectra_figure(
     history: RunHistory,
     steps: Sequence[int] | None = None,
@@ -75,25 +102,16 @@ def full_spectra_figure(
     The legend (steps, line styles, the rank line) sits below the panels, off the data.
     Raises ``ValueError`` when the run has no full spectra or a requested step has none.
     """
-    rows_with_spectra = history.full_spectrum_rows()
-    if rows_with_spectra.size == 0:
-        raise ValueError(
-            f"{history.run_dir}: no snapshot holds full spectra (hf_all, mt_all, hp_all); "
-            "figure 1 needs the dense method"
-        )
-    available = history.steps[rows_with_spectra]
-    if steps is None:
-        loss = history["train_loss"][rows_with_spectra] if "train_loss" in history else None
-        steps = choose_steps(available, n_steps, train_loss=loss)
-    else:
-        steps = sorted({int(s) for s in steps})
-        missing = [s for s in steps if s not in set(available.tolist())]
-        if missing or not steps:
-            raise ValueError(
-                f"no full spectra stored at steps {missing}; steps with full spectra: "
-                f"{available.tolist()}"
-            )
-    rows = [int(np.flatnonzero(history.steps == s)[0]) for s in steps]
+    rows = snapshot_rows(
+        history,
+        history.full_spectrum_rows(),
+        steps,
+        n_steps,
+        what="full spectra",
+        empty=f"{history.run_dir}: no snapshot holds full spectra (hf_all, mt_all, hp_all); "
+        "figure 1 needs the dense method",
+    )
+    steps = [int(history.steps[r]) for r in rows]
 
     shown = np.concatenate([history[key][rows].ravel() for key in ("hf_all", "hp_all")])
     if linthresh is None:
