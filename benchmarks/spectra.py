@@ -434,14 +434,65 @@ def hp_rows(w: Workload, model, x, y, previous, rounds: int) -> None:
         print(f"# {name}: " + " ".join(parts))
 
 
+def hp_start_rows(w: Workload, model, x, y, previous) -> None:
+    """Starts of the H_p solve (which = "both", float32, tol 1e-4, checks on), single runs; the
+    products they need (each one Hessian-vector product, whatever the start) decide:
+    cold (random vector); the top eigenvectors of H_f and M ([U_f, V_M], summed into the
+    Lanczos vector); their Rayleigh-Ritz vectors for H_p (k extra H_f and 2k M products, H_f on
+    U_f from the solver's Krylov relation), summed, in 2 blocks (top, bottom), in blocks of k;
+    the previous snapshot's H_p vectors (10 SGD steps earlier)."""
+    from sgd_dynamics.curvature.eigensolvers import block_eigsh
+    from sgd_dynamics.curvature.gram import second_moment_from_gram
+    from sgd_dynamics.curvature.inputs import prepare_data
+    from sgd_dynamics.curvature.per_sample import gradient_factors
+    from sgd_dynamics.curvature.ritz import rayleigh_ritz
+
+    k, kw = w.k, dict(dtype=torch.float32, tol=1e-4, seed=2)
+    fm = FunctionalModel(model, torch.float32)
+    ops = CurvatureOperators(fm, *prepare_data(fm, x, y))
+    ops.gradients = gradient_factors(fm, ops.inputs, ops.targets, ops.chunk_size, 1 << 30, "auto")
+    t_grad = t_grad_of(model, x, y, torch.float32, 5)
+    with ops.kept_gradient_graphs():
+        hf = block_eigsh(ops.hf, ops.n_params, k, **kw)
+        assert hf.images is not None
+        gram = ops.gradients.gram().div_(ops.n_samples)
+        v_m = second_moment_from_gram(ops.gradients, k, gram=gram, tol=1e-4).vectors
+        basis = torch.cat([hf.eigenvectors, v_m], dim=1)
+        ritz = rayleigh_ritz(basis, ops.m(basis) - torch.cat([hf.images, ops.hf(v_m)], 1), k)
+        top, bottom = ritz.eigenvectors[:, :k], ritz.eigenvectors[:, k:]
+        starts = {
+            "cold": (None, 1),
+            "[U_f, V_M] summed": (basis, 1),
+            "Ritz vectors summed": (ritz.eigenvectors, 1),
+            "Ritz, 2 blocks": (torch.stack([top.sum(1), bottom.sum(1)], 1), 2),
+            f"Ritz, blocks of {k}": (ritz.eigenvectors, k),
+            "previous snapshot": (
+                torch.cat([previous.hp_top_vecs, previous.hp_bottom_vecs], 1),
+                1,
+            ),
+        }
+        for name, (x0, block) in starts.items():
+            seconds, result = timed(
+                lambda x0=x0, b=block: block_eigsh(
+                    ops.hp, ops.n_params, k, "both", x0=x0, block_size=b, **kw
+                ),
+                1,
+            )
+            row(w.name, f"H_p start: {name}"[:34], seconds, t_grad, None, result.matvecs, None)
+    print(f"# Rayleigh-Ritz start: max relative residual {ritz.max_residual:.1e} (its cost, "
+          f"{k} H_f and {2 * k} M products, is not in the rows)")  # fmt: skip
+
+
 def run_hp_only(w: Workload, repeats: int) -> None:
-    """Only the full-snapshot rows (`hp_rows`), on the mnist workload of `run_mnist`."""
+    """Only the full-snapshot rows (`hp_rows`) and the H_p starts (`hp_start_rows`), on the
+    mnist workload of `run_mnist`."""
     model, x, y, sgd = make_problem(w)
     sgd(w.steps - 10)
     previous = compute_spectra(model, x, y, k=w.k, method="iterative", dtype=torch.float32,
                                tol=1e-4)  # fmt: skip
     sgd(10)
     hp_rows(w, model, x, y, previous, repeats)
+    hp_start_rows(w, model, x, y, previous)
 
 
 def run_cifar(w: Workload, quick: bool, repeats: int) -> None:
