@@ -422,6 +422,13 @@ def hp_rows(w: Workload, model, x, y, previous, rounds: int) -> None:
         s = last[name]
         row(w.name, f"full: H_p {name} (med {rounds})", med[name], t_grad,
             med["M-H_f, cold"], snapshot_matvecs(s), err_of(s))  # fmt: skip
+    for name in configs:  # robust to load changing between rounds: each round's own ratios
+        passes = statistics.median(a / b for a, b in zip(times[name], times["t_grad"], strict=True))
+        speedup = statistics.median(
+            a / b for a, b in zip(times["M-H_f, cold"], times[name], strict=True)
+        )
+        print(f"# {name}: median of the rounds' own figures: {passes:.0f} gradient passes, "
+              f"{speedup:.2f}x against M-H_f cold")  # fmt: skip
     s = last["1 HVP, cold"]
     print(f"# mnist full snapshot: hp_top err {rel_err(s.hp_top, ref.hp_top):.1e}, hp_bottom err "
           f"{rel_err(s.hp_bottom, ref.hp_bottom):.1e}; load average "
