@@ -15,7 +15,10 @@ the snapshot is not taken at initialisation):
              bound on any warm start's gain); the cost of the correctness checks (the fast-route
              self-check and the eigensolvers' multiplicity checks) on the default snapshot (H_p
              solve and traces), before/after side by side in interleaved rounds; then the
-             rows with H_p's extremes added.
+             rows with H_p's extremes added; the full default snapshot (H_p solve and traces,
+             what the spectral callback computes) with H_p products as one Hessian-vector
+             product each against the M - H_f products before them, cold and warm, in
+             interleaved rounds with the gradient pass timed in each round.
     cifar:   MLP 3072-200-200-10, n = 5000, float32 snapshot (peak memory).
 Each workload runs in its own process, so the peak RSS column (resource.getrusage ru_maxrss of
 that process, after the row) does not mix workloads. Times are medians of --repeats runs for the
@@ -29,6 +32,7 @@ float64 with tol 1e-10 (mnist).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -311,12 +315,7 @@ def run_mnist(w: Workload, quick: bool, repeats: int) -> None:
     seconds, s = timed(lambda: compute_spectra(model, x, y, **dict(kw, hp_method="ritz")), 1)
     row(w.name, "this: cold, + H_p ritz", seconds, t_grad, base, snapshot_matvecs(s), err_of(s))
     print(f"# mnist: hp_max_residual (ritz) = {s.diagnostics['hp_max_residual']:.2e}")
-    seconds, s = timed(lambda: compute_spectra(model, x, y, **full_kw), 1)
-    row(w.name, "this: cold, + H_p solve + traces", seconds, t_grad, base, snapshot_matvecs(s),
-        err_of(s))  # fmt: skip
-    seconds, s = timed(lambda: compute_spectra(model, x, y, warm_start=previous_full, **full_kw), 1)
-    row(w.name, "this: warm, + H_p solve + traces", seconds, t_grad, base, snapshot_matvecs(s),
-        err_of(s))  # fmt: skip
+    hp_rows(w, model, x, y, previous_full, rounds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seconds, vals = timed(lambda: pyhessian_top(model, x, y, w.k), 1)
@@ -368,6 +367,141 @@ def check_cost_rows(w: Workload, model, x, y, t_grad: float, rounds: int) -> Non
         f"{name} " + ", ".join(f"{t:.2f}" for t in ts) for name, ts in times.items()))  # fmt: skip
 
 
+@contextlib.contextmanager
+def hp_as_difference():
+    """H_p products as M V - H_f V (the route before the Hessian of Σ p_i / p_i(θ₀))."""
+    saved = CurvatureOperators.hp
+    CurvatureOperators.hp = CurvatureOperators.hp_difference  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        CurvatureOperators.hp = saved  # type: ignore[method-assign]
+
+
+def hp_rows(w: Workload, model, x, y, previous, rounds: int) -> None:
+    """The full default snapshot (top-k of H_f and M, angles, the k largest and k smallest of
+    H_p converged, traces; float32, tol 1e-4, multiplicity checks on), in interleaved rounds of
+    (gradient pass, before cold, after cold, after warm): 'before' makes each H_p product as an M
+    and an H_f product, 'after' as one Hessian-vector product; warm starts from `previous`, the
+    snapshot 10 SGD steps earlier. Errors: max relative error of hf_top, mt_top, hp_top and
+    hp_bottom against this project's solver in float64 (tol 1e-10)."""
+    full = dict(k=w.k, method="iterative", dtype=torch.float32, tol=1e-4)
+    ref = compute_spectra(model, x, y, k=w.k, method="iterative", dtype=torch.float64, tol=1e-10,
+                          trace_probes=0)  # fmt: skip
+    names = ("hf_top", "mt_top", "hp_top", "hp_bottom")
+
+    def err_of(s) -> float:
+        return max(rel_err(getattr(s, name), getattr(ref, name)) for name in names)
+
+    ops = CurvatureOperators(FunctionalModel(model, torch.float32), x.float(), y)
+    ops.gradients = None
+    probe = torch.randn(ops.n_params, 1, generator=torch.Generator().manual_seed(0))
+    configs = {  # before: H_p = M - H_f products; after: one Hessian-vector product each
+        "M-H_f, cold": (hp_as_difference, None),
+        "1 HVP, cold": (contextlib.nullcontext, None),
+        "1 HVP, warm": (contextlib.nullcontext, previous),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ("t_grad", "hp product", *configs)}
+    last = {}
+    for _ in range(rounds):
+        times["t_grad"].append(t_grad_of(model, x, y, torch.float32, 3))
+        with ops.kept_gradient_graphs():
+            ops.hp(probe)  # builds the graphs
+            times["hp product"].append(timed(lambda: ops.hp(probe), 3)[0])
+        for name, (route, start) in configs.items():
+            with route():
+                seconds, last[name] = timed(
+                    lambda st=start: compute_spectra(model, x, y, warm_start=st, **full), 1
+                )
+            times[name].append(seconds)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    t_grad = med["t_grad"]
+    row(w.name, f"one gradient pass (med {rounds})", t_grad, t_grad, None, None, None)
+    row(w.name, "H_p product, 1 vector, kept graph", med["hp product"], t_grad, None, 1, None)
+    for name in configs:
+        s = last[name]
+        row(w.name, f"full: H_p {name} (med {rounds})", med[name], t_grad,
+            med["M-H_f, cold"], snapshot_matvecs(s), err_of(s))  # fmt: skip
+    for name in configs:  # robust to load changing between rounds: each round's own ratios
+        passes = statistics.median(a / b for a, b in zip(times[name], times["t_grad"], strict=True))
+        speedup = statistics.median(
+            a / b for a, b in zip(times["M-H_f, cold"], times[name], strict=True)
+        )
+        print(f"# {name}: median of the rounds' own figures: {passes:.0f} gradient passes, "
+              f"{speedup:.2f}x against M-H_f cold")  # fmt: skip
+    s = last["1 HVP, cold"]
+    print(f"# mnist full snapshot: hp_top err {rel_err(s.hp_top, ref.hp_top):.1e}, hp_bottom err "
+          f"{rel_err(s.hp_bottom, ref.hp_bottom):.1e}; load average "
+          + ", ".join(f"{value:.2f}" for value in os.getloadavg()))  # fmt: skip
+    print("# full snapshot rounds (s): " + "; ".join(
+        f"{name} " + ", ".join(f"{t:.3f}" for t in ts) for name, ts in times.items()))  # fmt: skip
+    for name in configs:
+        parts = [f"{key}={value:.3g}" for key, value in last[name].diagnostics.items()
+                 if key.endswith(("_seconds", "_matvecs"))]  # fmt: skip
+        print(f"# {name}: " + " ".join(parts))
+
+
+def hp_start_rows(w: Workload, model, x, y, previous) -> None:
+    """Starts of the H_p solve (which = "both", float32, tol 1e-4, checks on), single runs; the
+    products they need (each one Hessian-vector product, whatever the start) decide:
+    cold (random vector); the top eigenvectors of H_f and M ([U_f, V_M], summed into the
+    Lanczos vector); their Rayleigh-Ritz vectors for H_p (k extra H_f and 2k M products, H_f on
+    U_f from the solver's Krylov relation), summed, in 2 blocks (top, bottom), in blocks of k;
+    the previous snapshot's H_p vectors (10 SGD steps earlier)."""
+    from sgd_dynamics.curvature.eigensolvers import block_eigsh
+    from sgd_dynamics.curvature.gram import second_moment_from_gram
+    from sgd_dynamics.curvature.inputs import prepare_data
+    from sgd_dynamics.curvature.per_sample import gradient_factors
+    from sgd_dynamics.curvature.ritz import rayleigh_ritz
+
+    k, kw = w.k, dict(dtype=torch.float32, tol=1e-4, seed=2)
+    fm = FunctionalModel(model, torch.float32)
+    ops = CurvatureOperators(fm, *prepare_data(fm, x, y))
+    ops.gradients = gradient_factors(fm, ops.inputs, ops.targets, ops.chunk_size, 1 << 30, "auto")
+    t_grad = t_grad_of(model, x, y, torch.float32, 5)
+    with ops.kept_gradient_graphs():
+        hf = block_eigsh(ops.hf, ops.n_params, k, **kw)
+        assert hf.images is not None
+        gram = ops.gradients.gram().div_(ops.n_samples)
+        v_m = second_moment_from_gram(ops.gradients, k, gram=gram, tol=1e-4).vectors
+        basis = torch.cat([hf.eigenvectors, v_m], dim=1)
+        ritz = rayleigh_ritz(basis, ops.m(basis) - torch.cat([hf.images, ops.hf(v_m)], 1), k)
+        top, bottom = ritz.eigenvectors[:, :k], ritz.eigenvectors[:, k:]
+        starts = {
+            "cold": (None, 1),
+            "[U_f, V_M] summed": (basis, 1),
+            "Ritz vectors summed": (ritz.eigenvectors, 1),
+            "Ritz, 2 blocks": (torch.stack([top.sum(1), bottom.sum(1)], 1), 2),
+            f"Ritz, blocks of {k}": (ritz.eigenvectors, k),
+            "previous snapshot": (
+                torch.cat([previous.hp_top_vecs, previous.hp_bottom_vecs], 1),
+                1,
+            ),
+        }
+        for name, (x0, block) in starts.items():
+            seconds, result = timed(
+                lambda x0=x0, b=block: block_eigsh(
+                    ops.hp, ops.n_params, k, "both", x0=x0, block_size=b, **kw
+                ),
+                1,
+            )
+            row(w.name, f"H_p start: {name}"[:34], seconds, t_grad, None, result.matvecs, None)
+    print(f"# Rayleigh-Ritz start: max relative residual {ritz.max_residual:.1e} (its cost, "
+          f"{k} H_f and {2 * k} M products, is not in the rows)")  # fmt: skip
+
+
+def run_hp_only(w: Workload, repeats: int) -> None:
+    """Only the full-snapshot rows (`hp_rows`) and the H_p starts (`hp_start_rows`), on the
+    mnist workload of `run_mnist`."""
+    model, x, y, sgd = make_problem(w)
+    sgd(w.steps - 10)
+    previous = compute_spectra(model, x, y, k=w.k, method="iterative", dtype=torch.float32,
+                               tol=1e-4)  # fmt: skip
+    sgd(10)
+    hp_rows(w, model, x, y, previous, repeats)
+    hp_start_rows(w, model, x, y, previous)
+
+
 def run_cifar(w: Workload, quick: bool, repeats: int) -> None:
     model, x, y, sgd = make_problem(w)
     sgd(w.steps)
@@ -401,7 +535,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only-checks", action="store_true", help="mnist: only the rows of the checks' cost"
     )
+    parser.add_argument(
+        "--only-hp", action="store_true", help="mnist: only the full-snapshot (H_p) rows"
+    )
     args = parser.parse_args(argv)
+    if args.only_hp:
+        load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+        omp = os.environ.get("OMP_NUM_THREADS")
+        print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, "
+              f"OMP_NUM_THREADS={omp}, load average {load}")  # fmt: skip
+        print(header(), flush=True)
+        run_hp_only(workload("mnist", args.quick), 1 if args.quick else args.repeats)
+        return
     if args.only_checks:
         print(header(), flush=True)
         run_checks_only(workload("mnist", args.quick), 1 if args.quick else args.repeats)

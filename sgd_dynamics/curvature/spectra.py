@@ -11,7 +11,8 @@ Two methods:
 - "dense": the exact P×P matrices and their full spectra (all P eigenvalues of H_f, M, H_p);
   M's spectrum from the n×n Gram matrix when n < P. Exact traces.
 - "iterative": matrix-free products and `block_eigsh`: k largest of H_f and M, k largest and k
-  smallest of H_p = M - H_f. M goes through per-sample gradient factors and its Gram matrix when
+  smallest of H_p = M - H_f (each H_p product one Hessian-vector product of the mean of
+  p_i / p_i(θ₀), operators.py). M goes through per-sample gradient factors and its Gram matrix when
   they fit `memory_budget` (layer by layer for networks of nn.Linear layers whose weights are
   used only by their own layer's call), else through jvp/vjp products; a fast route is compared
   with the jvp/vjp product on one probe per snapshot (`self_check`). Every solve ends with the

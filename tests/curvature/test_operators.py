@@ -156,3 +156,44 @@ def test_minibatch_coefficient() -> None:
     assert minibatch_coefficient(5, 2) == pytest.approx(3 / 8)
     with pytest.raises(ValueError):
         minibatch_coefficient(5, 6)
+
+
+def test_hp_product_with_kept_graphs_matches_the_direct_reference(kind: str) -> None:
+    """H_p as the Hessian of Σ p_i / p_i(θ₀): blocks and single vectors, repeated inside kept
+    graphs (its own graph per chunk beside H_f's), against (1/n) Σ ∇²p_i / p_i computed
+    sample by sample, and against the M - H_f product route."""
+    model = make_model(kind)
+    x, y = make_data(kind, n=8)
+    ops = CurvatureOperators(FunctionalModel(model, torch.float64), x, y, chunk_size=3)
+    h, hp = mean_loss_hessian(model, x, y), residual_direct(model, x, y)
+    gen = torch.Generator().manual_seed(4)
+    with ops.kept_gradient_graphs():
+        for width in (1, 3, 1):
+            block = torch.randn(ops.n_params, width, dtype=torch.float64, generator=gen)
+            assert rel_error(ops.hp(block), hp @ block) <= TOL
+            assert rel_error(ops.hf(block), h @ block) <= TOL  # the graphs do not mix
+            assert rel_error(ops.hp(block[:, 0]), hp @ block[:, 0]) <= TOL
+            assert rel_error(ops.hp_difference(block), hp @ block) <= TOL
+        assert ops._graphs is not None and len(ops._graphs) == 6  # 3 chunks × (H_f, H_p)
+    assert ops._graphs is None
+
+
+def test_hp_product_on_a_confident_model() -> None:
+    """Logits scaled so that some p_i(y_i) are below 1e-30: ψ_i = exp(f_i(θ₀) - f_i(θ)) stays
+    finite and H_p V still equals M V - H_f V from the explicit float64 matrices."""
+    model = make_model("mlp_relu")
+    with torch.no_grad():
+        for param in model.parameters():
+            param.mul_(12.0)
+    x, y = make_data("mlp_relu", n=8)
+    ops = CurvatureOperators(FunctionalModel(model, torch.float64), x, y, chunk_size=3)
+    with torch.no_grad():
+        p_true = torch.softmax(model(x), dim=1).gather(1, y[:, None])
+    assert float(p_true.min()) < 1e-30  # the case is what it claims
+    block = torch.randn(
+        ops.n_params, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5)
+    )
+    expected = (second_moment(model, x, y) - mean_loss_hessian(model, x, y)) @ block
+    assert rel_error(ops.hp(block), expected) <= 1e-9
+    with ops.kept_gradient_graphs():
+        assert rel_error(ops.hp(block), expected) <= 1e-9
