@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sgd-dynamics`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # no font fallbacks
     try:
         return _plot(args) if args.command == "plot" else _report(args)
     except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
