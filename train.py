@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from sgd_dynamics.lifecycle.faults import fault_point
 from sgd_dynamics.lifecycle.stop import SetupInterrupted
 from sgd_dynamics.utils import ConfigError, SetupError, run_dir_of_checkpoint, run_name, sweep_name
+from sgd_dynamics.utils.console import say
 from sgd_dynamics.utils.run_dir import unwritable_output
 
 
@@ -186,7 +187,7 @@ def build(cfg: DictConfig) -> dict:
     datamodule.load()
     net = instantiate(cfg.model, input_dim=datamodule.input_dim, num_classes=datamodule.num_classes)
     validate_sizes(cfg, n_train=datamodule.n_train, n_params=num_parameters(net))
-    print(set_threads(cfg, net, datamodule.n_train), flush=True)
+    say(set_threads(cfg, net, datamodule.n_train))
     module = ClassifierModule(net, **OmegaConf.to_container(cfg.optimizer, resolve=True))
     if cfg.ckpt_path is not None:
         check_checkpoint(cfg.ckpt_path, module)
@@ -250,7 +251,7 @@ def main(cfg: DictConfig) -> None:
             raise
     finally:
         end_ddp_run(environment)
-        print(f"Outputs: {run_dir}", flush=True)
+        say(f"Outputs: {run_dir}")
 
 
 register_resolvers()

@@ -12,6 +12,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from sgd_dynamics.utils.console import say
+
 
 def report_command(sweep_dir: Path) -> str:
     """``<sgd-dynamics> report SWEEP_DIR``, with the ``sgd-dynamics`` script of the running
@@ -35,5 +37,5 @@ class SweepOutputs(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
-        print(f"Sweep outputs: {sweep_dir}", flush=True)
-        print(f"Report: {report_command(sweep_dir)}", flush=True)
+        say(f"Sweep outputs: {sweep_dir}")
+        say(f"Report: {report_command(sweep_dir)}")

@@ -12,6 +12,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sgd_dynamics.lifecycle.last_checkpoint import LastCheckpoint
 from sgd_dynamics.lifecycle.outcomes import RunDiverged, RunInterrupted, RunStopped
+from sgd_dynamics.utils.console import say
 
 
 def resume_command(checkpoint: str | os.PathLike) -> str:
@@ -26,7 +27,7 @@ def announce_resume(trainer: pl.Trainer) -> None:
     by SIGKILL, when nothing can be printed any more); global-zero process only."""
     paths = [c.path for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
     if paths and trainer.is_global_zero:
-        print(f"if interrupted, resume with: {resume_command(paths[0])}", flush=True)
+        say(f"if interrupted, resume with: {resume_command(paths[0])}")
 
 
 def exit_for(exc: BaseException, in_sweep: bool = False) -> bool:

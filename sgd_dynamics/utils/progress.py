@@ -19,6 +19,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
 
+from sgd_dynamics.utils.console import say
+
 SHOWN_METRICS = ("train/loss", "train/acc", "test/loss", "test/acc")
 
 
@@ -80,7 +82,7 @@ class PeriodicProgressBar(ProgressBar):
         self.every_n_seconds = float(every_n_seconds)
         self.keys = tuple(keys) or SHOWN_METRICS
         self.clock = clock
-        self.write = write or (lambda line: print(line, flush=True))
+        self.write = write or say
         self._enabled = True
         self._start = self._last = 0.0
 
