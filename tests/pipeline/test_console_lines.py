@@ -27,4 +27,3 @@ def test_a_line_is_one_write_then_a_flush(monkeypatch):
     say("threads: 1 (OMP_NUM_THREADS=1, 2 joblib workers)")
     assert stream.writes == ["threads: 1 (OMP_NUM_THREADS=1, 2 joblib workers)\n"]
     assert stream.flushes == 1
-
