@@ -77,8 +77,8 @@ def write_cifar_files(root: Path, n_per_batch: int, seed: int = 0):
     return batches
 
 
-def run_train(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    """Run ``python REPO/train.py ARGS`` in `cwd` (outputs/ lands there), offline, one thread."""
+def train_env() -> dict[str, str]:
+    """The environment of a test's ``train.py`` subprocess: offline wandb, one thread."""
     env = dict(os.environ)
     env.update(
         WANDB_MODE="offline",
@@ -88,6 +88,12 @@ def run_train(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.Co
         PYTHONWARNINGS="ignore",
     )
     env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def run_train(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run ``python REPO/train.py ARGS`` in `cwd` (outputs/ lands there), offline, one thread."""
+    env = train_env()
     return subprocess.run(
         [PYTHON, str(REPO_ROOT / "train.py"), *args],
         cwd=cwd,

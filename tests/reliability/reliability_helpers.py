@@ -4,7 +4,6 @@ resume command it printed, and comparisons of two run folders."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pipeline.pipeline_helpers import train_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,15 +39,7 @@ def train(
 ) -> subprocess.CompletedProcess:
     """Run ``python train.py ARGS`` (or `command`) in `cwd`, offline, one thread, with
     ``SGD_DYNAMICS_FAULT=fault`` when given."""
-    env = dict(os.environ)
-    env.update(
-        WANDB_MODE="offline",
-        WANDB_SILENT="true",
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        PYTHONWARNINGS="ignore",
-    )
-    env.pop("HYDRA_FULL_ERROR", None)
+    env = train_env()
     env.pop("SGD_DYNAMICS_FAULT", None)
     if fault is not None:
         env["SGD_DYNAMICS_FAULT"] = fault
