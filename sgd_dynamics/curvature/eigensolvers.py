@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -211,36 +211,57 @@ class _Orthonormalizer:
         return w
 
 
-def _dense_solve(
-    matmat: Matmat, size: int, k: int, which: str, dtype: torch.dtype, device: torch.device
-) -> tuple[Tensor, Tensor]:
+@dataclass(frozen=True)
+class _Plan:
+    """One Krylov-Schur run: operator size P, k wanted per end, which end(s), relative tolerance,
+    block size, basis columns before a thick restart, Ritz vectors kept at a restart, budget of
+    operator columns, dtype and device of the basis, random seed, name in log messages."""
+
+    size: int
+    k: int
+    which: str
+    tol: float
+    block: int
+    basis_cap: int
+    n_keep: int
+    budget: int
+    dtype: torch.dtype
+    device: torch.device
+    seed: int
+    name: str
+
+    @property
+    def wanted(self) -> int:
+        return 2 * self.k if self.which == "both" else self.k
+
+
+def _dense_solve(matmat: Matmat, plan: _Plan) -> EigResult:
     """All eigenpairs of a small operator from its explicit matrix A = matmat(I)."""
+    size, dtype, device = plan.size, plan.dtype, plan.device
     matrix = matmat(torch.eye(size, dtype=dtype, device=device))
     matrix = 0.5 * (matrix + matrix.T)
     values, vectors = torch.linalg.eigh(matrix.to(torch.float64))
-    idx = _wanted_indices(size, k, which, values.device)
-    return values[idx].to(dtype), vectors[:, idx].to(dtype)
+    idx = _wanted_indices(size, min(plan.k, size), plan.which, values.device)
+    values, vectors = values[idx].to(dtype), vectors[:, idx].to(dtype)
+    scale = float(values.abs().max())
+    return EigResult(
+        values,
+        vectors,
+        torch.zeros_like(values),
+        scale,
+        1,
+        size,
+        0,
+        True,
+        plan.tol,
+        vectors * values,
+    )
 
 
-def _krylov_schur(
-    matmat: Matmat,
-    size: int,
-    k: int,
-    which: str,
-    tol: float,
-    block: int,
-    basis_cap: int,
-    n_keep: int,
-    budget: int,
-    x0: Tensor | None,
-    dtype: torch.dtype,
-    device: torch.device,
-    seed: int,
-    name: str,
-) -> EigResult:
-    """The thick-restart block Lanczos iteration (module docstring); no warning, no check."""
-    wanted = 2 * k if which == "both" else k
-    ortho = _Orthonormalizer(size, dtype, device, seed)
+def _start_block(ortho: _Orthonormalizer, plan: _Plan, x0: Tensor | None) -> Tensor:
+    """The first (orthonormal) block: random, its first columns replaced by x0 (columns summed in
+    `block` groups when x0 is wider than a block)."""
+    size, block, dtype, device = plan.size, plan.block, plan.dtype, plan.device
     start = ortho.random(block)
     if x0 is not None:
         x0 = x0.to(device=device, dtype=dtype)
@@ -248,81 +269,128 @@ def _krylov_schur(
             groups = torch.arange(x0.shape[1], device=device) % block
             x0 = torch.zeros(size, block, dtype=dtype, device=device).index_add_(1, groups, x0)
         start[:, : x0.shape[1]] = x0
-    empty = torch.zeros(size, 0, dtype=dtype, device=device)
-    _, front, _ = ortho(start, empty)
+    _, front, _ = ortho(start, torch.zeros(size, 0, dtype=dtype, device=device))
+    return front
 
-    f64 = dict(dtype=torch.float64, device=device)
-    # processed columns Q_s (A applied), stored as the first s rows of a preallocated buffer:
-    # projections on the basis then read contiguous memory (about 2x faster than columns)
-    space = torch.empty(basis_cap + block, size, dtype=dtype, device=device)
-    basis = empty
-    t = torch.zeros(0, 0, **f64)  # T = Q_sᵀ A Q_s
-    coupling = torch.zeros(block, 0, **f64)  # B in A Q_s = Q_s T + front B
+
+class _KrylovRelation:
+    """A Q_s = Q_s T + front B: the processed columns Q_s (P×s, A applied), T = Q_sᵀ A Q_s (s×s,
+    float64), the next block `front` (P×b, orthonormal, ⊥ Q_s) and the coupling B (b×s, float64).
+
+    Q_s is stored as the first s rows of a preallocated buffer: projections on the basis then read
+    contiguous memory (about 2x faster than columns)."""
+
+    def __init__(self, plan: _Plan, front: Tensor) -> None:
+        self.f64 = dict(dtype=torch.float64, device=plan.device)
+        self.dtype = plan.dtype
+        self.space = torch.empty(
+            plan.basis_cap + plan.block, plan.size, dtype=plan.dtype, device=plan.device
+        )
+        self.basis = front[:, :0]
+        self.t = torch.zeros(0, 0, **self.f64)
+        self.coupling = torch.zeros(plan.block, 0, **self.f64)
+        self.front = front
+
+    def extend(self, image: Tensor, ortho: _Orthonormalizer) -> None:
+        """Append `front` to Q_s given image = A front; orthonormalize the image into the next
+        front and extend T and B from the coefficients."""
+        block = self.front.shape[1]
+        s_old = self.basis.shape[1]
+        self.space[s_old : s_old + block] = self.front.T
+        self.basis = self.space[: s_old + block].T
+        coeffs, self.front, r = ortho(image, self.basis)  # A front = basis C + new front R
+        coeffs = coeffs.to(torch.float64)
+        t_new = torch.zeros(s_old + block, s_old + block, **self.f64)
+        t_new[:s_old, :s_old] = self.t
+        t_new[s_old:, :s_old] = self.coupling
+        t_new[:, s_old:] = coeffs
+        self.t = 0.5 * (t_new + t_new.T)
+        self.coupling = torch.cat([torch.zeros(block, s_old, **self.f64), r.to(torch.float64)], 1)
+
+    def restart(self, theta: Tensor, ritz_y: Tensor, keep: Tensor) -> None:
+        """Thick restart: keep the Ritz vectors Q_s y_i, i in `keep` (T becomes diagonal)."""
+        y = ritz_y[:, keep]
+        self.space[: len(keep)] = (self.basis @ y.to(self.dtype)).T
+        self.basis = self.space[: len(keep)].T
+        self.t = torch.diag(theta[keep])
+        self.coupling = self.coupling @ y
+
+    def ritz_result(
+        self, plan: _Plan, theta: Tensor, ritz_y: Tensor, residuals: Tensor, scale: float
+    ) -> dict:
+        """The wanted Ritz pairs with their images A x_i = θ_i x_i + front B y_i (no product)."""
+        count = min(plan.k, self.basis.shape[1] // (2 if plan.which == "both" else 1))
+        idx = _wanted_indices(self.basis.shape[1], count, plan.which, plan.device)
+        y = ritz_y[:, idx]
+        vectors = self.basis @ y.to(plan.dtype)
+        images = vectors * theta[idx].to(plan.dtype) + self.front @ (self.coupling @ y).to(
+            plan.dtype
+        )
+        rel = residuals[idx] / scale if scale > 0 else torch.zeros_like(residuals[idx])
+        return dict(
+            eigenvalues=theta[idx].to(plan.dtype),
+            eigenvectors=vectors,
+            residuals=rel.to(plan.dtype),
+            scale=scale,
+            tol=plan.tol,
+            images=images,
+        )
+
+
+def _wanted_converged(
+    plan: _Plan, residuals: Tensor, scale: float, iterations: int, matvecs: int
+) -> bool:
+    """Whether every wanted Ritz pair has ||r_i|| <= tol · scale (logs the worst otherwise)."""
+    s_new = residuals.numel()
+    if s_new < plan.wanted:
+        return False
+    worst = float(residuals[_wanted_indices(s_new, plan.k, plan.which, plan.device)].max())
+    if worst <= plan.tol * scale:
+        return True
+    logger.debug(
+        "%s: step %d, %d matvecs, basis %d, max relative residual %.2e",
+        plan.name,
+        iterations,
+        matvecs,
+        s_new,
+        worst / scale if scale > 0 else 0.0,
+    )
+    return False
+
+
+def _krylov_schur(matmat: Matmat, plan: _Plan, x0: Tensor | None) -> EigResult:
+    """The thick-restart block Lanczos iteration (module docstring); no warning, no check."""
+    block = plan.block
+    ortho = _Orthonormalizer(plan.size, plan.dtype, plan.device, plan.seed)
+    krylov = _KrylovRelation(plan, _start_block(ortho, plan, x0))
     scale = 0.0
     matvecs = iterations = restarts = 0
-    theta = residuals = ritz_y = None
     converged = False
     while True:
-        image = matmat(front)
+        image = matmat(krylov.front)
         matvecs += block
         iterations += 1
-        s_old = basis.shape[1]
-        space[s_old : s_old + block] = front.T
-        basis = space[: s_old + block].T
-        coeffs, front, r = ortho(image, basis)  # A front = basis C + new front R
-        coeffs = coeffs.to(torch.float64)
-        t_new = torch.zeros(s_old + block, s_old + block, **f64)
-        t_new[:s_old, :s_old] = t
-        t_new[s_old:, :s_old] = coupling
-        t_new[:, s_old:] = coeffs
-        t = 0.5 * (t_new + t_new.T)
-        coupling = torch.cat([torch.zeros(block, s_old, **f64), r.to(torch.float64)], dim=1)
-
-        theta, ritz_y = torch.linalg.eigh(t)
+        krylov.extend(image, ortho)
+        theta, ritz_y = torch.linalg.eigh(krylov.t)
         scale = max(scale, float(theta.abs().max()))
-        residuals = (coupling @ ritz_y).norm(dim=0)  # ||A Q y - θ Q y|| = ||B y||
-        s_new = basis.shape[1]
-        if s_new >= wanted:
-            idx = _wanted_indices(s_new, k, which, device)
-            worst = float(residuals[idx].max())
-            if worst <= tol * scale:
-                converged = True
-                break
-            logger.debug(
-                "%s: step %d, %d matvecs, basis %d, max relative residual %.2e",
-                name,
-                iterations,
-                matvecs,
-                s_new,
-                worst / scale if scale > 0 else 0.0,
-            )
-        if matvecs + block > budget:
+        residuals = (krylov.coupling @ ritz_y).norm(dim=0)  # ||A Q y - θ Q y|| = ||B y||
+        if _wanted_converged(plan, residuals, scale, iterations, matvecs):
+            converged = True
             break
-        if s_new + block > basis_cap:  # thick restart: keep the wanted end(s) and a few more
-            keep = _kept_indices(s_new, n_keep, which, device)
-            y = ritz_y[:, keep]
-            space[: len(keep)] = (basis @ y.to(dtype)).T
-            basis = space[: len(keep)].T
-            t = torch.diag(theta[keep])
-            coupling = coupling @ y
+        if matvecs + block > plan.budget:
+            break
+        s_new = krylov.basis.shape[1]
+        if s_new + block > plan.basis_cap:  # thick restart: keep the wanted end(s), a few more
+            krylov.restart(
+                theta, ritz_y, _kept_indices(s_new, plan.n_keep, plan.which, plan.device)
+            )
             restarts += 1
-
-    count = min(k, basis.shape[1] // (2 if which == "both" else 1))
-    idx = _wanted_indices(basis.shape[1], count, which, device)
-    vectors = basis @ ritz_y[:, idx].to(dtype)
-    images = vectors * theta[idx].to(dtype) + front @ (coupling @ ritz_y[:, idx]).to(dtype)
-    rel = residuals[idx] / scale if scale > 0 else torch.zeros_like(residuals[idx])
     return EigResult(
-        eigenvalues=theta[idx].to(dtype),
-        eigenvectors=vectors,
-        residuals=rel.to(dtype),
-        scale=scale,
+        **krylov.ritz_result(plan, theta, ritz_y, residuals, scale),
         iterations=iterations,
         matvecs=matvecs,
         restarts=restarts,
         converged=converged,
-        tol=tol,
-        images=images,
     )
 
 
@@ -333,6 +401,15 @@ def _ends(values: Tensor, k: int, which: str) -> list[tuple[str, Tensor]]:
     if which == "smallest":
         return [("smallest", values[k - 1])]
     return [("largest", values[k - 1]), ("smallest", values[2 * k - 1])]
+
+
+def _deflation_shift(ends: list[tuple[str, Tensor]], which: str, width: float) -> float:
+    """The shift s of A_d that puts the found vectors on the unwanted side of θ_k."""
+    if which == "both":
+        return 0.5 * float(ends[0][1] + ends[1][1])
+    if which == "largest":
+        return float(ends[0][1]) - width
+    return float(ends[0][1]) + width
 
 
 def _deflated(matmat: Matmat, found: Tensor, shift: float) -> Matmat:
@@ -366,22 +443,38 @@ def _merge(
     return values[idx], vectors[:, idx], images[:, idx]
 
 
+def _merged_result(result: EigResult, extra: EigResult, plan: _Plan, scale: float) -> EigResult:
+    """`result` improved by the deflated solve `extra` (`_merge`), with true residuals."""
+    values, vectors, images = _merge(result, extra, plan.k, plan.which, scale)
+    residuals = (images - vectors * values).norm(dim=0) / max(scale, 1e-300)
+    return EigResult(
+        eigenvalues=values,
+        eigenvectors=vectors,
+        residuals=residuals,
+        scale=max(scale, extra.scale),
+        iterations=result.iterations,
+        matvecs=result.matvecs,
+        restarts=result.restarts + extra.restarts,
+        converged=bool(residuals.max() <= plan.tol),
+        tol=plan.tol,
+        images=images,
+    )
+
+
+def _missed(probe: EigResult, ends: list[tuple[str, Tensor]], margin: float) -> list[str]:
+    """The check's Ritz values beyond θ_k by more than `margin`, described, one per end."""
+    probe_values = probe.eigenvalues.to(torch.float64)
+    hits = []
+    for i, (end, kth) in enumerate(ends):
+        found = float(probe_values[i])
+        beyond = found - float(kth) if end == "largest" else float(kth) - found
+        if beyond > margin:
+            hits.append(f"{end}: {found:.6g} beyond θ_k = {float(kth):.6g}")
+    return hits
+
+
 def _multiplicity_check(
-    matmat: Matmat,
-    result: EigResult,
-    size: int,
-    k: int,
-    which: str,
-    tol: float,
-    block: int,
-    check_steps: int,
-    basis_cap: int,
-    n_keep: int,
-    budget: int,
-    dtype: torch.dtype,
-    device: torch.device,
-    seed: int,
-    name: str,
+    matmat: Matmat, result: EigResult, plan: _Plan, check_steps: int
 ) -> EigResult:
     """Deflated checks (module docstring) until one finds nothing beyond the k-th value or the
     budget is spent; returns the (possibly improved) result with its check figures."""
@@ -390,61 +483,44 @@ def _multiplicity_check(
         rounds += 1
         values = result.eigenvalues.to(torch.float64)
         scale = max(result.scale, float(values.abs().max()))
-        margin = CHECK_MARGIN * tol * scale
-        width = max(scale, 1e-300)
-        ends = _ends(values, k, which)
-        if which == "both":
-            shift = 0.5 * float(ends[0][1] + ends[1][1])
-        elif which == "largest":
-            shift = float(ends[0][1]) - width
-        else:
-            shift = float(ends[0][1]) + width
+        ends = _ends(values, plan.k, plan.which)
+        shift = _deflation_shift(ends, plan.which, max(scale, 1e-300))
         deflated = _deflated(matmat, result.eigenvectors, shift)
         # one random vector: the run's power against a missed eigenvalue is the degree of its
         # Krylov polynomial, so `check_steps` single products beat the same number in blocks
-        steps = max(2, min(check_steps, budget - result.matvecs - spent))
-        probe = _krylov_schur(
-            deflated, size, 1, which, tol, 1, steps + 1, 2, steps, None, dtype, device,
-            seed + 1000 + rounds, f"{name} (check)",
-        )  # fmt: skip
+        steps = max(2, min(check_steps, plan.budget - result.matvecs - spent))
+        probe_plan = replace(
+            plan,
+            k=1,
+            block=1,
+            basis_cap=steps + 1,
+            n_keep=2,
+            budget=steps,
+            seed=plan.seed + 1000 + rounds,
+            name=f"{plan.name} (check)",
+        )
+        probe = _krylov_schur(deflated, probe_plan, None)
         spent += probe.matvecs
         spent_iterations += probe.iterations
-        probe_values = probe.eigenvalues.to(torch.float64)
-        hits = []
-        for i, (end, kth) in enumerate(ends):
-            found = float(probe_values[i])
-            beyond = found - float(kth) if end == "largest" else float(kth) - found
-            if beyond > margin:
-                hits.append(f"{end}: {found:.6g} beyond θ_k = {float(kth):.6g}")
+        hits = _missed(probe, ends, CHECK_MARGIN * plan.tol * scale)
         if not hits:
-            logger.debug("%s: multiplicity check %d found nothing beyond the k-th", name, rounds)
+            logger.debug(
+                "%s: multiplicity check %d found nothing beyond the k-th", plan.name, rounds
+            )
             result.converged = True
             break
-        logger.info("%s: multiplicity check %d: missed eigenvalue(s) (%s)", name, rounds, hits)
-        remaining = budget - result.matvecs - spent
-        if remaining < 2 * block:
+        logger.info("%s: multiplicity check %d: missed eigenvalue(s) (%s)", plan.name, rounds, hits)
+        remaining = plan.budget - result.matvecs - spent
+        if remaining < 2 * plan.block:
             result.converged = False
             break
-        extra = _krylov_schur(
-            deflated, size, k, which, tol, block, basis_cap, n_keep, remaining,
-            probe.eigenvectors, dtype, device, seed + 2000 + rounds, f"{name} (deflated)",
-        )  # fmt: skip
+        extra_plan = replace(
+            plan, budget=remaining, seed=plan.seed + 2000 + rounds, name=f"{plan.name} (deflated)"
+        )
+        extra = _krylov_schur(deflated, extra_plan, probe.eigenvectors)
         spent += extra.matvecs
         spent_iterations += extra.iterations
-        values_new, vectors, images = _merge(result, extra, k, which, scale)
-        residuals = (images - vectors * values_new).norm(dim=0) / max(scale, 1e-300)
-        result = EigResult(
-            eigenvalues=values_new,
-            eigenvectors=vectors,
-            residuals=residuals,
-            scale=max(scale, extra.scale),
-            iterations=result.iterations,
-            matvecs=result.matvecs,
-            restarts=result.restarts + extra.restarts,
-            converged=bool(residuals.max() <= tol),
-            tol=tol,
-            images=images,
-        )
+        result = _merged_result(result, extra, plan, scale)
         if not result.converged:
             break
     result.check_matvecs = spent
@@ -452,6 +528,51 @@ def _multiplicity_check(
     result.matvecs += spent
     result.iterations += spent_iterations
     return result
+
+
+def _check_arguments(
+    size: int, k: int, which: str, on_failure: str, check_steps: int | None, x0: Tensor | None
+) -> Tensor | None:
+    """Raise a ValueError naming the bad argument; returns x0 as a (P, j) block (or None)."""
+    if which not in _WHICH:
+        raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
+    if on_failure not in ("warn", "raise", "ignore"):
+        raise ValueError(f"on_failure must be 'warn', 'raise' or 'ignore', got {on_failure!r}")
+    if not 1 <= k <= size:
+        raise ValueError(f"k must satisfy 1 <= k <= {size} (the operator size), got {k}")
+    if check_steps is not None and (isinstance(check_steps, bool) or check_steps < 0):
+        raise ValueError(f"check_steps must be None or an integer >= 0, got {check_steps!r}")
+    if x0 is not None:
+        if x0.ndim == 1:
+            x0 = x0[:, None]
+        if x0.ndim != 2 or x0.shape[0] != size:
+            raise ValueError(f"x0 must have shape ({size}, j), got {tuple(x0.shape)}")
+    return x0
+
+
+def _report(result: EigResult, plan: _Plan, on_failure: str) -> None:
+    """Log the run; warn or raise (per `on_failure`) when it did not converge."""
+    logger.debug(
+        "%s: %s after %d blocks, %d matvecs (%d in checks), %d restarts, max residual %.2e",
+        plan.name,
+        "converged" if result.converged else "NOT converged",
+        result.iterations,
+        result.matvecs,
+        result.check_matvecs,
+        result.restarts,
+        result.max_residual,
+    )
+    if result.converged:
+        return
+    message = (
+        f"{plan.name}: the eigensolver stopped after {result.matvecs} operator products without "
+        f"reaching the relative residual tolerance {plan.tol:.1e} with a clean multiplicity check "
+        f"(max residual {result.max_residual:.2e}); raise max_matvecs or tol"
+    )
+    if on_failure == "raise":
+        raise ConvergenceError(message)
+    if on_failure == "warn":
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)
 
 
 def block_eigsh(
@@ -495,64 +616,21 @@ def block_eigsh(
     Operators with P <= max_basis + 2 · block_size are solved exactly from their dense matrix.
     Returns an `EigResult`; `converged` means small residuals and a clean multiplicity check.
     """
-    if which not in _WHICH:
-        raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
-    if on_failure not in ("warn", "raise", "ignore"):
-        raise ValueError(f"on_failure must be 'warn', 'raise' or 'ignore', got {on_failure!r}")
-    if not 1 <= k <= size:
-        raise ValueError(f"k must satisfy 1 <= k <= {size} (the operator size), got {k}")
-    if check_steps is not None and (isinstance(check_steps, bool) or check_steps < 0):
-        raise ValueError(f"check_steps must be None or an integer >= 0, got {check_steps!r}")
+    x0 = _check_arguments(size, k, which, on_failure, check_steps, x0)
     device = torch.device(device) if device is not None else torch.device("cpu")
     tol = default_tolerance(dtype) if tol is None else float(tol)
     wanted = 2 * k if which == "both" else k
-    if x0 is not None:
-        if x0.ndim == 1:
-            x0 = x0[:, None]
-        if x0.ndim != 2 or x0.shape[0] != size:
-            raise ValueError(f"x0 must have shape ({size}, j), got {tuple(x0.shape)}")
     block = block_size or DEFAULT_BLOCK_SIZE
-    if check_steps is None:
-        check_steps = CHECK_STEPS
+    check_steps = CHECK_STEPS if check_steps is None else check_steps
     n_keep = wanted + max(block, wanted // 2)
     basis_cap = max(max_basis or 3 * n_keep, n_keep + 2 * block)
     budget = max_matvecs or max(2000, 50 * basis_cap)
-
+    plan = _Plan(size, k, which, tol, block, basis_cap, n_keep, budget, dtype, device, seed, name)
     if size <= basis_cap + 2 * block:
-        values, vectors = _dense_solve(matmat, size, min(k, size), which, dtype, device)
-        scale = float(values.abs().max())
-        images = vectors * values
-        return EigResult(
-            values, vectors, torch.zeros_like(values), scale, 1, size, 0, True, tol, images
-        )
+        return _dense_solve(matmat, plan)
 
-    result = _krylov_schur(
-        matmat, size, k, which, tol, block, basis_cap, n_keep, budget, x0, dtype, device, seed,
-        name,
-    )  # fmt: skip
+    result = _krylov_schur(matmat, plan, x0)
     if result.converged and check_steps > 0 and size > wanted + block:
-        result = _multiplicity_check(
-            matmat, result, size, k, which, tol, block, check_steps, basis_cap, n_keep, budget,
-            dtype, device, seed, name,
-        )  # fmt: skip
-    logger.debug(
-        "%s: %s after %d blocks, %d matvecs (%d in checks), %d restarts, max residual %.2e",
-        name,
-        "converged" if result.converged else "NOT converged",
-        result.iterations,
-        result.matvecs,
-        result.check_matvecs,
-        result.restarts,
-        result.max_residual,
-    )
-    if not result.converged:
-        message = (
-            f"{name}: the eigensolver stopped after {result.matvecs} operator products without "
-            f"reaching the relative residual tolerance {tol:.1e} with a clean multiplicity check "
-            f"(max residual {result.max_residual:.2e}); raise max_matvecs or tol"
-        )
-        if on_failure == "raise":
-            raise ConvergenceError(message)
-        if on_failure == "warn":
-            warnings.warn(message, ConvergenceWarning, stacklevel=2)
+        result = _multiplicity_check(matmat, result, plan, check_steps)
+    _report(result, plan, on_failure)
     return result
