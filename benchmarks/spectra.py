@@ -490,6 +490,60 @@ def hp_start_rows(w: Workload, model, x, y, previous) -> None:
           f"{k} H_f and {2 * k} M products, is not in the rows)")  # fmt: skip
 
 
+def hp_cost_rows(w: Workload, model, x, y, previous, rounds: int) -> None:
+    """Where the H_p solve's time goes (issue 16): the solve alone (which="both", k, float32, tol
+    1e-4, multiplicity check on, seed 2 and kept graphs as in the snapshot), cold and warm from
+    `previous`, in interleaved rounds with the gradient pass timed in each. Per row: products
+    (main Krylov-Schur run + check), the seconds inside the products and outside them
+    (reorthogonalisation, Ritz steps, deflation), each over the round's gradient pass (medians
+    of the rounds' own ratios). Then the product counts of the variants measured for issue 16:
+    other start seeds, smaller bases (thick restarts), blocks of 2 and 3."""
+    from sgd_dynamics.curvature.eigensolvers import block_eigsh
+    from sgd_dynamics.curvature.inputs import prepare_data
+
+    k, kw = w.k, dict(dtype=torch.float32, tol=1e-4)
+    fm = FunctionalModel(model, torch.float32)
+    ops = CurvatureOperators(fm, *prepare_data(fm, x, y))
+    spent = [0.0]
+
+    def product(block):
+        start = time.perf_counter()
+        out = ops.hp(block)
+        spent[0] += time.perf_counter() - start
+        return out
+
+    x0 = torch.cat([previous.hp_top_vecs, previous.hp_bottom_vecs], 1)
+    figures: dict[str, list[tuple[float, float]]] = {"cold": [], "warm": []}
+    last = {}
+    with ops.kept_gradient_graphs():
+        ops.hp(x0[:, :1])  # builds the graphs, as the snapshot's H_p solve finds them
+        for _ in range(rounds):
+            t_grad = t_grad_of(model, x, y, torch.float32, 3)
+            for name, start in (("cold", None), ("warm", x0)):
+                spent[0] = 0.0
+                seconds, last[name] = timed(
+                    lambda st=start: block_eigsh(product, ops.n_params, k, "both", x0=st,
+                                                 seed=2, **kw), 1)  # fmt: skip
+                figures[name].append((spent[0] / t_grad, (seconds - spent[0]) / t_grad))
+        for name, pairs in figures.items():
+            r = last[name]
+            inside = statistics.median(p for p, _ in pairs)
+            outside = statistics.median(o for _, o in pairs)
+            print(f"# H_p solve {name} (med {rounds}): {r.matvecs} products ({r.check_matvecs} in "
+                  f"the check), {inside + outside:.0f} gradient passes = {inside:.0f} in products "
+                  f"({inside / r.matvecs:.2f} each) + {outside:.0f} outside them "
+                  f"({outside / r.matvecs:.2f} per product)")  # fmt: skip
+        variants = {f"seed {s}": dict(seed=s) for s in (0, 1, 3, 4)}
+        variants.update({f"max_basis {b}": dict(seed=2, max_basis=b) for b in (50, 70, 90)})
+        variants.update({f"block {b}": dict(seed=2, block_size=b) for b in (2, 3)})
+        counts = []
+        for name, extra in variants.items():
+            r = block_eigsh(ops.hp, ops.n_params, k, "both", **kw, **extra)
+            counts.append(f"{name}: {r.matvecs} ({r.restarts} restarts)")
+        print(f"# H_p solve cold, products of the variants (default: seed 2, max_basis "
+              f"{3 * 3 * k}, block 1: {last['cold'].matvecs}): " + "; ".join(counts))  # fmt: skip
+
+
 def run_hp_only(w: Workload, repeats: int) -> None:
     """Only the full-snapshot rows (`hp_rows`) and the H_p starts (`hp_start_rows`), on the
     mnist workload of `run_mnist`."""
@@ -499,6 +553,7 @@ def run_hp_only(w: Workload, repeats: int) -> None:
                                tol=1e-4)  # fmt: skip
     sgd(10)
     hp_rows(w, model, x, y, previous, repeats)
+    hp_cost_rows(w, model, x, y, previous, repeats)
     hp_start_rows(w, model, x, y, previous)
 
 
