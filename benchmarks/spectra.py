@@ -3,6 +3,8 @@
 Usage:
     python benchmarks/spectra.py --workload all        # gauss10, mnist, cifar (minutes)
     python benchmarks/spectra.py --quick               # smoke run, a few seconds
+    python benchmarks/spectra.py --only-hp --repeats 5 # mnist: full-snapshot (H_p) rows, the H_p
+                                                       # solve's cost split, H_p starts (minutes)
 
 Workloads (seeded; Gaussian-mixture data, 10 classes, MLPs trained by a few hundred SGD steps so
 the snapshot is not taken at initialisation):
