@@ -466,22 +466,11 @@ def _dense_snapshot(
         mt_top, mt_vecs = spectrum.top, spectrum.vectors
     else:
         mt_all, mt_top, mt_vecs = eigenvalues_and_top_vectors(moment, k, threads)
+    traces = [float(torch.trace(matrix)) for matrix in (hessian, moment, residual)]
     parts = _Parts(
-        m_route="dense",
-        hf_top=hf_top,
-        hf_vecs=hf_vecs,
-        mt_top=mt_top,
-        mt_vecs=mt_vecs,
-        hp_top=hp_all[-k:].flip(0),
-        hp_bottom=hp_all[:k],
-        trace_hf=float(torch.trace(hessian)),
-        trace_mt=float(torch.trace(moment)),
-        trace_hp=float(torch.trace(residual)),
-        hf_all=hf_all,
-        mt_all=mt_all,
-        hp_all=hp_all,
-        gram=gram,
+        "dense", hf_top, hf_vecs, mt_top, mt_vecs, hp_all[-k:].flip(0), hp_all[:k], *traces
     )
+    parts.hf_all, parts.mt_all, parts.hp_all, parts.gram = hf_all, mt_all, hp_all, gram
     if batch_size is not None:
         # the dense method keeps no solver figures (as before the typed snapshot): a Lanczos
         # solve on K's M_b side (n > DENSE_GRAM_MAX) still warns when it does not converge
@@ -582,6 +571,20 @@ def _hp_extremes(
     return hp, info
 
 
+def _hp_fields(hp: EigResult | None, k: int) -> dict[str, Tensor | None]:
+    """hp_top, hp_bottom (NaN without H_p's extremes) and their eigenvectors from H_p's pairs."""
+    if hp is None:
+        nan = torch.full((k,), math.nan)
+        return dict(hp_top=nan, hp_bottom=nan, hp_top_vecs=None, hp_bottom_vecs=None)
+    values, vectors = hp.eigenvalues, hp.eigenvectors
+    return dict(
+        hp_top=values[:k],
+        hp_bottom=values[k:],
+        hp_top_vecs=vectors[:, :k],
+        hp_bottom_vecs=vectors[:, k:],
+    )
+
+
 def _trace_fields(ops: CurvatureOperators, traces: dict[str, float]) -> dict[str, float]:
     """The six trace fields of a snapshot from the Hutchinson estimates: tr(M) exact from the
     per-sample gradient factors when M has them (summed over the ranks under DDP)."""
@@ -629,23 +632,10 @@ def _iterative_snapshot(
         traces = _hutchinson(ops, options.trace_probes, options.seed, with_m=factors is None)
     traces = _trace_fields(ops, traces)
     laps.lap("trace")
-    nan = torch.full((k,), math.nan)
-    parts = _Parts(
-        m_route=m_route,
-        hf_top=hf.eigenvalues,
-        hf_vecs=hf.eigenvectors,
-        mt_top=mt_top,
-        mt_vecs=mt_vecs,
-        hp_top=hp.eigenvalues[:k] if hp is not None else nan,
-        hp_bottom=hp.eigenvalues[k:] if hp is not None else nan,
-        hp_top_vecs=hp.eigenvectors[:, :k] if hp is not None else None,
-        hp_bottom_vecs=hp.eigenvectors[:, k:] if hp is not None else None,
-        mt_sample_vecs=sample_vecs,
-        gram=gram,
-        factors=factors,
-        diagnostics=diagnostics,
-        **traces,
-    )
+    hp_fields = _hp_fields(hp, k)
+    parts = _Parts(m_route, hf.eigenvalues, hf.eigenvectors, mt_top, mt_vecs, **hp_fields, **traces)
+    parts.mt_sample_vecs, parts.gram, parts.factors = sample_vecs, gram, factors
+    parts.diagnostics = diagnostics
     if batch_size is not None:
         parts.mb_top, info = _minibatch_top(ops, k, batch_size, options, gram=gram, x0=mt_vecs)
         diagnostics.update(info)
@@ -719,6 +709,14 @@ def _snapshot_densities(
     return densities
 
 
+# the fields a `_Parts` hands to its `Spectra` as they are, as float64 numpy arrays (those that
+# may be None too), and as CPU tensors
+_TRACE_FIELDS = tuple(f"trace_{m}{e}" for m in ("hf", "mt", "hp") for e in ("", "_stderr"))
+_TOP_FIELDS = ("hf_top", "mt_top", "hp_top", "hp_bottom")
+_ALL_FIELDS = ("hf_all", "mt_all", "hp_all", "mb_top")
+_VECTOR_FIELDS = ("hp_top_vecs", "hp_bottom_vecs", "mt_sample_vecs")
+
+
 def _cpu(x: Tensor | None) -> Tensor | None:
     return None if x is None else x.detach().cpu()
 
@@ -751,6 +749,10 @@ def _to_spectra(
         rel_zero = max(rel_zero, options.solver_tolerance)
     cosines = defined_cosines(parts.hf_top, parts.mt_top, hf_vecs, mt_vecs, rel_zero)
     parts.diagnostics["cosines_defined"] = float(np.isfinite(cosines).sum())
+    arrays = {name: _numpy(getattr(parts, name)) for name in _TOP_FIELDS}
+    arrays.update({name: _numpy_or_none(getattr(parts, name)) for name in _ALL_FIELDS})
+    vectors = {name: _cpu(getattr(parts, name)) for name in _VECTOR_FIELDS}
+    traces = {name: getattr(parts, name) for name in _TRACE_FIELDS}
     return Spectra(
         k=k,
         method=method,
@@ -758,33 +760,19 @@ def _to_spectra(
         dtype=options.dtype_name,
         n_samples=n,
         n_params=p,
-        hf_top=_numpy(parts.hf_top),
-        mt_top=_numpy(parts.mt_top),
-        hp_top=_numpy(parts.hp_top),
-        hp_bottom=_numpy(parts.hp_bottom),
         cosines=cosines,
         hf_vecs=hf_vecs,
         mt_vecs=mt_vecs,
-        trace_hf=parts.trace_hf,
-        trace_mt=parts.trace_mt,
-        trace_hp=parts.trace_hp,
-        trace_hf_stderr=parts.trace_hf_stderr,
-        trace_mt_stderr=parts.trace_mt_stderr,
-        trace_hp_stderr=parts.trace_hp_stderr,
         grad_norm=grad_norm,
         loss=loss,
         accuracy=accuracy,
-        hf_all=_numpy_or_none(parts.hf_all),
-        mt_all=_numpy_or_none(parts.mt_all),
-        hp_all=_numpy_or_none(parts.hp_all),
         batch_size=batch_size,
-        mb_top=_numpy_or_none(parts.mb_top),
         trace_mb=trace_mb,
-        hp_top_vecs=_cpu(parts.hp_top_vecs),
-        hp_bottom_vecs=_cpu(parts.hp_bottom_vecs),
-        mt_sample_vecs=_cpu(parts.mt_sample_vecs),
         densities=parts.densities,
         diagnostics=parts.diagnostics,
+        **arrays,
+        **vectors,
+        **traces,
     )
 
 
