@@ -714,7 +714,7 @@ def _snapshot_densities(
 _TRACE_FIELDS = tuple(f"trace_{m}{e}" for m in ("hf", "mt", "hp") for e in ("", "_stderr"))
 _TOP_FIELDS = ("hf_top", "mt_top", "hp_top", "hp_bottom")
 _ALL_FIELDS = ("hf_all", "mt_all", "hp_all", "mb_top")
-_VECTOR_FIELDS = ("hp_top_vecs", "hp_bottom_vecs", "mt_sample_vecs")
+_VECTOR_FIELDS = ("hf_vecs", "mt_vecs", "hp_top_vecs", "hp_bottom_vecs", "mt_sample_vecs")
 
 
 def _cpu(x: Tensor | None) -> Tensor | None:
@@ -743,33 +743,27 @@ def _to_spectra(
     if batch_size is not None:
         c = minibatch_coefficient(n, batch_size)
         trace_mb = c * parts.trace_mt + (1.0 - c) * grad_norm**2
-    hf_vecs, mt_vecs = parts.hf_vecs.detach().cpu(), parts.mt_vecs.detach().cpu()
+    vectors = {name: _cpu(getattr(parts, name)) for name in _VECTOR_FIELDS}
     rel_zero = 10.0 * min(n, p) * torch.finfo(options.dtype).eps
     if method != "dense":
         rel_zero = max(rel_zero, options.solver_tolerance)
-    cosines = defined_cosines(parts.hf_top, parts.mt_top, hf_vecs, mt_vecs, rel_zero)
+    cosines = defined_cosines(
+        parts.hf_top, parts.mt_top, vectors["hf_vecs"], vectors["mt_vecs"], rel_zero
+    )
     parts.diagnostics["cosines_defined"] = float(np.isfinite(cosines).sum())
     arrays = {name: _numpy(getattr(parts, name)) for name in _TOP_FIELDS}
     arrays.update({name: _numpy_or_none(getattr(parts, name)) for name in _ALL_FIELDS})
-    vectors = {name: _cpu(getattr(parts, name)) for name in _VECTOR_FIELDS}
     traces = {name: getattr(parts, name) for name in _TRACE_FIELDS}
+    identity = dict(k=k, method=method, m_route=parts.m_route, dtype=options.dtype_name)
+    sizes = dict(n_samples=n, n_params=p, batch_size=batch_size)
+    scalars = dict(grad_norm=grad_norm, loss=loss, accuracy=accuracy, trace_mb=trace_mb)
     return Spectra(
-        k=k,
-        method=method,
-        m_route=parts.m_route,
-        dtype=options.dtype_name,
-        n_samples=n,
-        n_params=p,
         cosines=cosines,
-        hf_vecs=hf_vecs,
-        mt_vecs=mt_vecs,
-        grad_norm=grad_norm,
-        loss=loss,
-        accuracy=accuracy,
-        batch_size=batch_size,
-        trace_mb=trace_mb,
         densities=parts.densities,
         diagnostics=parts.diagnostics,
+        **identity,
+        **sizes,
+        **scalars,
         **arrays,
         **vectors,
         **traces,
