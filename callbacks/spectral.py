@@ -20,6 +20,7 @@ import contextlib
 import logging
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import torch
 from callbacks.wandb_review import log_drawings, log_snapshot
 from sgd_dynamics.curvature import compute_spectra
 from sgd_dynamics.curvature.distributed import Reduction
+from sgd_dynamics.curvature.options import SpectraOptions
 from sgd_dynamics.curvature.progress import reporting
 from sgd_dynamics.lifecycle.epochs import completed_epochs
 from sgd_dynamics.lifecycle.last_checkpoint import parameters_are_finite
@@ -37,10 +39,6 @@ from sgd_dynamics.schedule import density_steps, snapshot_steps
 from sgd_dynamics.store import list_snapshots, remove_snapshots_after, save_snapshot
 
 log = logging.getLogger("sgd_dynamics.spectral")
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_HP_METHODS = ("solve", "ritz", "none")
-DENSE_MAX_PARAMS = 3000  # compute_spectra's dense_max_params: method="auto" is dense up to it
 
 
 class SpectralSnapshots(pl.Callback):
@@ -88,30 +86,19 @@ class SpectralSnapshots(pl.Callback):
         density_points: int = 4,
     ) -> None:
         super().__init__()
-        if dtype not in _DTYPES:
-            raise ValueError(f"spectral.dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        if method not in ("dense", "iterative", "auto"):
-            raise ValueError(
-                f"spectral.method must be 'dense', 'iterative' or 'auto', got {method!r}"
+        try:  # the settings of compute_spectra, checked by the engine's own options type
+            self.options = SpectraOptions(
+                k=k, method=method, dtype=dtype, chunk_size=chunk_size, hp_method=hp_method
             )
-        if hp_method not in _HP_METHODS:
-            raise ValueError(
-                f"spectral.hp_method must be one of {', '.join(_HP_METHODS)}, got {hp_method!r}"
-            )
-        if k < 1:
-            raise ValueError(f"spectral.k must be >= 1, got {k}")
+        except ValueError as error:
+            raise ValueError(f"spectral.{error}") from None
         if n_samples is not None and n_samples < 1:
             raise ValueError(f"spectral.n_samples must be >= 1 or null, got {n_samples}")
         self.run_dir = Path(run_dir)
-        self.k = int(k)
-        self.method = method
         self.n_samples = n_samples
-        self.dtype = _DTYPES[dtype]
         self.every_n_steps = every_n_steps
         self.log_points = log_points
-        self.chunk_size = chunk_size
         self.warm_start = warm_start
-        self.hp_method = hp_method
         self.draw_every = int(draw_every)
         self.draw_at_end = bool(draw_at_end)
         self.defer_drawing = False  # set by sgd_dynamics.train.run: it calls draw_figures itself
@@ -140,7 +127,7 @@ class SpectralSnapshots(pl.Callback):
         last = _last_step(trainer)
         self._schedule = set(snapshot_steps(last, self.every_n_steps, self.log_points))
         if self.density:
-            _check_density_is_available(self.method, pl_module, trainer)
+            _check_density_is_available(self.options, pl_module, trainer)
             self._density_steps = set(density_steps(sorted(self._schedule), self.density_points))
         inputs, targets = trainer.datamodule.spectral_samples(self.n_samples)
         self._samples = (inputs, targets)
@@ -156,8 +143,8 @@ class SpectralSnapshots(pl.Callback):
                 sum(1 for s in self._schedule if s > step) + take_now,
                 last,
                 len(targets),
-                self.k,
-                self.method,
+                self.options.k,
+                self.options.method,
             )
         if take_now:
             self._snapshot(trainer, pl_module)
@@ -229,15 +216,10 @@ class SpectralSnapshots(pl.Callback):
                 net,
                 inputs,
                 targets,
-                k=self.k,
-                method=self.method,
-                dtype=self.dtype,
                 batch_size=_batch_size(trainer),
-                chunk_size=self.chunk_size,
                 warm_start=self._previous if self.warm_start else None,
-                hp_method=self.hp_method,
                 distributed=_reduction(trainer),
-                density=step in self._density_steps,
+                options=replace(self.options, density=step in self._density_steps),
             )
         seconds = time.perf_counter() - started
         self._previous = spectra
@@ -298,14 +280,14 @@ def _last_step(trainer: pl.Trainer) -> int:
 
 
 def _check_density_is_available(
-    method: str, pl_module: pl.LightningModule, trainer: pl.Trainer
+    options: SpectraOptions, pl_module: pl.LightningModule, trainer: pl.Trainer
 ) -> None:
     """Densities with the iterative method need M's n×n Gram matrix on one process: refused
     under DDP before training starts (the dense method gives exact densities there)."""
-    if trainer.world_size <= 1 or method == "dense":
+    if trainer.world_size <= 1:
         return
     n_params = sum(p.numel() for p in pl_module.net.parameters() if p.requires_grad)
-    if method == "iterative" or n_params > DENSE_MAX_PARAMS:
+    if options.method_for(n_params) != "dense":
         raise ValueError(
             "spectral.density=true with the iterative method is not available under DDP "
             f"(world size {trainer.world_size}): M's exact spectrum needs the Gram matrix of "

@@ -15,11 +15,13 @@ from .angles import principal_angles
 from .eigensolvers import ConvergenceError, ConvergenceWarning, EigResult, block_eigsh
 from .functional import FunctionalModel, evaluation_mode
 from .operators import CurvatureOperators, minibatch_coefficient
+from .options import SpectraOptions
 from .spectra import RouteWarning, Spectra, compute_spectra
 
 __all__ = [
     "compute_spectra",
     "Spectra",
+    "SpectraOptions",
     "principal_angles",
     "block_eigsh",
     "EigResult",

@@ -20,17 +20,31 @@ from torch import Tensor
 
 from sgd_dynamics.threads import limit_threads
 
-from .eigensolvers import block_eigsh
+from .eigensolvers import EigResult, block_eigsh
 from .per_sample import GradientFactors
+from .thresholds import DENSE_GRAM_MAX, GRAM_BLOCK_SIZE, gram_solved_densely
 
-__all__ = ["GramSpectrum", "second_moment_from_gram", "minibatch_gram", "top_eigenvalues"]
+__all__ = [
+    "GramSpectrum",
+    "second_moment_from_gram",
+    "minibatch_gram",
+    "top_eigenvalues",
+    "DENSE_GRAM_MAX",
+    "GRAM_BLOCK_SIZE",
+]
 
 logger = logging.getLogger("sgd_dynamics.curvature")
 
-DENSE_GRAM_MAX = 400  # up to this n, a dense eigh of the n×n Gram matrix beats Lanczos
-# Vectors per product with K in the block Lanczos solve: one product reads all n² entries of K
-# whatever the block width, so blocks are nearly free; 16 was fastest on n = 5000, k = 15.
-GRAM_BLOCK_SIZE = 16
+# the figures of the Lanczos solves on K kept in the diagnostics (M: mt_*; M_b: mb_*)
+_GRAM_FIGURES = (
+    "matvecs",
+    "iterations",
+    "max_residual",
+    "converged",
+    "check_matvecs",
+    "check_rounds",
+)
+_MINIBATCH_FIGURES = ("matvecs", "max_residual", "converged", "check_matvecs")
 
 
 @dataclass
@@ -72,6 +86,76 @@ def _null_space_vectors(range_basis: Tensor, count: int, seed: int) -> Tensor:
     return x
 
 
+def _lanczos_top(
+    matrix: Tensor,
+    k: int,
+    *,
+    tol: float | None,
+    seed: int,
+    on_failure: str,
+    check_steps: int | None,
+    name: str,
+    block_size: int | None = None,
+    x0: Tensor | None = None,
+) -> EigResult:
+    """k largest eigenpairs of a symmetric n×n matrix by `block_eigsh` on `matrix @ v`."""
+    return block_eigsh(
+        lambda v: matrix @ v,
+        matrix.shape[0],
+        k,
+        "largest",
+        tol=tol,
+        dtype=matrix.dtype,
+        device=matrix.device,
+        seed=seed,
+        on_failure=on_failure,
+        check_steps=check_steps,
+        name=name,
+        block_size=block_size,
+        x0=x0,
+    )
+
+
+def _solver_figures(
+    result: EigResult, names: tuple[str, ...], prefix: str = ""
+) -> dict[str, float]:
+    """The named figures of a solve (matvecs, iterations, max_residual, ...) as floats."""
+    return {f"{prefix}{name}": float(getattr(result, name)) for name in names}
+
+
+def _dense_pairs(kernel: Tensor, dense_threads: int | None) -> tuple[Tensor, Tensor]:
+    """All eigenpairs of K, descending."""
+    with limit_threads(dense_threads):
+        values, vectors = torch.linalg.eigh(kernel)
+    return values.flip(0), vectors.flip(1)
+
+
+def _mapped_vectors(
+    factors: GradientFactors,
+    values: Tensor,
+    u: Tensor,
+    k: int,
+    seed: int,
+    all_pairs: tuple[Tensor, Tensor] | None,
+) -> Tensor:
+    """Unit eigenvectors v = Gᵀ u / sqrt(n λ) of M (P, k) for K's eigenpairs (λ, u) above the
+    rank threshold, completed with orthonormal vectors of null(G) when fewer than k are."""
+    n = factors.n_samples
+    threshold = _rank_threshold(values, n)
+    n_pos = int((values > threshold).sum())
+    vectors = factors.rmatmat(u[:, :n_pos]) / torch.sqrt(n * values[:n_pos])
+    vectors, _ = _orthonormal_in_order(vectors)
+    if n_pos >= k:
+        return vectors
+    assert all_pairs is not None  # a rank below k has all of K's eigenpairs computed
+    values_desc, vectors_desc = all_pairs
+    rank = int((values_desc > threshold).sum())
+    range_basis = factors.rmatmat(vectors_desc[:, :rank]) / torch.sqrt(n * values_desc[:rank])
+    range_basis, _ = _orthonormal_in_order(range_basis)
+    logger.info("M has numerical rank %d < k = %d: completed with null-space vectors", rank, k)
+    return torch.cat([vectors, _null_space_vectors(range_basis, k - n_pos, seed)], dim=1)
+
+
 def second_moment_from_gram(
     factors: GradientFactors,
     k: int,
@@ -87,8 +171,8 @@ def second_moment_from_gram(
 ) -> GramSpectrum:
     """k largest eigenpairs of M = Gᵀ G / n through K = G Gᵀ / n (n×n).
 
-    all_values: compute all n eigenvalues of K (a dense `eigh` of K, also used for n <= 400);
-    otherwise the top of K comes from `block_eigsh`.
+    all_values: compute all n eigenvalues of K (a dense `eigh` of K, also used when
+    `thresholds.gram_solved_densely`); otherwise the top of K comes from `block_eigsh`.
     gram: K if already computed.
     x0: (n, j) starting vectors of the Lanczos solve on K (warm start: a previous snapshot's
         `sample_vectors` on the same samples); ignored when K is solved densely.
@@ -102,24 +186,14 @@ def second_moment_from_gram(
     info: dict[str, float] = {}
     k_gram = min(k, n)
     all_pairs: tuple[Tensor, Tensor] | None = None
-
-    def dense_pairs() -> tuple[Tensor, Tensor]:
-        with limit_threads(dense_threads):
-            values, vectors = torch.linalg.eigh(kernel)
-        return values.flip(0), vectors.flip(1)  # descending
-
-    if all_values or k_gram == n or n <= DENSE_GRAM_MAX:
-        all_pairs = dense_pairs()
+    if all_values or gram_solved_densely(n, k):
+        all_pairs = _dense_pairs(kernel, dense_threads)
         top, u = all_pairs[0][:k_gram], all_pairs[1][:, :k_gram]
     else:
-        result = block_eigsh(
-            lambda v: kernel @ v,
-            n,
+        result = _lanczos_top(
+            kernel,
             k_gram,
-            "largest",
             tol=tol,
-            dtype=kernel.dtype,
-            device=kernel.device,
             seed=seed,
             on_failure=on_failure,
             check_steps=check_steps,
@@ -128,33 +202,13 @@ def second_moment_from_gram(
             x0=x0 if x0 is not None and x0.shape[0] == n else None,
         )
         top, u = result.eigenvalues, result.eigenvectors
-        info.update(
-            mt_matvecs=float(result.matvecs),
-            mt_iterations=float(result.iterations),
-            mt_max_residual=result.max_residual,
-            mt_converged=float(result.converged),
-            mt_check_matvecs=float(result.check_matvecs),
-            mt_check_rounds=float(result.check_rounds),
-        )
-    threshold = _rank_threshold(top, n)
-    n_pos = int((top > threshold).sum())
-    if n_pos < k and all_pairs is None:
-        all_pairs = dense_pairs()  # rank below k: the null space needs the whole range of G
+        info = _solver_figures(result, _GRAM_FIGURES, prefix="mt_")
+    if int((top > _rank_threshold(top, n)).sum()) < k and all_pairs is None:
+        all_pairs = _dense_pairs(kernel, dense_threads)  # rank below k: the whole range of G
         top, u = all_pairs[0][:k_gram], all_pairs[1][:, :k_gram]
-        threshold = _rank_threshold(top, n)
-        n_pos = int((top > threshold).sum())
-    vectors = factors.rmatmat(u[:, :n_pos]) / torch.sqrt(n * top[:n_pos])
-    vectors, _ = _orthonormal_in_order(vectors)
+    vectors = _mapped_vectors(factors, top, u, k, seed, all_pairs)
     top_full = torch.zeros(k, dtype=kernel.dtype, device=kernel.device)
     top_full[:k_gram] = top
-    if n_pos < k:
-        assert all_pairs is not None
-        values_desc, vectors_desc = all_pairs
-        rank = int((values_desc > threshold).sum())
-        range_basis = factors.rmatmat(vectors_desc[:, :rank]) / torch.sqrt(n * values_desc[:rank])
-        range_basis, _ = _orthonormal_in_order(range_basis)
-        vectors = torch.cat([vectors, _null_space_vectors(range_basis, k - n_pos, seed)], dim=1)
-        logger.info("M has numerical rank %d < k = %d: completed with null-space vectors", rank, k)
     gram_values = all_pairs[0].flip(0) if all_pairs is not None else None
     return GramSpectrum(
         top=top_full, vectors=vectors, gram_values=gram_values, info=info, sample_vectors=u
@@ -192,31 +246,22 @@ def top_eigenvalues(
     """k largest eigenvalues (descending) of a symmetric n×n matrix, zero-padded when k > n."""
     n = matrix.shape[0]
     k_small = min(k, n)
-    if k_small == n or n <= DENSE_GRAM_MAX:
+    if gram_solved_densely(n, k):
         with limit_threads(dense_threads):
             values = torch.linalg.eigvalsh(matrix).flip(0)[:k_small]
         info = {}
     else:
-        result = block_eigsh(
-            lambda v: matrix @ v,
-            n,
+        result = _lanczos_top(
+            matrix,
             k_small,
-            "largest",
             tol=tol,
-            dtype=matrix.dtype,
-            device=matrix.device,
             seed=seed,
             on_failure=on_failure,
             check_steps=check_steps,
             name=name,
         )
         values = result.eigenvalues
-        info = {
-            "matvecs": float(result.matvecs),
-            "max_residual": result.max_residual,
-            "converged": float(result.converged),
-            "check_matvecs": float(result.check_matvecs),
-        }
+        info = _solver_figures(result, _MINIBATCH_FIGURES)
     out = torch.zeros(k, dtype=matrix.dtype, device=matrix.device)
     out[:k_small] = values
     return out, info

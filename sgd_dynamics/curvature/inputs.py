@@ -1,4 +1,6 @@
-"""Checks of the arguments of the curvature engine: one clear ValueError per kind of bad input."""
+"""Checks of the data-dependent arguments of the curvature engine (the samples, k against P, the
+batch size against n): one clear ValueError per kind of bad input. The settings are checked by
+`options.SpectraOptions`."""
 
 from __future__ import annotations
 
@@ -10,19 +12,7 @@ from torch import Tensor
 
 from .functional import FunctionalModel
 
-__all__ = ["prepare_data", "check_k", "check_batch_size", "check_positive_int", "check_dtype"]
-
-
-def check_dtype(dtype: torch.dtype) -> None:
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-
-
-def check_positive_int(value: object, name: str) -> int:
-    """`value` as an int ≥ 1, else ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+__all__ = ["prepare_data", "check_k", "check_batch_size"]
 
 
 def check_k(k: object, n_params: int) -> int:

@@ -32,6 +32,7 @@ from .distributed import Reduction, sum_scalars
 from .functional import FunctionalModel
 from .per_sample import GradientFactors
 from .progress import tick
+from .thresholds import MAX_CHUNK_SAMPLES
 
 __all__ = ["CurvatureOperators", "minibatch_coefficient", "default_chunk_size"]
 
@@ -46,8 +47,8 @@ def minibatch_coefficient(n_samples: int, batch_size: int) -> float:
 
 
 def default_chunk_size(n_samples: int) -> int:
-    """Samples per pass: all of them up to 2048, so small data sets need a single pass."""
-    return min(n_samples, 2048)
+    """Samples per pass: all of them up to `thresholds.MAX_CHUNK_SAMPLES` (2048)."""
+    return min(n_samples, MAX_CHUNK_SAMPLES)
 
 
 class CurvatureOperators:

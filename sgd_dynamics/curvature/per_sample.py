@@ -36,6 +36,7 @@ from torch.func import functional_call, grad, vmap
 from torch.overrides import TorchFunctionMode
 
 from .functional import FunctionalModel
+from .options import M_ROUTES, check_choice
 from .progress import tick
 
 __all__ = [
@@ -50,7 +51,7 @@ __all__ = [
 logger = logging.getLogger("sgd_dynamics.curvature")
 
 _ROW_BLOCK_ELEMENTS = 1 << 24  # temporaries of at most this many elements in the factored products
-GRAM_ROW_BLOCK = 1000  # rows per block of the layer-wise Gram matrix (measured: 500-2000 alike)
+GRAM_ROW_BLOCK = 1000  # rows per block of the layer-wise Gram matrix (one block: rows × n numbers)
 
 
 def check_positive_row_block(row_block: int) -> int:
@@ -374,8 +375,7 @@ def gradient_factors(
     "linear", "dense", or "operator" (None: M through jvp/vjp products).
     The n×n Gram matrix must fit the budget as well.
     """
-    if route not in ("auto", "linear", "dense", "operator"):
-        raise ValueError(f"m_route must be 'auto', 'linear', 'dense' or 'operator', got {route!r}")
+    check_choice("m_route", route, M_ROUTES)  # the same check as SpectraOptions.m_route
     if route == "operator":
         return None
     n, p = inputs.shape[0], fm.n_params

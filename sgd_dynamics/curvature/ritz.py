@@ -19,6 +19,8 @@ from .eigensolvers import EigResult
 
 __all__ = ["rayleigh_ritz"]
 
+INVARIANT_TOL = 1e-12  # residuals all below it: the subspace was invariant ("converged")
+
 
 def rayleigh_ritz(
     basis: Tensor, images: Tensor, k: int, scale: float | None = None, drop_tol: float = 1e-3
@@ -29,9 +31,9 @@ def rayleigh_ritz(
     scale: the norm used for relative residuals (default: the largest |Ritz value|).
     drop_tol: singular values of S (columns scaled to unit norm) below drop_tol · their maximum
         are dropped as numerically dependent directions.
-    Returns an `EigResult` (matvecs 0; converged means every residual <= 1e-12, i.e. the subspace
-    was invariant), whose `residuals` are exact relative residuals of the returned pairs. With
-    m' < 2k independent directions, the two ends share Ritz pairs.
+    Returns an `EigResult` (matvecs 0; converged means every residual <= INVARIANT_TOL, i.e. the
+    subspace was invariant), whose `residuals` are exact relative residuals of the returned
+    pairs. With m' < 2k independent directions, the two ends share Ritz pairs.
     """
     if basis.shape != images.shape or basis.ndim != 2:
         raise ValueError(
@@ -57,15 +59,9 @@ def rayleigh_ritz(
     values = theta[idx].to(basis.dtype)
     norm = scale if scale is not None else float(theta.abs().max())
     residuals = (vec_images - vectors * values).norm(dim=0) / (norm if norm > 0 else 1.0)
-    return EigResult(
-        eigenvalues=values,
-        eigenvectors=vectors,
-        residuals=residuals,
-        scale=norm,
-        iterations=0,
-        matvecs=0,
-        restarts=0,
-        converged=bool(residuals.max() <= 1e-12) if residuals.numel() else True,
-        tol=1e-12,
-        images=vec_images,
-    )
+    invariant = bool(residuals.max() <= INVARIANT_TOL) if residuals.numel() else True
+    # (eigenvalues, eigenvectors, residuals, scale, iterations, matvecs, restarts, converged, tol):
+    # no products, iterations or restarts, the images were given
+    result = EigResult(values, vectors, residuals, norm, 0, 0, 0, invariant, INVARIANT_TOL)
+    result.images = vec_images
+    return result

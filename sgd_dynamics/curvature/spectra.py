@@ -26,9 +26,13 @@ Two methods:
   cheap, but not converged eigenvalues; their relative residuals are in
   diagnostics["hp_max_residual"]; hp_method="none" skips H_p's extremes. Through all the H_f
   products of a snapshot (its solve, H_p's, the traces) the gradient graphs of the data chunks
-  are kept (at most KEEP_GRAPHS_MAX_CHUNKS chunks), so a product costs about 1.2-1.4 gradient
-  passes instead of 2.
-"auto" picks "dense" when P <= dense_max_params.
+  are kept (at most `thresholds.KEEP_GRAPHS_MAX_CHUNKS` chunks), so a product costs about 1.2-1.4
+  gradient passes instead of 2.
+"auto" picks "dense" when P <= dense_max_params (`thresholds.DENSE_MAX_PARAMS`).
+
+The settings are checked once, by `options.SpectraOptions`. Each method fills one `_Parts`
+(with M_b by `_minibatch_top`, the one place it is computed); the shared steps (densities,
+principal angles, ||μ||, tr(M_b)) complete it into the `Spectra`.
 
 Timings of the parts and solver figures are in `Spectra.diagnostics`; progress goes to the logger
 "sgd_dynamics.curvature" (INFO: method and route, DEBUG: solver iterations).
@@ -41,7 +45,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,22 +59,20 @@ from .dense import eigenvalues, eigenvalues_and_top_vectors, hessian_matrix, sec
 from .density import DensitySettings, Outliers, SpectralDensities, exact_densities
 from .density import spectral_densities as slq_densities
 from .distributed import Reduction, check_reduction, sum_scalars
-from .eigensolvers import EigResult, block_eigsh, default_tolerance
+from .eigensolvers import EigResult, block_eigsh
 from .functional import FunctionalModel, evaluation_mode
 from .gram import minibatch_gram, second_moment_from_gram, top_eigenvalues
 from .gram_spectrum import gram_eigenvalues, per_sample_gram
-from .inputs import check_batch_size, check_dtype, check_k, check_positive_int, prepare_data
+from .inputs import check_batch_size, check_k, prepare_data
 from .operators import CurvatureOperators, minibatch_coefficient
+from .options import SpectraOptions
 from .per_sample import DenseGradients, GradientFactors, gradient_factors, per_sample_gradients
 from .ritz import rayleigh_ritz
+from .thresholds import DENSE_MAX_PARAMS, dense_m_through_gram, keeps_gradient_graphs
 
-__all__ = ["Spectra", "compute_spectra"]
+__all__ = ["Spectra", "SpectraOptions", "compute_spectra"]
 
 logger = logging.getLogger("sgd_dynamics.curvature")
-
-_METHODS = ("auto", "dense", "iterative")
-_HP_METHODS = ("solve", "ritz", "none")
-KEEP_GRAPHS_MAX_CHUNKS = 4  # snapshots keep the gradient graphs of at most this many chunks
 
 
 def _numpy(x: Tensor) -> np.ndarray:
@@ -105,7 +107,10 @@ class Spectra:
     mt_sample_vecs: (n, min(k, n)) eigenvectors of the Gram matrix K = G Gᵀ / n matching mt_top
         (iterative method, M through the Gram matrix; they start the next snapshot's solve on K).
     densities: spectral densities of H_f, M and H_p and W1(H_p, -H_f) (`density=` on), else None.
-    diagnostics: solver figures (matvecs, iterations, max relative residuals, converged flags).
+    diagnostics: solver figures (matvecs, iterations, max relative residuals, converged flags)
+        and the iterative method's timings (`*_seconds`). `hp_matvecs` counts H_p products with
+        hp_method="solve" (each one M and one H_f product) and only the k H_f products of the
+        Rayleigh-Ritz step with hp_method="ritz" (its 2k M products are not counted).
     """
 
     k: int
@@ -309,281 +314,523 @@ def _hp_ritz(ops: CurvatureOperators, hf: EigResult, mt_vecs: Tensor, k: int) ->
     mt_vecs = mt_vecs.to(device=ops.theta.device, dtype=ops.theta.dtype)
     basis = torch.cat([hf.eigenvectors, mt_vecs], dim=1)
     hf_images = torch.cat([hf.images, ops.hf(mt_vecs)], dim=1)
-    return rayleigh_ritz(basis, ops.m(basis) - hf_images, k)  # >= k directions: hf's are
+    # the basis holds at least k independent directions (H_f's orthonormal Ritz vectors)
+    return rayleigh_ritz(basis, ops.m(basis) - hf_images, k)
+
+
+@dataclass
+class _Parts:
+    """What one method measured, as tensors on the computation device, before the shared steps
+    (densities, principal angles, norms) complete it into a `Spectra` (`_to_spectra`).
+
+    Field names and shapes as in `Spectra`; in addition gram (n, n), K = G Gᵀ / n when the
+    snapshot formed it (M's exact density reuses it), and factors, M's per-sample gradient
+    factors in the iterative method (None: M through jvp/vjp products).
+    """
+
+    m_route: str
+    hf_top: Tensor
+    hf_vecs: Tensor
+    mt_top: Tensor
+    mt_vecs: Tensor
+    hp_top: Tensor
+    hp_bottom: Tensor
+    trace_hf: float
+    trace_mt: float
+    trace_hp: float
+    trace_hf_stderr: float = 0.0
+    trace_mt_stderr: float = 0.0
+    trace_hp_stderr: float = 0.0
+    hf_all: Tensor | None = None
+    mt_all: Tensor | None = None
+    hp_all: Tensor | None = None
+    mb_top: Tensor | None = None
+    hp_top_vecs: Tensor | None = None
+    hp_bottom_vecs: Tensor | None = None
+    mt_sample_vecs: Tensor | None = None
+    gram: Tensor | None = None
+    factors: GradientFactors | None = None
+    densities: SpectralDensities | None = None
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+
+class _Laps:
+    """Seconds of the parts of an iterative snapshot: lap(name) stores `name_seconds`, the time
+    since the previous lap (or since the start), in `diagnostics`."""
+
+    def __init__(self, diagnostics: dict[str, float]) -> None:
+        self.diagnostics = diagnostics
+        self.clock = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.diagnostics[f"{name}_seconds"] = now - self.clock
+        self.clock = now
+
+
+def _eigsh(
+    ops: CurvatureOperators,
+    name: str,
+    matmat: Callable[[Tensor], Tensor],
+    which: str,
+    x0: Tensor | None,
+    k: int,
+    options: SpectraOptions,
+) -> EigResult:
+    """`block_eigsh` on a P×P operator of the snapshot with the snapshot's solver settings; each
+    operator draws its random start from its own seed (H_f: seed, M: +1, H_p: +2, M_b: +3)."""
+    offset = {"H_f": 0, "M": 1, "H_p": 2, "M_b": 3}[name]
+    return block_eigsh(
+        matmat,
+        ops.n_params,
+        k,
+        which,
+        x0=x0,
+        dtype=ops.theta.dtype,
+        device=ops.theta.device,
+        seed=options.seed + offset,
+        name=name,
+        **options.solver_settings(),
+    )
+
+
+def _minibatch_top(
+    ops: CurvatureOperators,
+    k: int,
+    batch_size: int,
+    options: SpectraOptions,
+    *,
+    gram: Tensor | None = None,
+    moment: Tensor | None = None,
+    x0: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """(k,) largest eigenvalues of M_b = c_b M + (1 - c_b) μμᵀ, descending, and solver figures:
+    from the Gram side W^½ K W^½ when K (`gram`) was formed, else from the P×P matrix when M
+    (`moment`) was (dense method), else by Lanczos on M_b products (started from x0)."""
+    c = minibatch_coefficient(ops.n_samples, batch_size)
+    if gram is not None:
+        values, info = top_eigenvalues(
+            minibatch_gram(gram, c),
+            k,
+            tol=options.solver_tolerance,
+            seed=options.seed,
+            on_failure=options.on_nonconvergence,
+            dense_threads=options.dense_threads,
+            check_steps=options.check_steps,
+            name="M_b (Gram)",
+        )
+        return values, {f"mb_{key}": value for key, value in info.items()}
+    if moment is not None:
+        mu = ops.mean_gradient
+        matrix = c * moment + (1.0 - c) * torch.outer(mu, mu)
+        return eigenvalues(matrix, options.dense_threads)[-k:].flip(0), {}
+    result = _eigsh(ops, "M_b", lambda v: ops.mb(v, batch_size), "largest", x0, k, options)
+    return result.eigenvalues, _solver_info("mb", result)
+
+
+def _dense_second_moment(
+    ops: CurvatureOperators, memory_budget: int
+) -> tuple[Tensor, DenseGradients | None, Tensor | None]:
+    """(M (P, P), per-sample gradients G or None, K = G Gᵀ / n or None) for the dense method.
+
+    G and K are formed when M's spectrum comes from the Gram side (`dense_m_through_gram`). Under
+    DDP each rank holds a shard of the samples, so the n×n Gram matrix is not local: M is summed
+    as a P×P matrix instead (one all_reduce of P² numbers)."""
+    n, p, itemsize = ops.n_samples, ops.n_params, ops.theta.element_size()
+    if ops.distributed is None and dense_m_through_gram(n, p, itemsize, memory_budget):
+        factors = DenseGradients(
+            per_sample_gradients(ops.fm, ops.inputs, ops.targets, ops.chunk_size)
+        )
+        return factors.matrix.T @ factors.matrix / n, factors, factors.gram().div_(n)
+    moment = second_moment_matrix(ops.fm, ops.inputs, ops.targets, ops.chunk_size, ops.distributed)
+    return moment, None, None
 
 
 def _dense_snapshot(
-    ops: CurvatureOperators,
-    k: int,
-    batch_size: int | None,
-    memory_budget: int,
-    dense_threads: int | None,
-    seed: int,
-) -> dict:
-    fm, n, p = ops.fm, ops.n_samples, ops.n_params
-    itemsize = ops.theta.element_size()
+    ops: CurvatureOperators, k: int, batch_size: int | None, options: SpectraOptions
+) -> _Parts:
+    """The exact P×P matrices H_f, M, H_p = M - H_f, all their eigenvalues, exact traces."""
+    n, p, threads = ops.n_samples, ops.n_params, options.dense_threads
     hessian = hessian_matrix(ops)
-    gram = None
-    # Under DDP each rank holds a shard of the samples, so the n×n Gram matrix is not local:
-    # M is summed as a P×P matrix instead (one all_reduce of P² numbers).
-    if n < p and n * p * itemsize <= memory_budget and ops.distributed is None:
-        factors = DenseGradients(per_sample_gradients(fm, ops.inputs, ops.targets, ops.chunk_size))
-        moment = factors.matrix.T @ factors.matrix / n
-        gram = factors.gram().div_(n)
-    else:
-        factors = None
-        moment = second_moment_matrix(fm, ops.inputs, ops.targets, ops.chunk_size, ops.distributed)
+    moment, factors, gram = _dense_second_moment(ops, options.memory_budget)
     residual = moment - hessian
-    hf_all, hf_top, hf_vecs = eigenvalues_and_top_vectors(hessian, k, dense_threads)
-    hp_all = eigenvalues(residual, dense_threads)
+    hf_all, hf_top, hf_vecs = eigenvalues_and_top_vectors(hessian, k, threads)
+    hp_all = eigenvalues(residual, threads)
     if factors is not None:
         spectrum = second_moment_from_gram(
-            factors, k, all_values=True, dense_threads=dense_threads, gram=gram, seed=seed
+            factors, k, all_values=True, dense_threads=threads, gram=gram, seed=options.seed
         )
         assert spectrum.gram_values is not None
         zeros = torch.zeros(p - n, dtype=spectrum.gram_values.dtype)
         mt_all = torch.sort(torch.cat([zeros, spectrum.gram_values.cpu()])).values
         mt_top, mt_vecs = spectrum.top, spectrum.vectors
     else:
-        mt_all, mt_top, mt_vecs = eigenvalues_and_top_vectors(moment, k, dense_threads)
-    out = dict(
-        hf_all=hf_all,
-        hf_top=hf_top,
-        hf_vecs=hf_vecs,
-        mt_all=mt_all,
-        mt_top=mt_top,
-        mt_vecs=mt_vecs,
-        hp_all=hp_all,
-        hp_top=hp_all[-k:].flip(0),
-        hp_bottom=hp_all[:k],
-        trace_hf=float(torch.trace(hessian)),
-        trace_mt=float(torch.trace(moment)),
-        trace_hp=float(torch.trace(residual)),
-        trace_hf_stderr=0.0,
-        trace_mt_stderr=0.0,
-        trace_hp_stderr=0.0,
-        diagnostics={},
+        mt_all, mt_top, mt_vecs = eigenvalues_and_top_vectors(moment, k, threads)
+    traces = [float(torch.trace(matrix)) for matrix in (hessian, moment, residual)]
+    parts = _Parts(
+        "dense", hf_top, hf_vecs, mt_top, mt_vecs, hp_all[-k:].flip(0), hp_all[:k], *traces
     )
+    parts.hf_all, parts.mt_all, parts.hp_all, parts.gram = hf_all, mt_all, hp_all, gram
     if batch_size is not None:
-        c = minibatch_coefficient(n, batch_size)
-        if gram is not None:
-            out["mb_top"], _ = top_eigenvalues(
-                minibatch_gram(gram, c), k, dense_threads=dense_threads
-            )
-        else:
-            mu = ops.mean_gradient
-            mb = c * moment + (1.0 - c) * torch.outer(mu, mu)
-            out["mb_top"] = eigenvalues(mb, dense_threads)[-k:].flip(0)
-    return out
+        # the dense method keeps no solver figures (as before the typed snapshot): a Lanczos
+        # solve on K's M_b side (n > DENSE_GRAM_MAX) still warns when it does not converge
+        parts.mb_top, _ = _minibatch_top(ops, k, batch_size, options, gram=gram, moment=moment)
+    return parts
 
 
-def _iterative_snapshot(
-    ops: CurvatureOperators,
-    k: int,
-    batch_size: int | None,
-    factors: GradientFactors | None,
-    warm: dict[str, Tensor],
-    solver: dict,
-    trace_probes: int,
-    seed: int,
-    hp_method: str = "solve",
-) -> dict:
-    n, p = ops.n_samples, ops.n_params
-    device, dtype = ops.theta.device, ops.theta.dtype
-    start = {key: block.to(device=device, dtype=dtype) for key, block in warm.items()}
-    diagnostics: dict[str, float] = {}
+def _m_factors(
+    ops: CurvatureOperators, options: SpectraOptions
+) -> tuple[GradientFactors | None, dict[str, float]]:
+    """M's per-sample gradient factors for the iterative method (None: jvp/vjp products), after
+    the self-check against the jvp/vjp product, and their diagnostics. Under DDP: the factors
+    of this rank's shard (M products summed over the ranks)."""
     clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        diagnostics[f"{name}_seconds"] = now - clock
-        clock = now
-
-    def solve(name: str, matmat, which: str, x0: Tensor | None, offset: int) -> EigResult:
-        result = block_eigsh(
-            matmat,
-            p,
-            k,
-            which,
-            x0=x0,
-            dtype=dtype,
-            device=device,
-            seed=seed + offset,
-            name=name,
-            **solver,
-        )
-        prefix = {"H_f": "hf", "M": "mt", "H_p": "hp", "M_b": "mb"}[name]
-        diagnostics.update(_solver_info(prefix, result))
-        lap(prefix)
-        return result
-
-    # keep the chunks' gradient graphs through every H_f product of the snapshot (H_f solve, H_p
-    # solve or Ritz step, traces: ~1.2 instead of 2 gradient passes per product) when the data are
-    # a few chunks, so the graphs' memory stays that of a few passes
-    keep_graphs = math.ceil(ops.n_samples / ops.chunk_size) <= KEEP_GRAPHS_MAX_CHUNKS
-    with ops.kept_gradient_graphs() if keep_graphs else contextlib.nullcontext():
-        hf = solve("H_f", ops.hf, "largest", start.get("hf"), 0)
-        gram = None
-        if factors is not None and ops.distributed is None:  # DDP: factors of a shard, no Gram
-            gram = factors.gram().div_(n)
-            spectrum = second_moment_from_gram(
-                factors,
-                k,
-                gram=gram,
-                tol=solver["tol"],
-                seed=seed,
-                on_failure=solver["on_failure"],
-                check_steps=solver["check_steps"],
-                x0=start.get("mt_gram"),
+    factors = gradient_factors(
+        ops.fm, ops.inputs, ops.targets, ops.chunk_size, options.memory_budget, options.m_route
+    )
+    info = {"factors_seconds": time.perf_counter() - clock}
+    ops.gradients = factors
+    if factors is not None and options.self_check:
+        clock = time.perf_counter()
+        discrepancy = fast_route_discrepancy(ops, options.seed)
+        info.update(m_self_check=discrepancy, m_self_check_seconds=time.perf_counter() - clock)
+        tolerance = SELF_CHECK_TOLERANCE[options.dtype]
+        if not discrepancy <= tolerance:
+            warnings.warn(
+                f"M: the per-sample gradient factors disagree with jvp/vjp products "
+                f"(relative difference {discrepancy:.2e} > {tolerance:.0e}): M through jvp/vjp "
+                "products",
+                RouteWarning,
+                stacklevel=5,  # compute_spectra's caller
             )
-            mt_top, mt_vecs = spectrum.top, spectrum.vectors
-            mt_sample_vecs = spectrum.sample_vectors
-            diagnostics.update(spectrum.info)
-            lap("mt")
-        else:
-            mt = solve("M", ops.m, "largest", start.get("mt"), 1)
-            mt_top, mt_vecs = mt.eigenvalues, mt.eigenvectors
-            mt_sample_vecs = None
-        hp: EigResult | None = None
-        if hp_method == "ritz":
-            hp = _hp_ritz(ops, hf, mt_vecs, k)
-            diagnostics.update(_solver_info("hp", hp))
-            diagnostics["hp_matvecs"] = float(mt_vecs.shape[1])  # H_f products (M ones not counted)
-            diagnostics["hp_ritz"] = 1.0
-            lap("hp")
-        elif hp_method == "solve":
-            hp = solve("H_p", ops.hp, "both", start.get("hp"), 2)
-        traces = _hutchinson(ops, trace_probes, seed, with_m=factors is None)
+            factors = ops.gradients = None
+    return factors, info
 
+
+def _m_route(factors: GradientFactors | None) -> str:
+    """ "operator" (jvp/vjp), "dense" (per-sample gradient matrix) or "linear" (layer factors)."""
+    route = "operator" if factors is None else "dense"
+    if factors is not None and not isinstance(factors, DenseGradients):
+        route = "linear"
+    logger.debug(
+        "M through %s",
+        {
+            "operator": "jvp/vjp products",
+            "dense": "the per-sample gradient matrix and its Gram",
+            "linear": "layer-wise factors and the Gram matrix",
+        }[route],
+    )
+    return route
+
+
+def _iterative_top_of_m(
+    ops: CurvatureOperators, k: int, start: dict[str, Tensor], options: SpectraOptions
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, dict[str, float]]:
+    """(top-k of M, their eigenvectors (P, k), K's eigenvectors (n, k') or None, K or None,
+    solver figures): through the n×n Gram matrix K when M has factors and all the samples are
+    on this process, else by Lanczos on M products."""
+    factors = ops.gradients
+    if factors is None or ops.distributed is not None:  # DDP: factors of a shard, no Gram
+        mt = _eigsh(ops, "M", ops.m, "largest", start.get("mt"), k, options)
+        return mt.eigenvalues, mt.eigenvectors, None, None, _solver_info("mt", mt)
+    gram = factors.gram().div_(ops.n_samples)
+    spectrum = second_moment_from_gram(
+        factors,
+        k,
+        gram=gram,
+        tol=options.solver_tolerance,
+        seed=options.seed,
+        on_failure=options.on_nonconvergence,
+        dense_threads=options.dense_threads,
+        check_steps=options.check_steps,
+        x0=start.get("mt_gram"),
+    )
+    return spectrum.top, spectrum.vectors, spectrum.sample_vectors, gram, spectrum.info
+
+
+def _hp_extremes(
+    ops: CurvatureOperators,
+    hf: EigResult,
+    mt_vecs: Tensor,
+    x0: Tensor | None,
+    k: int,
+    options: SpectraOptions,
+) -> tuple[EigResult | None, dict[str, float]]:
+    """H_p's k largest then k smallest eigenpairs by `options.hp_method` ("none": None), with
+    solver figures. hp_matvecs counts H_p products for "solve" (each one M and one H_f product)
+    and the k H_f products of the Rayleigh-Ritz step for "ritz" (its 2k M products on the basis,
+    through M's route, are not counted)."""
+    if options.hp_method == "none":
+        return None, {}
+    if options.hp_method == "solve":
+        hp = _eigsh(ops, "H_p", ops.hp, "both", x0, k, options)
+        return hp, _solver_info("hp", hp)
+    hp = _hp_ritz(ops, hf, mt_vecs, k)
+    info = _solver_info("hp", hp)
+    info.update(hp_matvecs=float(mt_vecs.shape[1]), hp_ritz=1.0)
+    return hp, info
+
+
+def _hp_fields(hp: EigResult | None, k: int) -> dict[str, Tensor | None]:
+    """hp_top, hp_bottom (NaN without H_p's extremes) and their eigenvectors from H_p's pairs."""
+    if hp is None:
+        nan = torch.full((k,), math.nan)
+        return dict(hp_top=nan, hp_bottom=nan, hp_top_vecs=None, hp_bottom_vecs=None)
+    values, vectors = hp.eigenvalues, hp.eigenvectors
+    return dict(
+        hp_top=values[:k],
+        hp_bottom=values[k:],
+        hp_top_vecs=vectors[:, :k],
+        hp_bottom_vecs=vectors[:, k:],
+    )
+
+
+def _trace_fields(ops: CurvatureOperators, traces: dict[str, float]) -> dict[str, float]:
+    """The six trace fields of a snapshot from the Hutchinson estimates: tr(M) exact from the
+    per-sample gradient factors when M has them (summed over the ranks under DDP)."""
+    factors = ops.gradients
     if factors is not None:
         (trace_mt,) = sum_scalars(ops.distributed, float(factors.sq_norms().sum()), like=ops.theta)
-        traces.update(trace_mt=trace_mt / n, trace_mt_stderr=0.0)
-    lap("trace")
-    out = dict(
-        hf_top=hf.eigenvalues,
-        hf_vecs=hf.eigenvectors,
-        mt_top=mt_top,
-        mt_vecs=mt_vecs,
-        hp_top=hp.eigenvalues[:k] if hp is not None else torch.full((k,), math.nan),
-        hp_bottom=hp.eigenvalues[k:] if hp is not None else torch.full((k,), math.nan),
+        traces.update(trace_mt=trace_mt / ops.n_samples, trace_mt_stderr=0.0)
+    return dict(
         trace_hf=traces["trace_hf"],
         trace_mt=traces.get("trace_mt", math.nan),
         trace_hp=traces.get("trace_mt", math.nan) - traces["trace_hf"],
         trace_hf_stderr=traces["trace_hf_stderr"],
         trace_mt_stderr=traces.get("trace_mt_stderr", math.nan),
         trace_hp_stderr=traces["trace_hp_stderr"],
-        diagnostics=diagnostics,
     )
-    if hp is not None:
-        out["hp_top_vecs"], out["hp_bottom_vecs"] = hp.eigenvectors[:, :k], hp.eigenvectors[:, k:]
-    if mt_sample_vecs is not None:
-        out["mt_sample_vecs"] = mt_sample_vecs
+
+
+def _iterative_snapshot(
+    ops: CurvatureOperators,
+    k: int,
+    batch_size: int | None,
+    warm: dict[str, Tensor],
+    options: SpectraOptions,
+) -> _Parts:
+    """Matrix-free: top-k of H_f and M, H_p's extremes, traces (and M_b), each part timed."""
+    factors, factor_info = _m_factors(ops, options)
+    m_route = _m_route(factors)
+    start = {key: block.to(ops.theta) for key, block in warm.items()}
+    diagnostics: dict[str, float] = {}
+    laps = _Laps(diagnostics)
+    keep_graphs = keeps_gradient_graphs(ops.n_samples, ops.chunk_size)
+    # the chunks' gradient graphs are kept through every H_f product of the snapshot (H_f solve,
+    # H_p solve or Ritz step, traces): ~1.2 instead of 2 gradient passes per product
+    with ops.kept_gradient_graphs() if keep_graphs else contextlib.nullcontext():
+        hf = _eigsh(ops, "H_f", ops.hf, "largest", start.get("hf"), k, options)
+        diagnostics.update(_solver_info("hf", hf))
+        laps.lap("hf")
+        mt_top, mt_vecs, sample_vecs, gram, info = _iterative_top_of_m(ops, k, start, options)
+        diagnostics.update(info)
+        laps.lap("mt")
+        hp, info = _hp_extremes(ops, hf, mt_vecs, start.get("hp"), k, options)
+        diagnostics.update(info)
+        if hp is not None:
+            laps.lap("hp")
+        traces = _hutchinson(ops, options.trace_probes, options.seed, with_m=factors is None)
+    traces = _trace_fields(ops, traces)
+    laps.lap("trace")
+    hp_fields = _hp_fields(hp, k)
+    parts = _Parts(m_route, hf.eigenvalues, hf.eigenvectors, mt_top, mt_vecs, **hp_fields, **traces)
+    parts.mt_sample_vecs, parts.gram, parts.factors = sample_vecs, gram, factors
+    parts.diagnostics = diagnostics
     if batch_size is not None:
-        c = minibatch_coefficient(n, batch_size)
-        if gram is not None:
-            out["mb_top"], info = top_eigenvalues(
-                minibatch_gram(gram, c),
-                k,
-                tol=solver["tol"],
-                seed=seed,
-                on_failure=solver["on_failure"],
-                check_steps=solver["check_steps"],
-                name="M_b (Gram)",
-            )
-            diagnostics.update({f"mb_{key}": value for key, value in info.items()})
-            lap("mb")
-        else:
-            out["mb_top"] = solve(
-                "M_b", lambda v: ops.mb(v, batch_size), "largest", mt_vecs, 3
-            ).eigenvalues
-    if gram is not None:
-        out["gram"] = gram  # K = G Gᵀ / n, for M's exact density
-    return out
-
-
-def _density_settings(density: bool | DensitySettings | None, seed: int) -> DensitySettings | None:
-    """`compute_spectra`'s `density=` argument: None/False off, True the defaults (probes drawn
-    from `seed`), or a DensitySettings as given."""
-    if density is None or density is False:
-        return None
-    if density is True:
-        return DensitySettings(seed=seed)
-    if isinstance(density, DensitySettings):
-        return density
-    raise ValueError(
-        f"density must be None, a bool or a DensitySettings, got {type(density).__name__}"
-    )
+        parts.mb_top, info = _minibatch_top(ops, k, batch_size, options, gram=gram, x0=mt_vecs)
+        diagnostics.update(info)
+        laps.lap("mb")
+    diagnostics.update(factor_info)
+    return parts
 
 
 def _iterative_densities(
-    ops: CurvatureOperators,
-    out: dict,
-    factors: GradientFactors | None,
-    settings: DensitySettings,
-    hp_method: str,
-    dense_threads: int | None,
+    ops: CurvatureOperators, parts: _Parts, options: SpectraOptions
 ) -> SpectralDensities:
     """Densities of H_f and H_p by SLQ with the snapshot's solves merged in as outliers (top-k of
     H_f; top- and bottom-k of H_p when they come from a converged solve), M's exact spectrum
     from the Gram matrix of the per-sample gradients (the snapshot's own, else from the factors,
     else from per-sample gradients chunk by chunk)."""
-    if out.get("gram") is not None:  # the snapshot's own K
-        gram_values = gram_eigenvalues(out["gram"], dense_threads)
-    elif factors is not None:
-        gram_values = gram_eigenvalues(factors, dense_threads)
+    threads = options.dense_threads
+    if parts.gram is not None:  # the snapshot's own K
+        gram_values = gram_eigenvalues(parts.gram, threads)
+    elif parts.factors is not None:
+        gram_values = gram_eigenvalues(parts.factors, threads)
     else:
         gram = per_sample_gram(ops.fm, ops.inputs, ops.targets, ops.chunk_size)
-        gram_values = gram_eigenvalues(gram, dense_threads)
+        gram_values = gram_eigenvalues(gram, threads)
     hp_outliers = None
-    if hp_method == "solve" and "hp_top_vecs" in out:
+    if options.hp_method == "solve" and parts.hp_top_vecs is not None:
+        assert parts.hp_bottom_vecs is not None
         hp_outliers = Outliers(
-            torch.cat([out["hp_top"], out["hp_bottom"]]).detach(),
-            torch.cat([out["hp_top_vecs"], out["hp_bottom_vecs"]], dim=1),
+            torch.cat([parts.hp_top, parts.hp_bottom]).detach(),
+            torch.cat([parts.hp_top_vecs, parts.hp_bottom_vecs], dim=1),
         )
-    keep_graphs = math.ceil(ops.n_samples / ops.chunk_size) <= KEEP_GRAPHS_MAX_CHUNKS
+    keep_graphs = keeps_gradient_graphs(ops.n_samples, ops.chunk_size)
     with ops.kept_gradient_graphs() if keep_graphs else contextlib.nullcontext():
         return slq_densities(
             ops.hf,
             ops.n_params,
             m=ops.m,
             gram_values=gram_values,
-            hf_outliers=Outliers(out["hf_top"].detach(), out["hf_vecs"]),
+            hf_outliers=Outliers(parts.hf_top.detach(), parts.hf_vecs),
             hp_outliers=hp_outliers,
-            settings=settings,
+            settings=options.density_settings,
             dtype=ops.theta.dtype,
             device=ops.theta.device,
         )
 
 
 def _snapshot_densities(
-    ops: CurvatureOperators,
-    out: dict,
-    factors: GradientFactors | None,
-    settings: DensitySettings,
-    hp_method: str,
-    dense_threads: int | None,
+    ops: CurvatureOperators, parts: _Parts, options: SpectraOptions
 ) -> SpectralDensities:
     """The snapshot's densities: exact from all eigenvalues (dense method), else by SLQ;
-    `density_seconds` (and the SLQ's block products) go to out["diagnostics"]."""
+    `density_seconds` (and the SLQ's block products) go to parts.diagnostics."""
     clock = time.perf_counter()
-    if "hf_all" in out:
+    if parts.hf_all is not None and parts.mt_all is not None and parts.hp_all is not None:
         densities = exact_densities(
-            _numpy(out["hf_all"]), _numpy(out["mt_all"]), _numpy(out["hp_all"]), settings
+            _numpy(parts.hf_all),
+            _numpy(parts.mt_all),
+            _numpy(parts.hp_all),
+            options.density_settings,
         )
     else:
-        densities = _iterative_densities(ops, out, factors, settings, hp_method, dense_threads)
-        out["diagnostics"].update(
+        densities = _iterative_densities(ops, parts, options)
+        parts.diagnostics.update(
             density_hf_products=float(densities.hf_products),
             density_mt_products=float(densities.mt_products),
         )
-    out["diagnostics"]["density_seconds"] = time.perf_counter() - clock
+    parts.diagnostics["density_seconds"] = time.perf_counter() - clock
     logger.debug(
         "densities in %.2f s: W1(H_p, -H_f) / spread = %.4g",
-        out["diagnostics"]["density_seconds"],
+        parts.diagnostics["density_seconds"],
         densities.hp_to_minus_hf,
     )
     return densities
+
+
+# the fields a `_Parts` hands to its `Spectra` as they are, as float64 numpy arrays (those that
+# may be None too), and as CPU tensors
+_TRACE_FIELDS = tuple(f"trace_{m}{e}" for m in ("hf", "mt", "hp") for e in ("", "_stderr"))
+_TOP_FIELDS = ("hf_top", "mt_top", "hp_top", "hp_bottom")
+_ALL_FIELDS = ("hf_all", "mt_all", "hp_all", "mb_top")
+_VECTOR_FIELDS = ("hf_vecs", "mt_vecs", "hp_top_vecs", "hp_bottom_vecs", "mt_sample_vecs")
+
+
+def _cpu(x: Tensor | None) -> Tensor | None:
+    return None if x is None else x.detach().cpu()
+
+
+def _numpy_or_none(x: Tensor | None) -> np.ndarray | None:
+    return None if x is None else _numpy(x)
+
+
+def _to_spectra(
+    parts: _Parts,
+    ops: CurvatureOperators,
+    k: int,
+    method: str,
+    options: SpectraOptions,
+    measured: tuple[float, float, Tensor],
+    batch_size: int | None,
+) -> Spectra:
+    """The `Spectra` of a snapshot: `parts` with the principal angles, ||μ|| and tr(M_b) added;
+    measured = (loss, accuracy, μ)."""
+    loss, accuracy, mu = measured
+    n, p = ops.n_samples, ops.n_params
+    grad_norm = float(mu.norm())
+    trace_mb = None
+    if batch_size is not None:
+        c = minibatch_coefficient(n, batch_size)
+        trace_mb = c * parts.trace_mt + (1.0 - c) * grad_norm**2
+    vectors = {name: _cpu(getattr(parts, name)) for name in _VECTOR_FIELDS}
+    rel_zero = 10.0 * min(n, p) * torch.finfo(options.dtype).eps
+    if method != "dense":
+        rel_zero = max(rel_zero, options.solver_tolerance)
+    cosines = defined_cosines(
+        parts.hf_top, parts.mt_top, vectors["hf_vecs"], vectors["mt_vecs"], rel_zero
+    )
+    parts.diagnostics["cosines_defined"] = float(np.isfinite(cosines).sum())
+    arrays = {name: _numpy(getattr(parts, name)) for name in _TOP_FIELDS}
+    arrays.update({name: _numpy_or_none(getattr(parts, name)) for name in _ALL_FIELDS})
+    traces = {name: getattr(parts, name) for name in _TRACE_FIELDS}
+    identity = dict(k=k, method=method, m_route=parts.m_route, dtype=options.dtype_name)
+    sizes = dict(n_samples=n, n_params=p, batch_size=batch_size)
+    scalars = dict(grad_norm=grad_norm, loss=loss, accuracy=accuracy, trace_mb=trace_mb)
+    return Spectra(
+        cosines=cosines,
+        densities=parts.densities,
+        diagnostics=parts.diagnostics,
+        **identity,
+        **sizes,
+        **scalars,
+        **arrays,
+        **vectors,
+        **traces,
+    )
+
+
+def _check_density_route(options: SpectraOptions, method: str, distributed: object) -> None:
+    if options.density_settings is not None and method != "dense" and distributed is not None:
+        raise ValueError(
+            "density=True with the iterative method is not available under DDP: M's exact "
+            "spectrum needs the n×n Gram matrix of all samples' per-sample gradients, and "
+            "each process holds only its shard of them (use the dense method, or one process)"
+        )
+
+
+def _measure(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    options: SpectraOptions,
+    batch_size: int | None,
+    warm_start: Spectra | dict | None,
+    distributed: Reduction | None,
+    params: Iterable[Tensor] | Iterable[str] | None,
+) -> Spectra:
+    """`compute_spectra` with its settings checked: one snapshot, timed in `Spectra.seconds`."""
+    started = time.perf_counter()
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    with evaluation_mode(model), torch.inference_mode(False), torch.enable_grad():
+        fm = FunctionalModel(model, options.dtype, params)
+        k = check_k(options.k, fm.n_params)
+        x, y = prepare_data(fm, inputs, targets)
+        batch_size = check_batch_size(batch_size, x.shape[0])
+        warm = _check_warm_start(warm_start, fm.n_params)
+        method = options.method_for(fm.n_params)
+        distributed = check_reduction(distributed)
+        _check_density_route(options, method, distributed)
+        ops = CurvatureOperators(fm, x, y, chunk_size=options.chunk_size, distributed=distributed)
+        measured = ops.loss_gradient()
+        logger.debug(
+            "curvature snapshot: %s method, P = %d, n = %d, k = %d, %s on %s",
+            method,
+            fm.n_params,
+            ops.n_samples,
+            k,
+            options.dtype_name,
+            fm.device,
+        )
+        if method == "dense":
+            with limit_threads(options.dense_threads):  # small problems: oversubscription costs
+                parts = _dense_snapshot(ops, k, batch_size, options)
+        else:
+            parts = _iterative_snapshot(ops, k, batch_size, warm, options)
+        if options.density_settings is not None:
+            parts.densities = _snapshot_densities(ops, parts, options)
+    spectra = _to_spectra(parts, ops, k, method, options, measured, batch_size)
+    spectra.seconds = time.perf_counter() - started
+    logger.debug(
+        "curvature snapshot done in %.2f s: hf_top[0] = %.4g, mt_top[0] = %.4g, cos[0] = %.3f %s",
+        spectra.seconds,
+        spectra.hf_top[0],
+        spectra.mt_top[0],
+        spectra.cosines[0],
+        " ".join(f"{key}={value:.3g}" for key, value in spectra.diagnostics.items()),
+    )
+    return spectra
 
 
 def compute_spectra(
@@ -602,7 +849,7 @@ def compute_spectra(
     block_size: int | None = None,
     m_route: str = "auto",
     memory_budget: int = 1 << 30,
-    dense_max_params: int = 3000,
+    dense_max_params: int = DENSE_MAX_PARAMS,
     dense_threads: int | None = 1,
     trace_probes: int = 16,
     seed: int = 0,
@@ -613,6 +860,7 @@ def compute_spectra(
     self_check: bool = True,
     check_steps: int | None = None,
     density: bool | DensitySettings | None = None,
+    options: SpectraOptions | None = None,
 ) -> Spectra:
     """Spectra of H_f, M, H_p (and M_b) of the mean cross-entropy at the model's parameters.
 
@@ -620,219 +868,47 @@ def compute_spectra(
         model: any nn.Module classifier, model(inputs) -> (n, C) logits; evaluated in eval mode
             on a detached copy of its parameters (left untouched), on its own device.
         inputs: (n, ...) samples; targets: (n,) integer labels in [0, C).
-        k: eigenpairs per operator (1 <= k <= P).
-        method: "dense", "iterative", or "auto" (dense when P <= dense_max_params).
-        dtype: torch.float64 (default) or torch.float32 for all computations.
         batch_size: b, to also return the k largest eigenvalues of M_b (mb_top) and tr(M_b).
-        chunk_size: samples per forward/backward pass (default: up to 2048).
         warm_start: a previous snapshot (same model shape): its eigenvectors start the
             iterative solvers (H_f, H_p, and M: its P-side vectors when M goes through
             operator products, its Gram-side `mt_sample_vecs` when it goes through K).
-        tol: relative residual tolerance of the iterative solvers (default 1e-8 in float64,
-            1e-4 in float32): ||A x - θ x|| <= tol · ||A||.
-        max_matvecs: product budget of each iterative solve (see `block_eigsh`).
-        block_size: vectors per operator call in the P-side solvers (default 1: thick-restart
-            Lanczos; see `block_eigsh`).
-        check_steps: products of each solver's multiplicity check (see `block_eigsh`; default
-            20; 0 skips it, and then a converged solve may miss copies of a repeated
-            eigenvalue beyond the block size).
-        m_route: how M is applied in the iterative method: "auto", "linear" (layer-wise factors of
-            nn.Linear networks), "dense" (per-sample gradient matrix), "operator" (jvp/vjp).
-        memory_budget: bytes allowed for per-sample gradient factors and the Gram matrix.
-        dense_max_params: largest P for which method="auto" picks the dense method.
-        dense_threads: thread limit for the dense method and every dense eigendecomposition
-            (default 1: small dense problems gain little from threads and collapse when the
-            threads outnumber free cores; None: leave the thread pools as they are).
-        trace_probes: Hutchinson probes for tr(H_f) in the iterative method (0: NaN).
-        seed: seed of the random starting blocks and probes (results are reproducible).
-        on_nonconvergence: "warn" (ConvergenceWarning), "raise" (ConvergenceError), "ignore".
-        distributed: a `distributed.Reduction` when several processes (DDP ranks) share the
-            snapshot: every rank passes the same samples and gets the same result; each
-            applies the operators to its shard and the sums are all-reduced. M then goes
-            through P×P sums (dense) or products with the shard's per-sample factors summed
-            over the ranks and a Lanczos solve (iterative), not through the n×n Gram matrix.
-        hp_method: the extremes of H_p in the iterative method: "solve" (a converged block
-            Lanczos solve on H_p = M - H_f) or "ritz" (Rayleigh-Ritz of H_p on span(top-k of H_f,
-            top-k of M): k extra H_f products instead of a third solve; estimates, not converged
-            eigenvalues: their relative residuals are in diagnostics["hp_max_residual"]) or
-            "none" (H_p's extremes are not computed: hp_top and hp_bottom are NaN; the traces
-            still are. For snapshots that only need H_f, M and their principal angles).
+        distributed: a `distributed.Reduction` when DDP ranks share the snapshot: every rank
+            passes the same samples, applies the operators to its shard, the sums are
+            all-reduced and every rank gets the same result. M goes through P×P sums (dense)
+            or a Lanczos solve on its products (iterative), not through the n×n Gram matrix.
         params: the parameters θ spans (the model's own tensors or their names); default: the
             trainable ones (requires_grad=True). The others are held fixed.
-        self_check: in the iterative method with per-sample gradient factors, compare one M
-            product (a Gaussian probe) through the factors with the jvp/vjp product; a relative
-            difference above SELF_CHECK_TOLERANCE (1e-6 float64, 1e-3 float32) abandons the
-            factors for jvp/vjp products with a `RouteWarning` (diagnostics["m_self_check"]).
-        density: None/False: off; True (the defaults of `DensitySettings`, probes from `seed`)
-            or a DensitySettings: also the spectral densities of H_f, M and H_p and
-            W1(H_p, -H_f) / spread (`Spectra.densities`; docs/densities.md). Dense method: exact,
-            from all eigenvalues. Iterative: SLQ for H_f and H_p with the snapshot's top-k of
-            H_f and (hp_method="solve") top/bottom-k of H_p merged in, M exact from the n×n
-            Gram matrix. Not available for the iterative method under `distributed` (the Gram
-            matrix of all samples' gradients is not on any one process): ValueError.
+        k, method, dtype, chunk_size, tol, ..., density: the settings, documented and checked
+            by `SpectraOptions`; or all at once as `options=` (these left at their defaults).
 
     Raises ValueError for C < 2 classes, non-finite inputs or parameters, inputs that are not one
     tensor (dicts, tuples: wrap the model), parametrised weights, and bad arguments.
     """
-    started = time.perf_counter()
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    if on_nonconvergence not in ("warn", "raise", "ignore"):
-        raise ValueError(
-            f"on_nonconvergence must be 'warn', 'raise' or 'ignore', got {on_nonconvergence!r}"
-        )
-    check_dtype(dtype)
-    if chunk_size is not None:
-        chunk_size = check_positive_int(chunk_size, "chunk_size")
-    if m_route not in ("auto", "linear", "dense", "operator"):
-        raise ValueError(
-            f"m_route must be 'auto', 'linear', 'dense' or 'operator', got {m_route!r}"
-        )
-    if hp_method not in _HP_METHODS:
-        raise ValueError(f"hp_method must be one of {_HP_METHODS}, got {hp_method!r}")
-    if trace_probes < 0:
-        raise ValueError(f"trace_probes must be >= 0, got {trace_probes}")
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    density_settings = _density_settings(density, seed)
-    with evaluation_mode(model), torch.inference_mode(False), torch.enable_grad():
-        fm = FunctionalModel(model, dtype, params)
-        k = check_k(k, fm.n_params)
-        x, y = prepare_data(fm, inputs, targets)
-        n, p = x.shape[0], fm.n_params
-        batch_size = check_batch_size(batch_size, n)
-        warm = _check_warm_start(warm_start, p)
-        chosen = method if method != "auto" else ("dense" if p <= dense_max_params else "iterative")
-        distributed = check_reduction(distributed)
-        if density_settings is not None and chosen != "dense" and distributed is not None:
-            raise ValueError(
-                "density=True with the iterative method is not available under DDP: M's exact "
-                "spectrum needs the n×n Gram matrix of all samples' per-sample gradients, and "
-                "each process holds only its shard of them (use the dense method, or one process)"
-            )
-        ops = CurvatureOperators(fm, x, y, chunk_size=chunk_size, distributed=distributed)
-        loss, accuracy, mu = ops.loss_gradient()
-        logger.debug(
-            "curvature snapshot: %s method, P = %d, n = %d, k = %d, %s on %s",
-            chosen,
-            p,
-            n,
-            k,
-            str(dtype).replace("torch.", ""),
-            fm.device,
-        )
-        if chosen == "dense":
-            m_used = "dense"
-            factors = None
-            with limit_threads(dense_threads):  # small problems: oversubscription costs most
-                out = _dense_snapshot(ops, k, batch_size, memory_budget, dense_threads, seed)
-        else:
-            clock = time.perf_counter()
-            # under DDP: factors of this rank's shard (M products summed over the ranks)
-            factors = gradient_factors(
-                fm, ops.inputs, ops.targets, ops.chunk_size, memory_budget, m_route
-            )
-            factors_seconds = time.perf_counter() - clock
-            ops.gradients = factors
-            check: dict[str, float] = {}
-            if factors is not None and self_check:
-                clock = time.perf_counter()
-                discrepancy = fast_route_discrepancy(ops, seed)
-                check = dict(
-                    m_self_check=discrepancy, m_self_check_seconds=time.perf_counter() - clock
-                )
-                if not discrepancy <= SELF_CHECK_TOLERANCE[dtype]:
-                    warnings.warn(
-                        f"M: the per-sample gradient factors disagree with jvp/vjp products "
-                        f"(relative difference {discrepancy:.2e} > "
-                        f"{SELF_CHECK_TOLERANCE[dtype]:.0e}): M through jvp/vjp products",
-                        RouteWarning,
-                        stacklevel=2,
-                    )
-                    factors = ops.gradients = None
-            m_used = {None: "operator", DenseGradients: "dense"}.get(
-                type(factors) if factors is not None else None, "linear"
-            )
-            logger.debug(
-                "M through %s",
-                {
-                    "operator": "jvp/vjp products",
-                    "dense": "the per-sample gradient matrix and its Gram",
-                    "linear": "layer-wise factors and the Gram matrix",
-                }[m_used],
-            )
-            solver = dict(
-                tol=default_tolerance(dtype) if tol is None else tol,
-                max_matvecs=max_matvecs,
-                block_size=block_size,
-                on_failure=on_nonconvergence,
-                check_steps=check_steps,
-            )
-            out = _iterative_snapshot(
-                ops, k, batch_size, factors, warm, solver, trace_probes, seed, hp_method
-            )
-            out["diagnostics"]["factors_seconds"] = factors_seconds
-            out["diagnostics"].update(check)
-        densities = None
-        if density_settings is not None:
-            densities = _snapshot_densities(
-                ops, out, factors, density_settings, hp_method, dense_threads
-            )
-    grad_norm = float(mu.norm())
-    trace_mb = None
-    if batch_size is not None:
-        c = minibatch_coefficient(n, batch_size)
-        trace_mb = c * out["trace_mt"] + (1.0 - c) * grad_norm**2
-    hf_vecs = out["hf_vecs"].detach().cpu()
-    mt_vecs = out["mt_vecs"].detach().cpu()
-    eps = torch.finfo(dtype).eps
-    rel_zero = 10.0 * min(n, p) * eps
-    if chosen != "dense":
-        rel_zero = max(rel_zero, default_tolerance(dtype) if tol is None else tol)
-    cosines = defined_cosines(out["hf_top"], out["mt_top"], hf_vecs, mt_vecs, rel_zero)
-    out["diagnostics"]["cosines_defined"] = float(np.isfinite(cosines).sum())
-    spectra = Spectra(
+    settings = SpectraOptions(
         k=k,
-        method=chosen,
-        m_route=m_used,
-        dtype=str(dtype).replace("torch.", ""),
-        n_samples=n,
-        n_params=p,
-        hf_top=_numpy(out["hf_top"]),
-        mt_top=_numpy(out["mt_top"]),
-        hp_top=_numpy(out["hp_top"]),
-        hp_bottom=_numpy(out["hp_bottom"]),
-        cosines=cosines,
-        hf_vecs=hf_vecs,
-        mt_vecs=mt_vecs,
-        trace_hf=out["trace_hf"],
-        trace_mt=out["trace_mt"],
-        trace_hp=out["trace_hp"],
-        trace_hf_stderr=out["trace_hf_stderr"],
-        trace_mt_stderr=out["trace_mt_stderr"],
-        trace_hp_stderr=out["trace_hp_stderr"],
-        grad_norm=grad_norm,
-        loss=loss,
-        accuracy=accuracy,
-        hf_all=_numpy(out["hf_all"]) if "hf_all" in out else None,
-        mt_all=_numpy(out["mt_all"]) if "mt_all" in out else None,
-        hp_all=_numpy(out["hp_all"]) if "hp_all" in out else None,
-        batch_size=batch_size,
-        mb_top=_numpy(out["mb_top"]) if "mb_top" in out else None,
-        trace_mb=trace_mb,
-        hp_top_vecs=out["hp_top_vecs"].detach().cpu() if "hp_top_vecs" in out else None,
-        hp_bottom_vecs=out["hp_bottom_vecs"].detach().cpu() if "hp_bottom_vecs" in out else None,
-        mt_sample_vecs=out["mt_sample_vecs"].detach().cpu() if "mt_sample_vecs" in out else None,
-        densities=densities,
-        diagnostics=out["diagnostics"],
+        method=method,
+        dtype=dtype,
+        chunk_size=chunk_size,
+        tol=tol,
+        max_matvecs=max_matvecs,
+        block_size=block_size,
+        m_route=m_route,
+        memory_budget=memory_budget,
+        dense_max_params=dense_max_params,
+        dense_threads=dense_threads,
+        trace_probes=trace_probes,
+        seed=seed,
+        on_nonconvergence=on_nonconvergence,
+        hp_method=hp_method,
+        self_check=self_check,
+        check_steps=check_steps,
+        density=density,
     )
-    spectra.seconds = time.perf_counter() - started
-    logger.debug(
-        "curvature snapshot done in %.2f s: hf_top[0] = %.4g, mt_top[0] = %.4g, cos[0] = %.3f %s",
-        spectra.seconds,
-        spectra.hf_top[0],
-        spectra.mt_top[0],
-        spectra.cosines[0],
-        " ".join(f"{key}={value:.3g}" for key, value in spectra.diagnostics.items()),
-    )
-    return spectra
+    if options is not None:
+        if settings != SpectraOptions():
+            raise ValueError(
+                "compute_spectra takes its settings either as options= or as keyword "
+                "arguments, not both: put them all in the SpectraOptions"
+            )
+        settings = options
+    return _measure(model, inputs, targets, settings, batch_size, warm_start, distributed, params)

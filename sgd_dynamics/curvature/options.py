@@ -1,0 +1,189 @@
+"""The settings of a curvature snapshot, checked once: `SpectraOptions`.
+
+`compute_spectra(..., k=..., method=..., ...)` builds one from its keyword arguments (or takes one
+as `options=`); the spectral callback builds one when it is constructed, so a bad setting is
+refused before training. A bad value raises one ValueError that starts with the setting's name
+and says what is accepted (the callback prefixes it with ``spectral.``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import torch
+
+from .density import DensitySettings
+from .eigensolvers import default_tolerance
+from .thresholds import DENSE_MAX_PARAMS, method_for
+
+__all__ = [
+    "SpectraOptions",
+    "METHODS",
+    "HP_METHODS",
+    "M_ROUTES",
+    "ON_NONCONVERGENCE",
+    "DTYPES",
+    "check_choice",
+    "check_integer",
+]
+
+METHODS = ("auto", "dense", "iterative")
+HP_METHODS = ("solve", "ritz", "none")
+M_ROUTES = ("auto", "linear", "dense", "operator")
+ON_NONCONVERGENCE = ("warn", "raise", "ignore")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def check_choice(name: str, value: object, accepted: Collection[str]) -> None:
+    """ValueError naming `name` unless `value` is one of `accepted`."""
+    if not isinstance(value, str) or value not in accepted:
+        raise ValueError(f"{name} must be one of {', '.join(accepted)}, got {value!r}")
+
+
+def check_integer(name: str, value: object, low: int, optional: bool = False) -> None:
+    """ValueError naming `name` unless `value` is an integer >= low (or None when optional)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        accepted = f"an integer >= {low}" + (" or None" if optional else "")
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+
+
+def _positive_number(value: object) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _dtype(value: object) -> torch.dtype:
+    """torch.float32 / torch.float64 from the dtype or its name ("float32", "float64")."""
+    if isinstance(value, str) and value in DTYPES:
+        return DTYPES[value]
+    if value in (torch.float32, torch.float64):
+        return value  # type: ignore[return-value]
+    raise ValueError(
+        f"dtype must be torch.float32 or torch.float64 (or their names float32, float64), "
+        f"got {value!r}"
+    )
+
+
+@dataclass(frozen=True)
+class SpectraOptions:
+    """Settings of `compute_spectra` (the per-call data: model, samples, batch size, warm start,
+    DDP reduction and parameter selection are its arguments, not settings).
+
+    k: eigenpairs per operator, an integer >= 1 (at most P, checked against the model).
+    method: "dense" (exact P×P matrices, all eigenvalues), "iterative" (matrix-free), or "auto"
+        (dense when P <= dense_max_params, `thresholds.DENSE_MAX_PARAMS` = 3000 by default).
+    dtype: torch.float64 or torch.float32 (or their names) for all computations.
+    chunk_size: samples per forward/backward pass (None: `operators.default_chunk_size`).
+    tol: relative residual tolerance of the iterative solvers, ||A x - θ x|| <= tol · ||A||
+        (None: 1e-8 in float64, 1e-4 in float32; `solver_tolerance`).
+    max_matvecs: product budget of each iterative solve (None: `block_eigsh`'s default).
+    block_size: vectors per operator call in the P-side solvers (None: 1, thick-restart Lanczos).
+    m_route: how M is applied in the iterative method: "auto", "linear" (layer-wise factors of
+        nn.Linear networks), "dense" (per-sample gradient matrix), "operator" (jvp/vjp).
+    memory_budget: bytes allowed for per-sample gradient factors and the Gram matrix.
+    dense_max_params: largest P for which method="auto" picks the dense method.
+    dense_threads: thread limit for the dense method and every dense eigendecomposition (1:
+        small dense problems gain little from threads and collapse when the threads outnumber
+        the free cores; None: leave the thread pools as they are).
+    trace_probes: Hutchinson probes for tr(H_f) in the iterative method (0: NaN).
+    seed: seed of the random starting blocks and probes (results are reproducible).
+    on_nonconvergence: "warn" (ConvergenceWarning), "raise" (ConvergenceError) or "ignore".
+    hp_method: H_p's extremes in the iterative method: "solve" (a converged block Lanczos solve
+        on H_p = M - H_f), "ritz" (Rayleigh-Ritz estimates on span(top-k of H_f, top-k of M):
+        k extra H_f products instead of a third solve; relative residuals in
+        diagnostics["hp_max_residual"]) or "none" (hp_top and hp_bottom NaN; traces kept).
+    self_check: with per-sample gradient factors, compare one M product through them with the
+        jvp/vjp product; a relative difference above `spectra.SELF_CHECK_TOLERANCE` abandons
+        the factors with a `RouteWarning` (diagnostics["m_self_check"]).
+    check_steps: products of each solver's multiplicity check (None: 20; 0 skips it, and then a
+        converged solve may miss copies of a repeated eigenvalue beyond the block size).
+    density: None/False: off; True (the defaults of `DensitySettings`, probes from `seed`) or a
+        DensitySettings: also the spectral densities of H_f, M and H_p (docs/densities.md).
+    """
+
+    k: int = 15
+    method: str = "auto"
+    dtype: torch.dtype = torch.float64
+    chunk_size: int | None = None
+    tol: float | None = None
+    max_matvecs: int | None = None
+    block_size: int | None = None
+    m_route: str = "auto"
+    memory_budget: int = 1 << 30
+    dense_max_params: int = DENSE_MAX_PARAMS
+    dense_threads: int | None = 1
+    trace_probes: int = 16
+    seed: int = 0
+    on_nonconvergence: str = "warn"
+    hp_method: str = "solve"
+    self_check: bool = True
+    check_steps: int | None = None
+    density: bool | DensitySettings | None = None
+
+    def __post_init__(self) -> None:
+        check_integer("k", self.k, 1)
+        check_choice("method", self.method, METHODS)
+        object.__setattr__(self, "dtype", _dtype(self.dtype))
+        check_integer("chunk_size", self.chunk_size, 1, optional=True)
+        if self.tol is not None and not _positive_number(self.tol):
+            raise ValueError(f"tol must be a finite number > 0 or None, got {self.tol!r}")
+        check_integer("max_matvecs", self.max_matvecs, 1, optional=True)
+        check_integer("block_size", self.block_size, 1, optional=True)
+        check_choice("m_route", self.m_route, M_ROUTES)
+        if not _positive_number(self.memory_budget):
+            raise ValueError(
+                f"memory_budget must be a number of bytes > 0, got {self.memory_budget!r}"
+            )
+        check_integer("dense_max_params", self.dense_max_params, 0)
+        check_integer("dense_threads", self.dense_threads, 1, optional=True)
+        check_integer("trace_probes", self.trace_probes, 0)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        check_choice("on_nonconvergence", self.on_nonconvergence, ON_NONCONVERGENCE)
+        check_choice("hp_method", self.hp_method, HP_METHODS)
+        check_integer("check_steps", self.check_steps, 0, optional=True)
+        if self.density is not None and not isinstance(self.density, (bool, DensitySettings)):
+            raise ValueError(
+                "density must be None, a bool or a DensitySettings, got "
+                f"{type(self.density).__name__}"
+            )
+
+    @property
+    def solver_tolerance(self) -> float:
+        """`tol`, or the dtype's default (1e-8 float64, 1e-4 float32)."""
+        return default_tolerance(self.dtype) if self.tol is None else float(self.tol)
+
+    @property
+    def density_settings(self) -> DensitySettings | None:
+        """None when densities are off; True gives the defaults with the probes drawn from seed."""
+        if self.density is None or self.density is False:
+            return None
+        return DensitySettings(seed=self.seed) if self.density is True else self.density
+
+    @property
+    def dtype_name(self) -> str:
+        """ "float32" or "float64"."""
+        return str(self.dtype).replace("torch.", "")
+
+    def method_for(self, n_params: int) -> str:
+        """ "dense" or "iterative" for a model with P = n_params parameters."""
+        return method_for(n_params, self.method, self.dense_max_params)
+
+    def solver_settings(self) -> dict[str, object]:
+        """The keyword arguments every P-side `block_eigsh` solve of a snapshot shares."""
+        return dict(
+            tol=self.solver_tolerance,
+            max_matvecs=self.max_matvecs,
+            block_size=self.block_size,
+            on_failure=self.on_nonconvergence,
+            check_steps=self.check_steps,
+        )

@@ -1,0 +1,71 @@
+"""The solver choices that the size of a snapshot steers, in one place, each with what it trades.
+
+n: samples of the snapshot (per process under DDP for the products), P: parameters, k: eigenpairs
+asked for. The figures behind the constants come from `benchmarks/` (spectra.py, dense_eigen.py,
+density.py), not from the tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = [
+    "DENSE_MAX_PARAMS",
+    "MAX_CHUNK_SAMPLES",
+    "KEEP_GRAPHS_MAX_CHUNKS",
+    "DENSE_GRAM_MAX",
+    "GRAM_BLOCK_SIZE",
+    "method_for",
+    "keeps_gradient_graphs",
+    "dense_m_through_gram",
+    "gram_solved_densely",
+]
+
+# method="auto": the dense method up to this P. It holds three P×P matrices (H_f, M, H_p: 72 MB
+# each at P = 3000 in float64) and runs O(P³) eigendecompositions for every eigenvalue; above it
+# the iterative method's matrix-free products (O(n·P) each) and O(P·k) vectors cost less.
+DENSE_MAX_PARAMS = 3000
+
+# Samples per forward/backward pass by default (`operators.default_chunk_size`): all of them up
+# to this many, so small data sets take one pass; larger ones are cut to bound the activations
+# and gradient graphs held at once (memory grows with the chunk, passes with n / chunk).
+MAX_CHUNK_SAMPLES = 2048
+
+# Through all the H_f products of an iterative snapshot the gradient graphs of the data chunks
+# are kept when the data are at most this many chunks: a product then costs about 1.2-1.4
+# gradient passes instead of 2, for the memory of this many chunks' graphs.
+KEEP_GRAPHS_MAX_CHUNKS = 4
+
+# Up to this n (and whenever k >= n) the n×n Gram matrix K is solved by a dense eigh (O(n³),
+# every eigenpair) rather than by Lanczos (O(n²) per product, a few k products): below it the
+# dense solve is the cheaper of the two and needs no convergence check.
+DENSE_GRAM_MAX = 400
+
+# Vectors per product with K in its Lanczos solve: one product reads all n² entries of K
+# whatever the block width, so a block of about k vectors costs little more than one vector and
+# cuts the number of passes over K.
+GRAM_BLOCK_SIZE = 16
+
+
+def method_for(n_params: int, method: str, dense_max_params: int = DENSE_MAX_PARAMS) -> str:
+    """The method a snapshot runs: `method`, or for "auto" dense when P <= dense_max_params."""
+    if method != "auto":
+        return method
+    return "dense" if n_params <= dense_max_params else "iterative"
+
+
+def keeps_gradient_graphs(n_samples: int, chunk_size: int) -> bool:
+    """Whether a snapshot keeps its chunks' gradient graphs (KEEP_GRAPHS_MAX_CHUNKS)."""
+    return math.ceil(n_samples / chunk_size) <= KEEP_GRAPHS_MAX_CHUNKS
+
+
+def dense_m_through_gram(n_samples: int, n_params: int, itemsize: int, memory_budget: int) -> bool:
+    """Dense method: M's spectrum from the n×n Gram matrix when n < P (the smaller eigenproblem:
+    its nonzero eigenvalues are M's, the other P - n are 0) and G (n×P) fits the budget; else
+    the P×P eigendecomposition of M."""
+    return n_samples < n_params and n_samples * n_params * itemsize <= memory_budget
+
+
+def gram_solved_densely(n_samples: int, k: int) -> bool:
+    """Whether the top-k of an n×n Gram matrix comes from a dense eigh (DENSE_GRAM_MAX)."""
+    return k >= n_samples or n_samples <= DENSE_GRAM_MAX
