@@ -40,7 +40,6 @@ log = logging.getLogger("sgd_dynamics.spectral")
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _HP_METHODS = ("solve", "ritz", "none")
-DENSE_MAX_PARAMS = 3000  # compute_spectra's dense_max_params: method="auto" is dense up to it
 
 
 class SpectralSnapshots(pl.Callback):
@@ -140,7 +139,6 @@ class SpectralSnapshots(pl.Callback):
         last = _last_step(trainer)
         self._schedule = set(snapshot_steps(last, self.every_n_steps, self.log_points))
         if self.density:
-            _check_density_is_available(self.method, pl_module, trainer)
             self._density_steps = set(density_steps(sorted(self._schedule), self.density_points))
         inputs, targets = trainer.datamodule.spectral_samples(self.n_samples)
         self._samples = (inputs, targets)
@@ -295,22 +293,6 @@ def _last_step(trainer: pl.Trainer) -> int:
     if not math.isfinite(estimated):
         raise ValueError("spectral snapshots need trainer.max_steps or trainer.max_epochs")
     return int(estimated)
-
-
-def _check_density_is_available(
-    method: str, pl_module: pl.LightningModule, trainer: pl.Trainer
-) -> None:
-    """Densities with the iterative method need M's n×n Gram matrix on one process: refused
-    under DDP before training starts (the dense method gives exact densities there)."""
-    if trainer.world_size <= 1 or method == "dense":
-        return
-    n_params = sum(p.numel() for p in pl_module.net.parameters() if p.requires_grad)
-    if method == "iterative" or n_params > DENSE_MAX_PARAMS:
-        raise ValueError(
-            "spectral.density=true with the iterative method is not available under DDP "
-            f"(world size {trainer.world_size}): M's exact spectrum needs the Gram matrix of "
-            "all samples' gradients on one process; run on one process, or spectral.density=false"
-        )
 
 
 def _reduction(trainer: pl.Trainer) -> Reduction | None:

@@ -58,7 +58,7 @@ from .distributed import Reduction, check_reduction, sum_scalars
 from .eigensolvers import EigResult, block_eigsh, default_tolerance
 from .functional import FunctionalModel, evaluation_mode
 from .gram import minibatch_gram, second_moment_from_gram, top_eigenvalues
-from .gram_spectrum import gram_eigenvalues, per_sample_gram
+from .gram_spectrum import gram_eigenvalues, snapshot_gram
 from .inputs import check_batch_size, check_dtype, check_k, check_positive_int, prepare_data
 from .operators import CurvatureOperators, minibatch_coefficient
 from .per_sample import DenseGradients, GradientFactors, gradient_factors, per_sample_gradients
@@ -528,13 +528,10 @@ def _iterative_densities(
     H_f; top- and bottom-k of H_p when they come from a converged solve), M's exact spectrum
     from the Gram matrix of the per-sample gradients (the snapshot's own, else from the factors,
     else from per-sample gradients chunk by chunk)."""
-    if out.get("gram") is not None:  # the snapshot's own K
-        gram_values = gram_eigenvalues(out["gram"], dense_threads)
-    elif factors is not None:
-        gram_values = gram_eigenvalues(factors, dense_threads)
-    else:
-        gram = per_sample_gram(ops.fm, ops.inputs, ops.targets, ops.chunk_size)
-        gram_values = gram_eigenvalues(gram, dense_threads)
+    gram = out.get("gram")  # the snapshot's own K
+    if gram is None:  # under DDP assembled across the processes from their shards
+        gram = snapshot_gram(ops, factors)
+    gram_values = gram_eigenvalues(gram, dense_threads)
     hp_outliers = None
     if hp_method == "solve" and "hp_top_vecs" in out:
         hp_outliers = Outliers(
@@ -668,8 +665,8 @@ def compute_spectra(
             W1(H_p, -H_f) / spread (`Spectra.densities`; docs/densities.md). Dense method: exact,
             from all eigenvalues. Iterative: SLQ for H_f and H_p with the snapshot's top-k of
             H_f and (hp_method="solve") top/bottom-k of H_p merged in, M exact from the n×n
-            Gram matrix. Not available for the iterative method under `distributed` (the Gram
-            matrix of all samples' gradients is not on any one process): ValueError.
+            Gram matrix (under `distributed` assembled from the ranks' shards, the same on
+            every rank; the SLQ products are sharded like the others).
 
     Raises ValueError for C < 2 classes, non-finite inputs or parameters, inputs that are not one
     tensor (dicts, tuples: wrap the model), parametrised weights, and bad arguments.
@@ -704,12 +701,6 @@ def compute_spectra(
         warm = _check_warm_start(warm_start, p)
         chosen = method if method != "auto" else ("dense" if p <= dense_max_params else "iterative")
         distributed = check_reduction(distributed)
-        if density_settings is not None and chosen != "dense" and distributed is not None:
-            raise ValueError(
-                "density=True with the iterative method is not available under DDP: M's exact "
-                "spectrum needs the n×n Gram matrix of all samples' per-sample gradients, and "
-                "each process holds only its shard of them (use the dense method, or one process)"
-            )
         ops = CurvatureOperators(fm, x, y, chunk_size=chunk_size, distributed=distributed)
         loss, accuracy, mu = ops.loss_gradient()
         logger.debug(
