@@ -17,7 +17,7 @@ from .functional import FunctionalModel
 from .gram import top_eigenvalues
 from .operators import CurvatureOperators
 from .per_sample import GradientFactors
-from .sharded_gram import SampleShard, self_gram, sharded_gram
+from .sharded_gram import SampleShard, same_kind_everywhere, self_gram, sharded_gram
 
 __all__ = ["gram_eigenvalues", "per_sample_gram", "snapshot_gram"]
 
@@ -33,13 +33,14 @@ def snapshot_gram(ops: CurvatureOperators, factors: GradientFactors | None) -> T
     """K = G Gᵀ / n (n, n) over all ops.n_samples samples: from `factors` (per-sample gradient
     factors of ops' samples), else from per-sample gradients chunk by chunk. Under
     ops.distributed (a shard's factors or samples on each process) assembled across the
-    processes, identical on every one (`sharded_gram.sharded_gram`)."""
-    if factors is None:
-        source = SampleShard(ops.fm, ops.inputs, ops.targets, ops.chunk_size)
-    else:
-        source = factors
+    processes, identical on every one (`sharded_gram.sharded_gram`; from the samples on every
+    process when the processes' factors are not of one kind)."""
+    samples = SampleShard(ops.fm, ops.inputs, ops.targets, ops.chunk_size)
+    source = samples if factors is None else factors
     if ops.distributed is None or ops.distributed.world_size == 1:
         return self_gram(source).div_(ops.n_samples)
+    if not same_kind_everywhere(source, ops.distributed):  # e.g. factors on some ranks only
+        source = samples
     return sharded_gram(source, ops.distributed, ops.n_samples)
 
 

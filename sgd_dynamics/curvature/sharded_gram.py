@@ -41,7 +41,14 @@ from .per_sample import (
 )
 from .progress import tick
 
-__all__ = ["SampleShard", "GramSource", "assigned_blocks", "self_gram", "sharded_gram"]
+__all__ = [
+    "SampleShard",
+    "GramSource",
+    "assigned_blocks",
+    "same_kind_everywhere",
+    "self_gram",
+    "sharded_gram",
+]
 
 
 @dataclass
@@ -163,6 +170,18 @@ def self_gram(source: GramSource) -> Tensor:
     return source.gram()
 
 
+def same_kind_everywhere(source: GramSource, reduction: Reduction) -> bool:
+    """Whether every rank's source is of the same kind (one all_reduce of 3 numbers). Ranks can
+    differ where a shard one sample larger crosses the factors' memory budget; every rank must
+    call it."""
+    kinds = (LinearLayerGradients, DenseGradients, SampleShard)
+    _payload(source)  # names an unsupported kind
+    counts = torch.tensor([float(isinstance(source, kind)) for kind in kinds], dtype=torch.float64)
+    device = _payload(source)[0].device
+    counts = reduction.sum(counts.to(device))
+    return bool((counts.max() == reduction.world_size).item())
+
+
 def _sizes(n_samples: int, world_size: int) -> list[int]:
     return [
         len(range(n_samples)[Reduction(r, world_size).shard(n_samples)]) for r in range(world_size)
@@ -198,16 +217,16 @@ def sharded_gram(source: GramSource, reduction: Reduction, n_samples: int) -> Te
     `source` holds this rank's shard (`reduction.shard(n_samples)`) of G's rows. Every rank must
     call it, with a source of the same kind and layout."""
     own = [t.contiguous() for t in _payload(source)]
-    if own[0].shape[0] != _sizes(n_samples, reduction.world_size)[reduction.rank]:
+    sizes = _sizes(n_samples, reduction.world_size)
+    if own[0].shape[0] != sizes[reduction.rank]:
         raise ValueError(
             f"rank {reduction.rank}'s Gram source holds {own[0].shape[0]} samples; its shard of "
-            f"{n_samples} samples has {_sizes(n_samples, reduction.world_size)[reduction.rank]}"
+            f"{n_samples} samples has {sizes[reduction.rank]}"
         )
     device = own[0].device
     kernel = torch.zeros(n_samples, n_samples, dtype=_dtype(source), device=device)
     mine = reduction.shard(n_samples)
     blocks = assigned_blocks(reduction, n_samples)
-    sizes = _sizes(n_samples, reduction.world_size)
     for sender in range(reduction.world_size):
         if sender == reduction.rank:
             tensors = own

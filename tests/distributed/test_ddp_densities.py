@@ -1,7 +1,7 @@
 """Spectral densities under DDP: 2 and 4 CPU processes (gloo) against one process on the same
 samples. M's n×n Gram matrix assembled across the ranks (layer-wise factors, per-sample gradient
-matrices, or samples only) equals the one of all samples' gradients computed one sample at a
-time; the SLQ of H_f and H_p with sharded products equals the single-process one with the same
+matrices, samples only, or factors on some ranks only) equals the one of all samples' gradients
+computed one sample at a time; the SLQ of H_f and H_p with sharded products equals the single-process one with the same
 probes; compute_spectra(density=True) gives every rank the same densities, those of one process.
 """
 
@@ -78,10 +78,16 @@ def measurements(reduction: Reduction | None, with_densities: bool) -> dict[str,
     """K per route; with_densities: the SLQ with fixed outliers and compute_spectra's densities."""
     model, inputs, targets = make_problem()
     out = {}
-    for route in ROUTES:
-        ops, factors = operators(model, inputs, targets, route, reduction)
+    for route in (*ROUTES, "mixed"):
+        ops, factors = operators(
+            model, inputs, targets, route.replace("mixed", "linear"), reduction
+        )
+        if route == "mixed" and reduction is not None and reduction.rank % 2:
+            factors = None  # factors on the even ranks only (a shard crossing the budget)
         gram = snapshot_gram(ops, factors)
         out[f"{route}/gram"] = gram.numpy()
+        if route == "mixed":
+            continue
         if not with_densities:
             continue
         hf_outliers, hp_outliers = fixed_outliers(model, inputs, targets)
@@ -161,7 +167,7 @@ def test_gram_matrix_assembled_across_ranks(tmp_path, world):
     g = per_sample_gradients_one_by_one(model, inputs, targets)
     reference = (g @ g.T / N_SAMPLES).numpy()
     single = measurements(None, with_densities=False)
-    for route in ROUTES:
+    for route in (*ROUTES, "mixed"):
         got = ranks[0][f"{route}/gram"]
         assert relative(got, reference) <= 1e-12, route
         assert relative(got, single[f"{route}/gram"]) <= 1e-13, route
