@@ -1,8 +1,9 @@
 """Spectral densities under DDP: 2 and 4 CPU processes (gloo) against one process on the same
 samples. M's n×n Gram matrix assembled across the ranks (layer-wise factors, per-sample gradient
 matrices, samples only, or factors on some ranks only) equals the one of all samples' gradients
-computed one sample at a time; the SLQ of H_f and H_p with sharded products equals the single-process one with the same
-probes; compute_spectra(density=True) gives every rank the same densities, those of one process.
+computed one sample at a time; the SLQ of H_f and H_p with sharded products equals the
+single-process one with the same probes; compute_spectra(density=True) gives every rank the same
+densities, those of one process; train.py with trainer=ddp_cpu stores them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_ddp_spectra import relative_error, snapshots, train
 from torch import nn
 
 from sgd_dynamics.curvature import compute_spectra
@@ -202,3 +204,21 @@ def test_densities_on_two_ranks_equal_one_process(tmp_path):
 def test_bad_broadcast_source_is_named():
     with pytest.raises(ValueError, match=r"broadcast source must be a rank in \[0, 2\), got 2"):
         Reduction(0, 2).broadcast(torch.zeros(3), 2)
+
+
+@pytest.mark.slow
+def test_train_py_ddp_snapshots_hold_the_single_process_densities(tmp_path):
+    """trainer=ddp_cpu with spectral.density=true (iterative): the snapshots hold the densities
+    of the single-process run (full-batch GD: the same parameters at every step)."""
+    args = ["spectral.method=iterative", "spectral.density=true", "spectral.density_points=2"]
+    single, _ = train(tmp_path / "single", *args)
+    ddp, _ = train(tmp_path / "ddp", *args, "trainer=ddp_cpu")
+    expected, got = snapshots(single), snapshots(ddp)
+    assert sorted(got) == sorted(expected) == [0, 2, 4]
+    with_densities = [step for step in expected if "hf_density" in expected[step]]
+    assert with_densities == [step for step in got if "hf_density" in got[step]]
+    assert len(with_densities) == 2
+    for step in with_densities:
+        for key in ("mt_density_nodes", "hf_density_nodes", "hp_density", "hp_to_minus_hf_w1"):
+            error = relative_error(got[step][key], expected[step][key])
+            assert error <= 1e-6, f"step {step} {key}: relative error {error:.2e}"
