@@ -527,7 +527,7 @@ def _iterative_densities(
     """Densities of H_f and H_p by SLQ with the snapshot's solves merged in as outliers (top-k of
     H_f; top- and bottom-k of H_p when they come from a converged solve), M's exact spectrum
     from the Gram matrix of the per-sample gradients (the snapshot's own, else from the factors,
-    else from per-sample gradients chunk by chunk)."""
+    else from per-sample gradients chunk by chunk; under DDP assembled across the processes)."""
     gram = out.get("gram")  # the snapshot's own K
     if gram is None:  # under DDP assembled across the processes from their shards
         gram = snapshot_gram(ops, factors)
