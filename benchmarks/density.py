@@ -10,12 +10,14 @@ cost: MLP 784-100-100-10 (P = 89,610) on seeded 10-class Gaussian-mixture data, 
     samples, float32, trained 100 SGD steps. Baseline: one full-data gradient pass (loss and
     gradient over the n samples), measured in the same run: the median of 5 passes before
     each timed snapshot, so that both see the same load on a shared machine. The density
-    snapshot: per-sample gradient factors, the Gram matrix K and all its eigenvalues (M exactly),
+    snapshot: per-sample gradient factors, the Gram matrix K (`gram_spectrum.snapshot_gram`, as
+    in `compute_spectra`) and all its eigenvalues (M exactly),
     SLQ of H_f deflated by its top-15 and of H_p deflated by its top/bottom-15 (the outliers
     come from a solve made beforehand, as in a spectral snapshot, and are not counted), and the
     smoothed densities; the H_f products go through the chunks' kept gradient graphs, as in a
     snapshot. Medians of --repeats runs; the ratio is the density snapshot's time over the
-    gradient pass's.
+    gradient pass's. The same measurement is the density row of
+    `python benchmarks/spectra.py --workload density` (`measure_cost`).
 accuracy: the two models of tests/curvature/test_density.py (MLP 20-32-10 on Gauss-10; MLP
     12-24-24-5 tanh on a 5-class Gauss-10 variant), float64, at SGD steps 0, 50 and 400: the worst
     over 3 probe seeds of W1(estimate, exact) / (λmax(H_f) - λmin(H_f)) for H_f and H_p, with the
@@ -33,6 +35,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -42,7 +45,7 @@ from sgd_dynamics.curvature import compute_spectra
 from sgd_dynamics.curvature.dense import hessian_matrix, second_moment_matrix
 from sgd_dynamics.curvature.density import DensitySettings, Outliers, spectral_densities
 from sgd_dynamics.curvature.functional import FunctionalModel
-from sgd_dynamics.curvature.gram_spectrum import gram_eigenvalues
+from sgd_dynamics.curvature.gram_spectrum import gram_eigenvalues, snapshot_gram
 from sgd_dynamics.curvature.measures import (
     SpectralMeasure,
     relative_w1,
@@ -85,7 +88,29 @@ def mixture_mlp(widths: tuple[int, ...], n: int, sgd_steps: int, seed: int = 0):
     return model, x, y
 
 
-def run_cost(quick: bool, repeats: int, device: str) -> None:
+@dataclass
+class DensityCost:
+    """One density snapshot's cost against one full-data gradient pass of the same run.
+
+    t_grad: median of the gradient passes (5 before each snapshot); t_density: median of the
+    snapshots; parts: median seconds of its two parts; *_columns: operator columns applied."""
+
+    widths: tuple[int, ...]
+    n: int
+    n_params: int
+    settings: DensitySettings
+    device: str
+    t_grad: float
+    t_density: float
+    parts: dict[str, float]
+    hf_columns: int
+    mt_columns: int
+    hp_to_minus_hf: float
+
+
+def measure_cost(quick: bool, repeats: int, device: str) -> DensityCost:
+    """The cost workload (module docstring): the density snapshot as `compute_spectra` makes it
+    (M's K through `snapshot_gram`), timed between rounds of gradient passes."""
     widths, n = ((784, 100, 100, 10), 2000) if not quick else ((784, 30, 30, 10), 200)
     model, x, y = mixture_mlp(widths, n, 100 if not quick else 10)
     model, x, y = model.to(device), x.to(device), y.to(device)
@@ -116,7 +141,7 @@ def run_cost(quick: bool, repeats: int, device: str) -> None:
         start = time.perf_counter()
         factors = gradient_factors(fm, ops.inputs, ops.targets, ops.chunk_size, 1 << 32, "auto")
         ops.gradients = factors
-        values = gram_eigenvalues(factors)
+        values = gram_eigenvalues(snapshot_gram(ops, factors))
         sync()
         middle = time.perf_counter()
         with ops.kept_gradient_graphs():
@@ -137,23 +162,38 @@ def run_cost(quick: bool, repeats: int, device: str) -> None:
         return result
 
     t_density, result = median_seconds(snapshot, repeats)
-    t_grad = statistics.median(grad_times)
-    columns = settings.probes * result.hf_products
+    return DensityCost(
+        widths=widths,
+        n=n,
+        n_params=fm.n_params,
+        settings=settings,
+        device=device,
+        t_grad=statistics.median(grad_times),
+        t_density=t_density,
+        parts={name: statistics.median(times) for name, times in parts.items()},
+        hf_columns=settings.probes * result.hf_products,
+        mt_columns=settings.probes * result.mt_products,
+        hp_to_minus_hf=result.hp_to_minus_hf,
+    )
+
+
+def run_cost(quick: bool, repeats: int, device: str) -> None:
+    cost = measure_cost(quick, repeats, device)
+    settings, t_grad = cost.settings, cost.t_grad
     print(
-        f"model MLP {'-'.join(map(str, widths))}, P = {fm.n_params}, n = {n}, float32, "
-        f"device {device}, probes {settings.probes}, steps {settings.steps}, "
+        f"model MLP {'-'.join(map(str, cost.widths))}, P = {cost.n_params}, n = {cost.n}, "
+        f"float32, device {device}, probes {settings.probes}, steps {settings.steps}, "
         f"torch threads {torch.get_num_threads()}"
     )
     print(f"{'quantity':<36}{'seconds':>10}{'x t_grad':>10}")
     print(f"{'one full-data gradient pass':<36}{t_grad:10.4f}{1.0:10.1f}")
-    for name, times in parts.items():
-        seconds = statistics.median(times)
+    for name, seconds in cost.parts.items():
         print(f"{'  ' + name:<36}{seconds:10.4f}{seconds / t_grad:10.1f}")
+    t_density = cost.t_density
     print(f"{'density snapshot (all three)':<36}{t_density:10.4f}{t_density / t_grad:10.1f}")
     print(
-        f"H_f columns {columns} (H_f SLQ and H_p SLQ), "
-        f"M columns {settings.probes * result.mt_products}; "
-        f"W1(H_p, -H_f) / spread = {result.hp_to_minus_hf:.4f}"
+        f"H_f columns {cost.hf_columns} (H_f SLQ and H_p SLQ), M columns {cost.mt_columns}; "
+        f"W1(H_p, -H_f) / spread = {cost.hp_to_minus_hf:.4f}"
     )
 
 

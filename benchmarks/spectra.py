@@ -1,10 +1,11 @@
 """Benchmark of curvature snapshots against curvlinops + scipy eigsh and PyHessian (issue 7).
 
 Usage:
-    python benchmarks/spectra.py --workload all        # gauss10, mnist, cifar (minutes)
+    python benchmarks/spectra.py --workload all        # gauss10, mnist, cifar, density (minutes)
     python benchmarks/spectra.py --quick               # smoke run, a few seconds
     python benchmarks/spectra.py --only-hp --repeats 5 # mnist: full-snapshot (H_p) rows, the H_p
                                                        # solve's cost split, H_p starts (minutes)
+    python benchmarks/spectra.py --workload density --repeats 5   # density snapshot cost
 
 Workloads (seeded; Gaussian-mixture data, 10 classes, MLPs trained by a few hundred SGD steps so
 the snapshot is not taken at initialisation):
@@ -22,6 +23,8 @@ the snapshot is not taken at initialisation):
              product each against the M - H_f products before them, cold and warm, in
              interleaved rounds with the gradient pass timed in each round.
     cifar:   MLP 3072-200-200-10, n = 5000, float32 snapshot (peak memory).
+    density: MLP 784-100-100-10, n = 2000, float32: one density snapshot of H_f, M and H_p
+             (docs/densities.md) in gradient passes measured in the same run (`run_density`).
 Each workload runs in its own process, so the peak RSS column (resource.getrusage ru_maxrss of
 that process, after the row) does not mix workloads. Times are medians of --repeats runs for the
 cheap rows, single runs for the expensive ones. "x t_grad" divides by one full-data gradient pass;
@@ -53,7 +56,7 @@ from sgd_dynamics.curvature import compute_spectra
 from sgd_dynamics.curvature.functional import FunctionalModel
 from sgd_dynamics.curvature.operators import CurvatureOperators
 
-WORKLOADS = ("gauss10", "mnist", "cifar")
+WORKLOADS = ("gauss10", "mnist", "cifar", "density")
 
 
 @dataclass
@@ -79,6 +82,8 @@ def workload(name: str, quick: bool) -> Workload:
         )
     if name == "cifar":
         return Workload(name, (3072, 200, 200, 10), 500 if quick else 5000, 5 if quick else 15, 20)
+    if name == "density":  # the sizes of benchmarks/density.py cost (`run_density`)
+        return Workload(name, (784, 100, 100, 10), 200 if quick else 2000, 15, 10 if quick else 100)
     raise ValueError(f"workload must be one of {WORKLOADS} or 'all', got {name!r}")
 
 
@@ -580,7 +585,28 @@ def run_checks_only(w: Workload, repeats: int) -> None:
     check_cost_rows(w, model, x, y, t_grad, repeats)
 
 
-RUNNERS = {"gauss10": run_gauss10, "mnist": run_mnist, "cifar": run_cifar}
+# ---------------------------------------------------------------- density rows (issue 17)
+def run_density(w: Workload, quick: bool, repeats: int) -> None:
+    """One density snapshot of H_f, M and H_p (docs/densities.md: M's Gram matrix and its
+    eigenvalues, SLQ of H_f and H_p at the defaults, the smoothing) on the MNIST-sized MLP
+    784-100-100-10 with n = 2000 spectral samples, float32, in full-data gradient passes timed in
+    the same run, between the snapshots (`measure_cost` of benchmarks/density.py; medians of
+    --repeats snapshots). Issue 17's bound: <= 1000 gradient passes."""
+    from density import measure_cost  # benchmarks/density.py, beside this script
+
+    cost = measure_cost(quick, repeats, "cpu")
+    t_grad = cost.t_grad
+    row(w.name, "one gradient pass (float32)", t_grad, t_grad, None, None, None)
+    for name, seconds in cost.parts.items():
+        row(w.name, f"  {name}", seconds, t_grad, None, None, None)
+    row(w.name, "density snapshot (H_f, M, H_p)", cost.t_density, t_grad, None, None, None)
+    print(f"# density: MLP {'-'.join(map(str, cost.widths))}, P = {cost.n_params}, n = {cost.n}, "
+          f"probes {cost.settings.probes}, steps {cost.settings.steps}: "
+          f"{cost.t_density / t_grad:.0f} gradient passes (bound 1000); H_f columns "
+          f"{cost.hf_columns}, M columns {cost.mt_columns}")  # fmt: skip
+
+
+RUNNERS = {"gauss10": run_gauss10, "mnist": run_mnist, "cifar": run_cifar, "density": run_density}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -127,7 +127,6 @@ class SpectralSnapshots(pl.Callback):
         last = _last_step(trainer)
         self._schedule = set(snapshot_steps(last, self.every_n_steps, self.log_points))
         if self.density:
-            _check_density_is_available(self.options, pl_module, trainer)
             self._density_steps = set(density_steps(sorted(self._schedule), self.density_points))
         inputs, targets = trainer.datamodule.spectral_samples(self.n_samples)
         self._samples = (inputs, targets)
@@ -277,22 +276,6 @@ def _last_step(trainer: pl.Trainer) -> int:
     if not math.isfinite(estimated):
         raise ValueError("spectral snapshots need trainer.max_steps or trainer.max_epochs")
     return int(estimated)
-
-
-def _check_density_is_available(
-    options: SpectraOptions, pl_module: pl.LightningModule, trainer: pl.Trainer
-) -> None:
-    """Densities with the iterative method need M's n×n Gram matrix on one process: refused
-    under DDP before training starts (the dense method gives exact densities there)."""
-    if trainer.world_size <= 1:
-        return
-    n_params = sum(p.numel() for p in pl_module.net.parameters() if p.requires_grad)
-    if options.method_for(n_params) != "dense":
-        raise ValueError(
-            "spectral.density=true with the iterative method is not available under DDP "
-            f"(world size {trainer.world_size}): M's exact spectrum needs the Gram matrix of "
-            "all samples' gradients on one process; run on one process, or spectral.density=false"
-        )
 
 
 def _reduction(trainer: pl.Trainer) -> Reduction | None:

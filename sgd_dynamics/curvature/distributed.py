@@ -11,7 +11,10 @@ so the result is the mean over all n samples whatever the split, and it is the s
 every rank (an all_reduce leaves identical values everywhere). Everything after the products (the
 eigensolvers' vector operations, orthogonalisation, dense eigendecompositions) runs replicated
 on every rank from identical inputs and seeded generators, so every rank takes the same
-iterations and ends with the same eigenpairs; only the products are sharded.
+iterations and ends with the same eigenpairs; only the products are sharded. The one exception
+is the n×n Gram matrix of the per-sample gradients (M's exact spectrum, `sharded_gram`): its
+blocks between shards are exchanged with `Reduction.broadcast` and the matrix assembled with
+one all_reduce.
 
 With one process (or torch.distributed not initialised) use ``distributed=None``: no collective
 is called anywhere.
@@ -64,6 +67,20 @@ class Reduction:
         """
         if self.world_size > 1:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=self.group)
+        return tensor
+
+    def broadcast(self, tensor: Tensor, source: int) -> Tensor:
+        """`tensor` as rank `source` holds it, on every rank, in place; returns `tensor`.
+
+        Every rank must call this with a tensor of the same shape and dtype, in the same order.
+        """
+        if not 0 <= source < self.world_size:
+            raise ValueError(
+                f"broadcast source must be a rank in [0, {self.world_size}), got {source}"
+            )
+        if self.world_size > 1:
+            src = source if self.group is None else dist.get_global_rank(self.group, source)
+            dist.broadcast(tensor, src=src, group=self.group)
         return tensor
 
 

@@ -107,7 +107,8 @@ class SpectraOptions:
     check_steps: products of each solver's multiplicity check (None: 20; 0 skips it, and then a
         converged solve may miss copies of a repeated eigenvalue beyond the block size).
     density: None/False: off; True (the defaults of `DensitySettings`, probes from `seed`) or a
-        DensitySettings: also the spectral densities of H_f, M and H_p (docs/densities.md).
+        DensitySettings: also the spectral densities of H_f, M and H_p (docs/densities.md);
+        under DDP M's Gram matrix is assembled from the ranks' shards, the same on every rank.
     """
 
     k: int = 15

@@ -62,7 +62,7 @@ from .distributed import Reduction, check_reduction, sum_scalars
 from .eigensolvers import EigResult, block_eigsh
 from .functional import FunctionalModel, evaluation_mode
 from .gram import minibatch_gram, second_moment_from_gram, top_eigenvalues
-from .gram_spectrum import gram_eigenvalues, per_sample_gram
+from .gram_spectrum import gram_eigenvalues, snapshot_gram
 from .inputs import check_batch_size, check_k, prepare_data
 from .operators import CurvatureOperators, minibatch_coefficient
 from .options import SpectraOptions
@@ -650,15 +650,11 @@ def _iterative_densities(
     """Densities of H_f and H_p by SLQ with the snapshot's solves merged in as outliers (top-k of
     H_f; top- and bottom-k of H_p when they come from a converged solve), M's exact spectrum
     from the Gram matrix of the per-sample gradients (the snapshot's own, else from the factors,
-    else from per-sample gradients chunk by chunk)."""
-    threads = options.dense_threads
-    if parts.gram is not None:  # the snapshot's own K
-        gram_values = gram_eigenvalues(parts.gram, threads)
-    elif parts.factors is not None:
-        gram_values = gram_eigenvalues(parts.factors, threads)
-    else:
-        gram = per_sample_gram(ops.fm, ops.inputs, ops.targets, ops.chunk_size)
-        gram_values = gram_eigenvalues(gram, threads)
+    else from per-sample gradients chunk by chunk; under DDP assembled across the processes)."""
+    gram = parts.gram  # the snapshot's own K
+    if gram is None:  # under DDP assembled across the processes from their shards
+        gram = snapshot_gram(ops, parts.factors)
+    gram_values = gram_eigenvalues(gram, options.dense_threads)
     hp_outliers = None
     if options.hp_method == "solve" and parts.hp_top_vecs is not None:
         assert parts.hp_bottom_vecs is not None
@@ -770,15 +766,6 @@ def _to_spectra(
     )
 
 
-def _check_density_route(options: SpectraOptions, method: str, distributed: object) -> None:
-    if options.density_settings is not None and method != "dense" and distributed is not None:
-        raise ValueError(
-            "density=True with the iterative method is not available under DDP: M's exact "
-            "spectrum needs the n×n Gram matrix of all samples' per-sample gradients, and "
-            "each process holds only its shard of them (use the dense method, or one process)"
-        )
-
-
 def _measure(
     model: nn.Module,
     inputs: Tensor,
@@ -801,7 +788,6 @@ def _measure(
         warm = _check_warm_start(warm_start, fm.n_params)
         method = options.method_for(fm.n_params)
         distributed = check_reduction(distributed)
-        _check_density_route(options, method, distributed)
         ops = CurvatureOperators(fm, x, y, chunk_size=options.chunk_size, distributed=distributed)
         measured = ops.loss_gradient()
         logger.debug(

@@ -225,7 +225,7 @@ def test_bad_measures_and_outliers_are_refused() -> None:
 def test_compute_spectra_density_matches_the_dense_spectra(m_route: str) -> None:
     """compute_spectra(density=True): iterative (M from the factors' Gram matrix, or from
     per-sample gradients chunk by chunk) within the accuracy bound of the exact dense spectra;
-    dense: exact; the store keys present; DDP with the iterative method refused."""
+    dense: exact; the store keys present."""
     step, model, x, y = _snapshots("gauss10_20-32-10")[1]
     _, _, hessian, moment = _dense(model, x, y)
     hf_all = torch.linalg.eigvalsh(hessian).numpy()
@@ -259,19 +259,8 @@ def test_compute_spectra_density_matches_the_dense_spectra(m_route: str) -> None
     assert "hf_density" not in compute_spectra(model, x, y, k=K, method="dense").to_arrays()
 
 
-def test_compute_spectra_density_refuses_what_it_cannot_measure() -> None:
-    from sgd_dynamics.curvature.distributed import Reduction
-
+def test_compute_spectra_density_argument_is_checked() -> None:
+    """(DDP densities: tests/distributed/test_ddp_densities.py.)"""
     _, model, x, y = _snapshots("gauss10_20-32-10")[0]
-    with pytest.raises(ValueError, match="not available under DDP"):
-        compute_spectra(
-            model,
-            x,
-            y,
-            k=3,
-            method="iterative",
-            density=True,
-            distributed=Reduction(rank=0, world_size=2),
-        )
     with pytest.raises(ValueError, match="density must be None, a bool or a DensitySettings"):
         compute_spectra(model, x, y, k=3, density="yes")
