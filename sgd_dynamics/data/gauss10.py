@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sgd_dynamics.data.arrays import ArrayData
-from sgd_dynamics.data.datamodule import ClassificationDataModule, positive_int
+from sgd_dynamics.data.classification import ClassificationData, positive_int
 from sgd_dynamics.data.streams import stream
 from sgd_dynamics.utils.errors import SetupError
 
@@ -51,14 +51,14 @@ def make_gauss10(
     return ArrayData(x_train, y_train, x_test, y_test)
 
 
-class Gauss10DataModule(ClassificationDataModule):
+class Gauss10Data(ClassificationData):
     """Gauss-10 (`make_gauss10`), generated from `seed`; inputs are used as generated.
 
     Args:
         n_train: number of generated training samples (default 100, 10 per class).
         n_test: number of held-out test samples (default 1000).
         input_dim, num_classes, mean_scale, noise_std: generator parameters (`make_gauss10`).
-        Other arguments as `ClassificationDataModule`.
+        Other arguments as `ClassificationData`.
     """
 
     name = "gauss10"

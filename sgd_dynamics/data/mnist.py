@@ -10,7 +10,7 @@ import numpy as np
 
 from sgd_dynamics.data.arrays import ArrayData, Standardize
 from sgd_dynamics.data.checks import check_labels, check_samples
-from sgd_dynamics.data.datamodule import FileDataModule
+from sgd_dynamics.data.classification import FileData
 from sgd_dynamics.data.download import fetch
 from sgd_dynamics.data.idx import read_idx
 from sgd_dynamics.utils.errors import SetupError
@@ -104,7 +104,7 @@ def missing_files_message(
     )
 
 
-class MNISTDataModule(FileDataModule):
+class MNISTData(FileData):
     """MNIST from the four standard IDX files directly in `root` (each gzipped or not).
 
     Inputs: the 28x28 pixels in row-major order, scaled to [0, 1] and standardised with the
@@ -116,7 +116,7 @@ class MNISTDataModule(FileDataModule):
         root: folder holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
             t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz].
         download: fetch missing files from the public mirror (md5-checked) with pooch.
-        Other arguments as `ClassificationDataModule`.
+        Other arguments as `ClassificationData`.
     """
 
     name = "mnist"
@@ -179,8 +179,8 @@ class MNISTDataModule(FileDataModule):
         return Standardize(self.input_dim, 1.0 / 255.0, self.source.mean, self.source.std)
 
 
-class FashionMNISTDataModule(MNISTDataModule):
-    """Fashion-MNIST, same files and layout as MNIST (`MNISTDataModule`).
+class FashionMNISTData(MNISTData):
+    """Fashion-MNIST, same files and layout as MNIST (`MNISTData`).
 
     Inputs standardised with the training-set pixel mean and standard deviation
     (0.2860, 0.3530) after scaling to [0, 1].

@@ -27,7 +27,7 @@ STEPS = (0, 3, 10, 30)
 LOGGER_WANDB = """\
 logger:
   wandb:
-    _target_: sgd_dynamics.utils.loggers.wandb_logger
+    _target_: sgd_dynamics.lightning.loggers.wandb_logger
     save_dir: ${run_dir}
     project: sgd-dynamics-test
     name: ${run_name:${run_dir}}
