@@ -108,6 +108,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from sgd_dynamics.plots.sweep import draw_report_figures
     from sgd_dynamics.report import report
 
     result = report(
@@ -118,6 +119,7 @@ def _report(args: argparse.Namespace) -> int:
         top=args.top,
         threshold=args.threshold,
     )
+    draw_report_figures(result)
     paths = [result.csv_path, result.bands_csv_path, result.groups_csv_path, *result.figure_paths]
     for path in paths:
         if path is not None:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from sgd_dynamics.plots.common import new_figure, save_figure, set_step_axis
-
-if TYPE_CHECKING:
-    from sgd_dynamics.report import Group
+from sgd_dynamics.report_types import Group, ReportResult, value_sort_key
 
 BANDS_PNG = "alignment_bands.png"
 COMPARISON_PNG = "comparison.png"
@@ -151,8 +148,6 @@ def comparison_figure(
     fig = new_figure(3.6 * len(names) + 0.6, 3.1 * len(knobs) + 0.9)
     axes = np.atleast_2d(fig.subplots(len(knobs), len(names), squeeze=False))
     lo_level, hi_level = min(levels), max(levels)
-    from sgd_dynamics.report import value_sort_key
-
     for r, knob in enumerate(knobs):
         others = [k for k in knobs if k != knob]
         x_values = sorted({settings[j.name][knob] for j in jobs}, key=value_sort_key)
@@ -232,3 +227,18 @@ def draw_sweep_figures(
         fig = comparison_figure(groups, knobs, levels, quantities, title)
         paths.append(save_figure(fig, out_dir / COMPARISON_PNG))
     return paths
+
+
+def draw_report_figures(result: ReportResult) -> list[Path]:
+    """Draw the figures of a sweep report (`sgd_dynamics.report.report`) into its ``out_dir``
+    (none when no job was used); records and returns their paths (``result.figure_paths``)."""
+    if result.groups:
+        result.figure_paths = draw_sweep_figures(
+            result.out_dir,
+            result.groups,
+            result.knobs,
+            result.levels,
+            result.quantities,
+            title=result.title,
+        )
+    return result.figure_paths
