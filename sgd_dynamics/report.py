@@ -418,13 +418,7 @@ def report(
     knobs = _choose_knobs(jobs, group_by, ignore)
     ordered = group_jobs(jobs, knobs, levels, top, threshold)
     out = Path(out_dir) if out_dir is not None else sweep_dir / REPORT_DIRNAME
-    csv_path = write_jobs_csv(out / JOBS_CSV, jobs, top, threshold)
-    bands_csv = write_bands_csv(out / BANDS_CSV, ordered) if ordered else None
-    groups_csv = (
-        write_groups_csv(out / GROUPS_CSV, ordered, knobs, levels, end_quantities(top, threshold))
-        if ordered
-        else None
-    )
+    tables = _write_tables(out, jobs, ordered, knobs, levels, top, threshold)
     included = [job for job in jobs if job.included]
     title = ", ".join([f"sweep {sweep_dir.name}", *shared_settings(included, knobs, ignore)])
     skipped = [f"{job.name} ({job.skip_reason})" for job in jobs if not job.included]
@@ -439,19 +433,9 @@ def report(
     )
     if not ordered:
         logger.warning("no job of %s has usable snapshots: no figure to draw", sweep_dir)
-    return ReportResult(
-        sweep_dir=sweep_dir,
-        out_dir=out,
-        csv_path=csv_path,
-        bands_csv_path=bands_csv,
-        groups_csv_path=groups_csv,
-        jobs=jobs,
-        groups=ordered,
-        knobs=knobs,
-        levels=levels,
-        quantities=series_names(top, threshold),
-        title=title,
-    )
+    quantities = series_names(top, threshold)
+    # fields in order: sweep_dir, out_dir, the three tables, jobs, groups, knobs, levels, ...
+    return ReportResult(sweep_dir, out, *tables, jobs, ordered, knobs, levels, quantities, title)
 
 
 # ----------------------------------------------------------------------------- CSV output
@@ -466,6 +450,24 @@ def _cell(value: Any) -> str:
     if isinstance(value, (np.integer, np.bool_)):
         return str(value.item())
     return str(value)
+
+
+def _write_tables(
+    out: Path,
+    jobs: Sequence[Job],
+    groups: Sequence[Group],
+    knobs: Sequence[str],
+    levels: tuple[float, ...],
+    top: int,
+    threshold: float,
+) -> tuple[Path, Path | None, Path | None]:
+    """Write jobs.csv, and bands.csv and groups.csv when some job was used, into `out`."""
+    jobs_csv = write_jobs_csv(out / JOBS_CSV, jobs, top, threshold)
+    if not groups:
+        return jobs_csv, None, None
+    bands_csv = write_bands_csv(out / BANDS_CSV, groups)
+    ends = end_quantities(top, threshold)
+    return jobs_csv, bands_csv, write_groups_csv(out / GROUPS_CSV, groups, knobs, levels, ends)
 
 
 def write_jobs_csv(path: Path, jobs: Sequence[Job], top: int = 10, threshold: float = 0.9) -> Path:

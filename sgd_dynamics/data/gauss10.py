@@ -96,12 +96,5 @@ class Gauss10Data(ClassificationData):
         self.noise_std = float(noise_std)
 
     def _read(self) -> ArrayData:
-        return make_gauss10(
-            self.seed,
-            n_train=self.requested_n_train,
-            n_test=self.n_test_samples,
-            input_dim=self.input_dim,
-            num_classes=self.num_classes,
-            mean_scale=self.mean_scale,
-            noise_std=self.noise_std,
-        )
+        sizes = (self.requested_n_train, self.n_test_samples, self.input_dim, self.num_classes)
+        return make_gauss10(self.seed, *sizes, self.mean_scale, self.noise_std)
