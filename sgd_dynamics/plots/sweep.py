@@ -155,16 +155,11 @@ def comparison_figure(
             {tuple(settings[j.name][k] for k in others) for j in jobs},
             key=lambda t: tuple(value_sort_key(v) for v in t),
         )
-        width = 0.5 / max(len(series), 1)
         for c, name in enumerate(names):
             ax = axes[r, c]
-            gathered = []
-            for s, (color, combo) in enumerate(zip(_colors(len(series)), series, strict=True)):
-                offset = (s - (len(series) - 1) / 2) * width
-                label = ", ".join(f"{k}={v}" for k, v in zip(others, combo, strict=True)) or None
-                xs, medians, lows, highs = [], [], [], []
-                for x, value in enumerate(x_values):
-                    vals = np.array(
+            by_series = [
+                [
+                    np.array(
                         [
                             j.end[name]
                             for j in jobs
@@ -172,28 +167,15 @@ def comparison_figure(
                             and tuple(settings[j.name][k] for k in others) == combo
                         ]
                     )
-                    if vals.size == 0:
-                        continue
-                    gathered.append(vals)
-                    ax.scatter(
-                        np.full(vals.size, x + offset), vals, s=9, color=color, alpha=0.35, lw=0
-                    )
-                    xs.append(x + offset)
-                    medians.append(np.quantile(vals, 0.5))
-                    lows.append(np.quantile(vals, lo_level))
-                    highs.append(np.quantile(vals, hi_level))
-                medians, lows, highs = map(np.asarray, (medians, lows, highs))
-                ax.errorbar(
-                    xs,
-                    medians,
-                    yerr=[medians - lows, highs - medians],
-                    color=color,
-                    marker="o",
-                    ms=4,
-                    lw=1.2,
-                    capsize=2,
-                    label=label,
-                )
+                    for value in x_values
+                ]
+                for combo in series
+            ]
+            labels = [
+                ", ".join(f"{k}={v}" for k, v in zip(others, combo, strict=True)) or None
+                for combo in series
+            ]
+            gathered = _median_bars(ax, by_series, labels, (lo_level, hi_level))
             values = np.concatenate(gathered) if gathered else np.zeros(0)
             _scale_for(ax, name, values, _count_top(name), full_range=False)
             ax.set_xticks(range(len(x_values)), [str(v) for v in x_values])
@@ -211,6 +193,43 @@ def comparison_figure(
     heading = "End of training against each swept knob"
     fig.suptitle(f"{heading}\n{title}\n{caption}", fontsize=11)
     return fig
+
+
+def _median_bars(
+    ax, by_series: list[list[np.ndarray]], labels: list, levels: tuple[float, float]
+) -> list[np.ndarray]:
+    """For each series (its values at each x position, a colour and a label): the jobs as
+    faint points and the median as a marker with a bar between the quantile `levels`, joined
+    across x; series side by side around each x. Returns the non-empty value arrays."""
+    width = 0.5 / max(len(by_series), 1)
+    gathered = []
+    for s, (color, per_x, label) in enumerate(
+        zip(_colors(len(by_series)), by_series, labels, strict=True)
+    ):
+        offset = (s - (len(by_series) - 1) / 2) * width
+        xs, medians, lows, highs = [], [], [], []
+        for x, vals in enumerate(per_x):
+            if vals.size == 0:
+                continue
+            gathered.append(vals)
+            ax.scatter(np.full(vals.size, x + offset), vals, s=9, color=color, alpha=0.35, lw=0)
+            xs.append(x + offset)
+            medians.append(np.quantile(vals, 0.5))
+            lows.append(np.quantile(vals, levels[0]))
+            highs.append(np.quantile(vals, levels[1]))
+        medians, lows, highs = map(np.asarray, (medians, lows, highs))
+        ax.errorbar(
+            xs,
+            medians,
+            yerr=[medians - lows, highs - medians],
+            color=color,
+            marker="o",
+            ms=4,
+            lw=1.2,
+            capsize=2,
+            label=label,
+        )
+    return gathered
 
 
 def draw_sweep_figures(
