@@ -65,7 +65,12 @@ def _finish_wandb(failed: bool, run_dir: Path) -> None:
 
 
 class _AtTrainStart(pl.Callback):
-    """Calls `action` when training starts: after a resumed checkpoint has been restored."""
+    """Calls `action` when training starts: after a resumed checkpoint has been restored.
+
+    Part of `train_and_measure` (it inserts it first, to record "running"), not a configured
+    callback, so it lives here and not in the `callbacks` package, which the library may not
+    import.
+    """
 
     def __init__(self, action: Callable[[], None]) -> None:
         self.action = action
