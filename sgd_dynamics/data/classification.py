@@ -93,7 +93,9 @@ class ClassificationData:
     ``n_train`` is None), fixed by `seed`; then a fraction `label_noise` of its labels is
     replaced by uniformly random labels (`sgd_dynamics.data.label_noise.corrupt_labels`). The
     noisy labels are used for training, for `spectral_samples` and for the final training
-    metrics; test labels are never changed.
+    metrics; test labels are never changed. (`__init__` calls ``super().__init__()``, which
+    initialises the LightningDataModule that `sgd_dynamics.lightning.datamodules` puts after
+    this class in a data module's bases.)
 
     Args:
         batch_size: SGD mini-batch size (>= 1).
