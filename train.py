@@ -2,8 +2,8 @@
 
 Hydra composes conf/train.yaml with the overrides. This file is the only place that knows
 Hydra: it builds the data module, network, LightningModule, loggers, callbacks and Trainer
-from the config and hands them to `sgd_dynamics.train.run`. Bad input (a value out of range,
-missing data files) is printed as ``error: ...`` with exit status 2.
+from the config and hands them to `sgd_dynamics.lightning.run.train_and_measure`. Bad input (a
+value out of range, missing data files) is printed as ``error: ...`` with exit status 2.
 """
 
 from __future__ import annotations
@@ -175,10 +175,10 @@ def build(cfg: DictConfig) -> dict:
     import pytorch_lightning as pl
 
     from sgd_dynamics.config_schema import validate_config, validate_sizes
+    from sgd_dynamics.lightning.module import ClassifierModule
+    from sgd_dynamics.lightning.run import quiet_lightning
     from sgd_dynamics.models import num_parameters
-    from sgd_dynamics.module import ClassifierModule
     from sgd_dynamics.resume_guard import check_checkpoint
-    from sgd_dynamics.train import quiet_lightning
 
     validate_config(cfg, trainer_arguments=inspect.signature(pl.Trainer).parameters)
     quiet_lightning()
@@ -217,8 +217,9 @@ def user_error(exc: BaseException) -> str | None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    from sgd_dynamics.lifecycle.report import announce_resume, exit_for
-    from sgd_dynamics.train import run, write_failed_status  # here: `--help` needs neither
+    from sgd_dynamics.lifecycle.status import write_failed_status
+    from sgd_dynamics.lightning.announce import announce_resume, exit_for
+    from sgd_dynamics.lightning.run import train_and_measure as run  # here: `--help` needs neither
 
     register_resolvers()  # again here: launcher workers run main without this module's import
     run_dir = Path(HydraConfig.get().runtime.output_dir)

@@ -27,13 +27,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from callbacks.last_checkpoint import parameters_are_finite
 from callbacks.wandb_review import log_drawings, log_snapshot
 from sgd_dynamics.curvature import compute_spectra
 from sgd_dynamics.curvature.distributed import Reduction
 from sgd_dynamics.curvature.options import SpectraOptions
 from sgd_dynamics.curvature.progress import reporting
-from sgd_dynamics.lifecycle.epochs import completed_epochs
-from sgd_dynamics.lifecycle.last_checkpoint import parameters_are_finite
+from sgd_dynamics.lightning.epochs import completed_epochs
 from sgd_dynamics.plots import draw_run_figures
 from sgd_dynamics.schedule import density_steps, snapshot_steps
 from sgd_dynamics.store import list_snapshots, remove_snapshots_after, save_snapshot
@@ -101,7 +101,7 @@ class SpectralSnapshots(pl.Callback):
         self.warm_start = warm_start
         self.draw_every = int(draw_every)
         self.draw_at_end = bool(draw_at_end)
-        self.defer_drawing = False  # set by sgd_dynamics.train.run: it calls draw_figures itself
+        self.defer_drawing = False  # set by train_and_measure: it calls draw_figures itself
         if not progress_every > 0:
             raise ValueError(f"spectral.progress_every must be > 0 seconds, got {progress_every}")
         self.progress_every = float(progress_every)
@@ -170,7 +170,8 @@ class SpectralSnapshots(pl.Callback):
     def draw_figures(self, trainer: pl.Trainer) -> None:
         """Draw the run's figures from its snapshots (when `draw_at_end`) and send them with the
         line charts to wandb (global-zero process only). Called at the end of training, or by
-        `sgd_dynamics.train.run` after it has written the summary when it sets `defer_drawing`."""
+        `sgd_dynamics.lightning.run.train_and_measure` after it has written the summary when it
+        sets `defer_drawing`."""
         if trainer.is_global_zero:
             self._draw(trainer, figures=self.draw_at_end)
 

@@ -37,6 +37,11 @@ logged as a wandb run named <sweep>/report in the jobs' group <sweep>, offline b
 SWEEP_DIR/report/wandb/ (upload later with `wandb sync`)."""
 
 
+def _command(sub, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    """The sub-command `name` (`summary` in the list of commands, `description` in its help)."""
+    return sub.add_parser(name, help=summary, description=description)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sgd-dynamics",
@@ -44,34 +49,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    plot = sub.add_parser(
-        "plot", help="redraw a run's figures from its snapshots", description=PLOT_HELP
-    )
+    plot = _command(sub, "plot", "redraw a run's figures from its snapshots", PLOT_HELP)
     plot.add_argument("run_dir", metavar="RUN_DIR", help="a run's output folder")
-    plot.add_argument(
-        "--steps",
-        type=int,
-        nargs="+",
-        metavar="STEP",
-        help="stored steps whose full spectra / densities figure 1 shows (default: 4 snapshots "
-        "from the first to the last, spread evenly in log(train loss), else in log(step + 1))",
+    steps_help = (
+        "stored steps whose full spectra / densities figure 1 shows (default: 4 snapshots "
+        "from the first to the last, spread evenly in log(train loss), else in log(step + 1))"
     )
+    plot.add_argument("--steps", type=int, nargs="+", metavar="STEP", help=steps_help)
     plot.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/figures)")
     plot.add_argument(
         "--k", type=int, metavar="K", help="draw the top-K indices in figure 2 (default: all)"
     )
 
-    rep = sub.add_parser(
-        "report", help="figures and a CSV table from a sweep's jobs", description=REPORT_HELP
-    )
+    rep = _command(sub, "report", "figures and a CSV table from a sweep's jobs", REPORT_HELP)
     rep.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a Hydra multirun folder")
+    quantiles_help = (
+        "quantile levels in [0, 1]; symmetric pairs become bands (default: 0.1 0.5 0.9)"
+    )
     rep.add_argument(
         "--quantiles",
         type=float,
         nargs="+",
         default=[0.1, 0.5, 0.9],
         metavar="Q",
-        help="quantile levels in [0, 1]; symmetric pairs become bands (default: 0.1 0.5 0.9)",
+        help=quantiles_help,
     )
     rep.add_argument(
         "--by",
@@ -108,16 +109,11 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from sgd_dynamics.plots.sweep import draw_report_figures
     from sgd_dynamics.report import report
 
-    result = report(
-        args.sweep_dir,
-        quantiles=args.quantiles,
-        group_by=args.by,
-        out_dir=args.out,
-        top=args.top,
-        threshold=args.threshold,
-    )
+    result = report(args.sweep_dir, args.quantiles, args.by, args.out, args.top, args.threshold)
+    draw_report_figures(result)
     paths = [result.csv_path, result.bands_csv_path, result.groups_csv_path, *result.figure_paths]
     for path in paths:
         if path is not None:

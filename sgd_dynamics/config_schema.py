@@ -139,11 +139,11 @@ def target_list(*targets: str) -> Kind:
 
 
 # ----------------------------------------------------------------------------- the schema
-GAUSS10 = "sgd_dynamics.data.Gauss10DataModule"
+GAUSS10 = "sgd_dynamics.lightning.Gauss10DataModule"
 FILE_DATA = (
-    "sgd_dynamics.data.MNISTDataModule",
-    "sgd_dynamics.data.FashionMNISTDataModule",
-    "sgd_dynamics.data.CIFAR10DataModule",
+    "sgd_dynamics.lightning.MNISTDataModule",
+    "sgd_dynamics.lightning.FashionMNISTDataModule",
+    "sgd_dynamics.lightning.CIFAR10DataModule",
 )
 
 
@@ -216,7 +216,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("optimizer.nesterov", BOOL, "Nesterov momentum (needs optimizer.momentum > 0)"),
     # trainer (also any other pytorch_lightning.Trainer argument, unchecked here)
     _target("trainer._target_", "pytorch_lightning.Trainer"),
-    _derived("trainer.plugins", target_list("sgd_dynamics.lifecycle.checkpoint_io.AtomicCheckpointIO"), "atomic checkpoint writes"),  # noqa: E501
+    _derived("trainer.plugins", target_list("sgd_dynamics.lightning.checkpoint_io.AtomicCheckpointIO"), "atomic checkpoint writes"),  # noqa: E501
     Key("trainer.max_steps", integer(1) | choice(-1), "SGD steps (-1: trainer.max_epochs decides)"),
     Key("trainer.max_epochs", NULL | integer(1) | choice(-1), "epochs (null: no limit when max_steps is set, 1000 when it is -1)"),  # noqa: E501
     Key("trainer.accelerator", choice("cpu", "gpu", "cuda", "mps", "auto"), "device kind"),
@@ -233,7 +233,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("trainer.deterministic", BOOL | choice("warn"), "deterministic torch algorithms"),
     _derived("trainer.default_root_dir", PATH, "= run_dir"),
     # loggers, by name
-    _target("logger.wandb._target_", "sgd_dynamics.utils.loggers.wandb_logger"),
+    _target("logger.wandb._target_", "sgd_dynamics.lightning.loggers.wandb_logger"),
     _derived("logger.wandb.save_dir", PATH, "= run_dir"),
     Key("logger.wandb.project", TEXT, "wandb project"),
     Key("logger.wandb.name", NULL | TEXT, "wandb run name (the run folder's name)"),
@@ -244,11 +244,11 @@ SCHEMA: tuple[Key, ...] = (
     _derived("logger.csv.save_dir", PATH, "= run_dir"),
     Key("logger.csv.name", TEXT, "subfolder of the run folder for the CSV files"),
     # callbacks, by name
-    _target("callbacks.checkpoint._target_", "sgd_dynamics.lifecycle.last_checkpoint.LastCheckpoint"),  # noqa: E501
+    _target("callbacks.checkpoint._target_", "callbacks.last_checkpoint.LastCheckpoint"),  # noqa: E501
     _derived("callbacks.checkpoint.dirpath", PATH, "= run_dir/checkpoints"),
     Key("callbacks.checkpoint.every_n_steps", NULL | integer(1), "write checkpoints/last.ckpt every this many steps (also at step 0, the last step and on SIGINT/SIGTERM)"),  # noqa: E501
     Key("callbacks.checkpoint.every_n_seconds", NULL | number(0, low_open=True), "and/or every this many seconds, whichever comes first"),  # noqa: E501
-    _target("callbacks.progress._target_", "sgd_dynamics.utils.progress.console_progress_bar"),
+    _target("callbacks.progress._target_", "callbacks.progress.console_progress_bar"),
     Key("callbacks.progress.every_n_seconds", number(0, low_open=True), "seconds between progress lines"),  # noqa: E501
     # spectral snapshots
     _target("spectral._target_", "callbacks.spectral.SpectralSnapshots"),

@@ -3,7 +3,10 @@ elsewhere in the project."""
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -68,3 +71,26 @@ class MLP(nn.Sequential):
 def num_parameters(net: nn.Module) -> int:
     """Number of trainable parameters P."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, loader: DataLoader) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of `net` over every batch of `loader`.
+
+    Returns {"loss": (1/n) sum_i -log softmax(z_i)[y_i], "acc": fraction of argmax hits, "n": n}.
+    The network is evaluated in eval mode and put back in the mode it was in.
+    """
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    total_loss, correct, n = 0.0, 0, 0
+    try:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = net(x)
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += int((logits.argmax(dim=-1) == y).sum())
+            n += y.shape[0]
+    finally:
+        net.train(was_training)
+    return {"loss": total_loss / n, "acc": correct / n, "n": n}

@@ -38,12 +38,12 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sgd_dynamics.report_types import Band, Group, Job, ReportResult, value_sort_key
 from sgd_dynamics.store import (
     SPECTRA_DIRNAME,
     RunFolderError,
@@ -66,105 +66,14 @@ DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 DEFAULT_IGNORE = ("seed", "*.seed", "ckpt_path", "hydra.*")
 SKIPPED_STATUSES = ("failed", "running")
 
-# summary.json names accepted for the four final metrics (first found wins; nested dicts are
-# flattened with ".").
-SUMMARY_ALIASES = {
-    "final_train_loss": ("train_loss", "final_train_loss", "train/loss", "train.loss"),
-    "final_train_acc": (
-        "train_acc",
-        "train_accuracy",
-        "final_train_acc",
-        "train/acc",
-        "train.acc",
-        "train.accuracy",
-    ),
-    "final_test_loss": ("test_loss", "final_test_loss", "test/loss", "test.loss"),
-    "final_test_acc": (
-        "test_acc",
-        "test_accuracy",
-        "final_test_acc",
-        "test/acc",
-        "test.acc",
-        "test.accuracy",
-    ),
+# jobs.csv column -> the summary.json key train.py writes it under (`train_and_measure`; every
+# version of the project wrote these four flat keys)
+SUMMARY_COLUMNS = {
+    "final_train_loss": "train_loss",
+    "final_train_acc": "train_acc",
+    "final_test_loss": "test_loss",
+    "final_test_acc": "test_acc",
 }
-
-
-# ----------------------------------------------------------------------------- records
-
-
-@dataclass
-class Job:
-    """One job folder of a sweep."""
-
-    name: str
-    path: Path
-    overrides: dict[str, str]
-    config: dict[str, Any] | None
-    status: str
-    summary: dict[str, Any]
-    history: RunHistory | None = None
-    skip_reason: str | None = None
-    group: str | None = None
-    end: dict[str, float | int] = field(default_factory=dict)
-
-    @property
-    def included(self) -> bool:
-        return self.skip_reason is None
-
-
-@dataclass
-class Band:
-    """One quantity of one group on its common step grid.
-
-    ``steps`` (T,); ``values`` (J, T) one row per job (``jobs`` names them); ``quantiles``
-    (Q, T) = ``numpy.quantile(values, levels, axis=0)``; ``median`` (T,).
-    """
-
-    steps: np.ndarray
-    values: np.ndarray
-    jobs: list[str]
-    levels: tuple[float, ...]
-    quantiles: np.ndarray
-    median: np.ndarray
-    interpolated: bool
-
-
-@dataclass
-class Group:
-    """Jobs that share the knob values ``settings``; ``bands`` maps quantity -> Band."""
-
-    label: str
-    settings: dict[str, str]
-    jobs: list[Job]
-    bands: dict[str, Band] = field(default_factory=dict)
-
-
-@dataclass
-class ReportResult:
-    """What ``report`` read and wrote. ``jobs`` lists every job folder, skipped ones included."""
-
-    sweep_dir: Path
-    out_dir: Path
-    csv_path: Path
-    bands_csv_path: Path | None
-    groups_csv_path: Path | None
-    figure_paths: list[Path]
-    jobs: list[Job]
-    groups: list[Group]
-    knobs: list[str]
-    levels: tuple[float, ...]
-    quantities: dict[str, str]
-    title: str = ""
-
-    @property
-    def skipped(self) -> list[tuple[str, str]]:
-        """(job name, reason) for each skipped job."""
-        return [(job.name, job.skip_reason) for job in self.jobs if not job.included]
-
-    @property
-    def included(self) -> list[Job]:
-        return [job for job in self.jobs if job.included]
 
 
 # ----------------------------------------------------------------------------- reading jobs
@@ -269,16 +178,6 @@ def varying_keys(jobs: Sequence[Job], ignore: Sequence[str] = DEFAULT_IGNORE) ->
 
 def _shown(value: str | None) -> str:
     return "(default)" if value is None else value
-
-
-def value_sort_key(value: str | None) -> tuple:
-    """Numbers numerically, then other strings, then missing values."""
-    if value is None:
-        return (2, 0.0, "")
-    try:
-        return (0, float(value), value)
-    except ValueError:
-        return (1, 0.0, value)
 
 
 def shared_settings(jobs: Sequence[Job], knobs: Sequence[str], ignore: Sequence[str]) -> list[str]:
@@ -431,28 +330,8 @@ def _check_levels(quantiles: Sequence[float]) -> tuple[float, ...]:
     return levels
 
 
-def report(
-    sweep_dir: str | os.PathLike,
-    quantiles: Sequence[float] = DEFAULT_QUANTILES,
-    group_by: Sequence[str] | None = None,
-    out_dir: str | os.PathLike | None = None,
-    top: int = 10,
-    threshold: float = 0.9,
-    ignore: Sequence[str] = DEFAULT_IGNORE,
-    figures: bool = True,
-) -> ReportResult:
-    """Read a sweep folder and write its report into ``out_dir`` (default
-    ``SWEEP_DIR/report``): ``jobs.csv``, ``bands.csv``, ``alignment_bands.png`` and (when some
-    knob is swept) ``comparison.png``, and ``groups.csv`` (per group, the median and
-    quantiles of the end-of-training values). See the module docstring for the definitions.
-
-    Raises ``RunFolderError`` when ``sweep_dir`` is missing, is a run folder, or holds no job
-    folder, and ``ValueError`` on bad ``quantiles`` or a ``group_by`` key found in no job.
-    """
-    sweep_dir = Path(sweep_dir)
-    levels = _check_levels(quantiles)
-    if top < 1:
-        raise ValueError(f"top must be >= 1, got {top}")
+def _read_jobs(sweep_dir: Path, top: int, threshold: float) -> list[Job]:
+    """Every job folder of `sweep_dir`, read, with its end-of-training values when used."""
     if not sweep_dir.is_dir():
         raise RunFolderError(f"sweep folder {sweep_dir} does not exist or is not a folder")
     if (sweep_dir / SPECTRA_DIRNAME).is_dir():
@@ -474,15 +353,28 @@ def report(
                 logger.warning("job %s has no status.json; using its snapshots", job.name)
         else:
             logger.info("skipping job %s (%s)", job.name, job.skip_reason)
+    return jobs
 
-    if group_by:
-        knobs = list(dict.fromkeys(group_by))
-        unknown = [k for k in knobs if all(knob_value(job, k) is None for job in jobs)]
-        if unknown:
-            raise ValueError(f"group_by keys {unknown} are in no job's overrides or config")
-    else:  # skipped jobs (e.g. a failed one started with other overrides) make no knob
-        knobs = varying_keys([job for job in jobs if job.included] or jobs, ignore)
 
+def _choose_knobs(
+    jobs: Sequence[Job], group_by: Sequence[str] | None, ignore: Sequence[str]
+) -> list[str]:
+    """`group_by` (each key must be found in some job), else the keys that vary between the
+    jobs used (skipped jobs, e.g. a failed one started with other overrides, make no knob)."""
+    if not group_by:
+        return varying_keys([job for job in jobs if job.included] or jobs, ignore)
+    knobs = list(dict.fromkeys(group_by))
+    unknown = [k for k in knobs if all(knob_value(job, k) is None for job in jobs)]
+    if unknown:
+        raise ValueError(f"group_by keys {unknown} are in no job's overrides or config")
+    return knobs
+
+
+def group_jobs(
+    jobs: Sequence[Job], knobs: Sequence[str], levels: tuple[float, ...], top: int, threshold: float
+) -> list[Group]:
+    """The used jobs grouped by their knob values (sets each job's ``group``), ordered by
+    `value_sort_key` of the values, each with its bands."""
     groups: dict[tuple, Group] = {}
     for job in jobs:
         if not job.included:
@@ -497,23 +389,38 @@ def report(
         group.bands = group_bands(group.jobs, levels, top, threshold)
         if not group.bands:
             logger.warning("group %s: the jobs' step ranges do not overlap; no band", group.label)
+    return ordered
 
+
+def report(
+    sweep_dir: str | os.PathLike,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    group_by: Sequence[str] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    top: int = 10,
+    threshold: float = 0.9,
+    ignore: Sequence[str] = DEFAULT_IGNORE,
+) -> ReportResult:
+    """Read a sweep folder, analyse it and write its tables into ``out_dir`` (default
+    ``SWEEP_DIR/report``): ``jobs.csv``, ``bands.csv`` and ``groups.csv`` (per group, the
+    median and quantiles of the end-of-training values). See the module docstring for the
+    definitions. The figures (``alignment_bands.png``, ``comparison.png``) are drawn from the
+    result by `sgd_dynamics.plots.sweep.draw_report_figures` (``sgd-dynamics report`` does).
+
+    Raises ``RunFolderError`` when ``sweep_dir`` is missing, is a run folder, or holds no job
+    folder, and ``ValueError`` on bad ``quantiles`` or a ``group_by`` key found in no job.
+    """
+    sweep_dir = Path(sweep_dir)
+    levels = _check_levels(quantiles)
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
+    jobs = _read_jobs(sweep_dir, top, threshold)
+    knobs = _choose_knobs(jobs, group_by, ignore)
+    ordered = group_jobs(jobs, knobs, levels, top, threshold)
     out = Path(out_dir) if out_dir is not None else sweep_dir / REPORT_DIRNAME
-    csv_path = write_jobs_csv(out / JOBS_CSV, jobs, top, threshold)
-    bands_csv = write_bands_csv(out / BANDS_CSV, ordered) if ordered else None
-    groups_csv = (
-        write_groups_csv(out / GROUPS_CSV, ordered, knobs, levels, end_quantities(top, threshold))
-        if ordered
-        else None
-    )
-    quantities = series_names(top, threshold)
+    tables = _write_tables(out, jobs, ordered, knobs, levels, top, threshold)
     included = [job for job in jobs if job.included]
     title = ", ".join([f"sweep {sweep_dir.name}", *shared_settings(included, knobs, ignore)])
-    figure_paths: list[Path] = []
-    if figures and ordered:
-        from sgd_dynamics.plots.sweep import draw_sweep_figures
-
-        figure_paths = draw_sweep_figures(out, ordered, knobs, levels, quantities, title=title)
     skipped = [f"{job.name} ({job.skip_reason})" for job in jobs if not job.included]
     logger.info(
         "report of %s: %d jobs, %d used in %d groups, %d skipped%s",
@@ -525,21 +432,10 @@ def report(
         (": " + ", ".join(skipped)) if skipped else "",
     )
     if not ordered:
-        logger.warning("no job of %s has usable snapshots: no figure drawn", sweep_dir)
-    return ReportResult(
-        sweep_dir=sweep_dir,
-        out_dir=out,
-        csv_path=csv_path,
-        bands_csv_path=bands_csv,
-        groups_csv_path=groups_csv,
-        figure_paths=figure_paths,
-        jobs=jobs,
-        groups=ordered,
-        knobs=knobs,
-        levels=levels,
-        quantities=quantities,
-        title=title,
-    )
+        logger.warning("no job of %s has usable snapshots: no figure to draw", sweep_dir)
+    quantities = series_names(top, threshold)
+    # fields in order: sweep_dir, out_dir, the three tables, jobs, groups, knobs, levels, ...
+    return ReportResult(sweep_dir, out, *tables, jobs, ordered, knobs, levels, quantities, title)
 
 
 # ----------------------------------------------------------------------------- CSV output
@@ -556,6 +452,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _write_tables(
+    out: Path,
+    jobs: Sequence[Job],
+    groups: Sequence[Group],
+    knobs: Sequence[str],
+    levels: tuple[float, ...],
+    top: int,
+    threshold: float,
+) -> tuple[Path, Path | None, Path | None]:
+    """Write jobs.csv, and bands.csv and groups.csv when some job was used, into `out`."""
+    jobs_csv = write_jobs_csv(out / JOBS_CSV, jobs, top, threshold)
+    if not groups:
+        return jobs_csv, None, None
+    bands_csv = write_bands_csv(out / BANDS_CSV, groups)
+    ends = end_quantities(top, threshold)
+    return jobs_csv, bands_csv, write_groups_csv(out / GROUPS_CSV, groups, knobs, levels, ends)
+
+
 def write_jobs_csv(path: Path, jobs: Sequence[Job], top: int = 10, threshold: float = 0.9) -> Path:
     """One row per job (skipped ones too): job, status, used, skip_reason, group, every
     override key, the final metrics from summary.json, the end-of-training spectral summary,
@@ -570,15 +484,15 @@ def write_jobs_csv(path: Path, jobs: Sequence[Job], top: int = 10, threshold: fl
         "last_step",
         "n_snapshots",
     ]
-    used_aliases = {alias for aliases in SUMMARY_ALIASES.values() for alias in aliases}
+    summary_keys = set(SUMMARY_COLUMNS.values())
     extra_keys: list[str] = []
     for job in jobs:
         extra_keys.extend(
             k
             for k, v in job.summary.items()
-            if k not in used_aliases and k not in extra_keys and not isinstance(v, list)
+            if k not in summary_keys and k not in extra_keys and not isinstance(v, list)
         )
-    header = ["job", "status", "used", "skip_reason", "group", *override_keys, *SUMMARY_ALIASES]
+    header = ["job", "status", "used", "skip_reason", "group", *override_keys, *SUMMARY_COLUMNS]
     header += [*end_keys, *(f"summary.{k}" for k in extra_keys)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -587,8 +501,7 @@ def write_jobs_csv(path: Path, jobs: Sequence[Job], top: int = 10, threshold: fl
         row: list[Any] = [job.name, job.status, "yes" if job.included else "no"]
         row += [job.skip_reason, job.group]
         row += [job.overrides.get(k) for k in override_keys]
-        for aliases in SUMMARY_ALIASES.values():
-            row.append(next((job.summary[a] for a in aliases if a in job.summary), None))
+        row += [job.summary.get(key) for key in SUMMARY_COLUMNS.values()]
         row += [job.end.get(k) for k in end_keys]
         row += [job.summary.get(k) for k in extra_keys]
         writer.writerow([_cell(v) for v in row])

@@ -11,13 +11,13 @@ imported only when a report is logged.
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sgd_dynamics.report import Job, ReportResult
+from sgd_dynamics.report_types import Job, ReportResult
 from sgd_dynamics.utils.run_dir import sweep_name
+from sgd_dynamics.wandb_environment import configure_wandb_environment
 
 WANDB_MODES = ("offline", "online")
 DEFAULT_PROJECT = "sgd-dynamics"
@@ -104,17 +104,14 @@ def log_report_to_wandb(
     report's settings (knobs, quantile levels, skipped jobs) as the run's config.
 
     ``mode`` is ``"offline"`` (default: no network, nothing prompts; sets ``WANDB_MODE=offline``
-    in this process's environment) or ``"online"`` (needs ``wandb login``). ``WANDB_SILENT``,
-    ``WANDB_CONSOLE=off`` and ``WANDB_DISABLE_GIT`` are set unless already set. Returns the
+    in this process's environment unless wandb is disabled) or ``"online"`` (needs ``wandb
+    login``). ``WANDB_SILENT``, ``WANDB_CONSOLE=off`` and ``WANDB_DISABLE_GIT`` are set unless
+    already set (`sgd_dynamics.wandb_environment`). Returns the
     run's folder (``.../wandb/offline-run-*`` offline).
     """
     if mode not in WANDB_MODES:
         raise ValueError(f"wandb mode must be one of {WANDB_MODES}, got {mode!r}")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("WANDB_CONSOLE", "off")
-    os.environ.setdefault("WANDB_DISABLE_GIT", "true")
-    if mode == "offline":
-        os.environ["WANDB_MODE"] = "offline"
+    configure_wandb_environment(offline=mode == "offline", disable_git=True)
     import wandb
 
     group = group or report_group(result)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from sgd_dynamics.store import RunHistory, load_run
+from sgd_dynamics.store import FIGURES_DIRNAME, RunHistory, list_snapshots, load_run, snapshot_step
 
 STEP_METRIC = "trainer/global_step"
 ARTIFACT_TYPE = "run-spectra"
@@ -174,10 +174,10 @@ def log_run_artifact(run: Any, run_dir: str | os.PathLike) -> Any | None:
     import wandb
 
     run_dir = Path(run_dir)
-    snapshots = sorted((run_dir / "spectra").glob("step_*.npz"))
+    snapshots = list_snapshots(run_dir)
     if not snapshots:
         return None
-    steps = [int(p.stem.split("_")[1]) for p in snapshots]
+    steps = [snapshot_step(p) for p in snapshots]
     artifact = wandb.Artifact(
         artifact_name(run_dir),
         type=ARTIFACT_TYPE,
@@ -185,11 +185,11 @@ def log_run_artifact(run: Any, run_dir: str | os.PathLike) -> Any | None:
         metadata={"n_snapshots": len(steps), "first_step": steps[0], "last_step": steps[-1]},
     )
     for path in snapshots:
-        artifact.add_file(str(path), name=f"spectra/{path.name}")
+        artifact.add_file(str(path), name=str(path.relative_to(run_dir)))
     for name in ("summary.json", "status.json", ".hydra/config.yaml", ".hydra/overrides.yaml"):
         if (run_dir / name).is_file():
             artifact.add_file(str(run_dir / name), name=name)
-    for path in sorted((run_dir / "figures").glob("*.png")):
-        artifact.add_file(str(path), name=f"figures/{path.name}")
+    for path in sorted((run_dir / FIGURES_DIRNAME).glob("*.png")):
+        artifact.add_file(str(path), name=str(path.relative_to(run_dir)))
     run.log_artifact(artifact)
     return artifact

@@ -9,7 +9,7 @@ import numpy as np
 
 from sgd_dynamics.data.arrays import ArrayData, Standardize
 from sgd_dynamics.data.checks import check_labels, check_samples
-from sgd_dynamics.data.datamodule import FileDataModule
+from sgd_dynamics.data.classification import FileData
 from sgd_dynamics.data.download import fetch
 from sgd_dynamics.data.mnist import missing_files_message
 from sgd_dynamics.utils.errors import SetupError
@@ -87,7 +87,7 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return data, check_labels(labels, 10)
 
 
-class CIFAR10DataModule(FileDataModule):
+class CIFAR10Data(FileData):
     """CIFAR-10 from ``root/cifar-10-batches-py/`` (data_batch_1..5, test_batch).
 
     Inputs: the 3x32x32 pixels flattened in channel-major order (as stored), scaled to [0, 1]
@@ -97,7 +97,7 @@ class CIFAR10DataModule(FileDataModule):
     Args:
         root: folder that holds the extracted ``cifar-10-batches-py`` folder.
         download: fetch and extract cifar-10-python.tar.gz (md5-checked) with pooch.
-        Other arguments as `ClassificationDataModule`.
+        Other arguments as `ClassificationData`.
     """
 
     name = "cifar10"

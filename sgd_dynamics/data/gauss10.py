@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sgd_dynamics.data.arrays import ArrayData
-from sgd_dynamics.data.datamodule import ClassificationDataModule, positive_int
+from sgd_dynamics.data.classification import ClassificationData, positive_int
 from sgd_dynamics.data.streams import stream
 from sgd_dynamics.utils.errors import SetupError
 
@@ -51,14 +51,14 @@ def make_gauss10(
     return ArrayData(x_train, y_train, x_test, y_test)
 
 
-class Gauss10DataModule(ClassificationDataModule):
+class Gauss10Data(ClassificationData):
     """Gauss-10 (`make_gauss10`), generated from `seed`; inputs are used as generated.
 
     Args:
         n_train: number of generated training samples (default 100, 10 per class).
         n_test: number of held-out test samples (default 1000).
         input_dim, num_classes, mean_scale, noise_std: generator parameters (`make_gauss10`).
-        Other arguments as `ClassificationDataModule`.
+        Other arguments as `ClassificationData`.
     """
 
     name = "gauss10"
@@ -96,12 +96,5 @@ class Gauss10DataModule(ClassificationDataModule):
         self.noise_std = float(noise_std)
 
     def _read(self) -> ArrayData:
-        return make_gauss10(
-            self.seed,
-            n_train=self.requested_n_train,
-            n_test=self.n_test_samples,
-            input_dim=self.input_dim,
-            num_classes=self.num_classes,
-            mean_scale=self.mean_scale,
-            noise_std=self.noise_std,
-        )
+        sizes = (self.requested_n_train, self.n_test_samples, self.input_dim, self.num_classes)
+        return make_gauss10(self.seed, *sizes, self.mean_scale, self.noise_std)

@@ -10,7 +10,7 @@ import numpy as np
 
 from sgd_dynamics.data.arrays import ArrayData, Standardize
 from sgd_dynamics.data.checks import check_labels, check_samples
-from sgd_dynamics.data.datamodule import FileDataModule
+from sgd_dynamics.data.classification import FileData
 from sgd_dynamics.data.download import fetch
 from sgd_dynamics.data.idx import read_idx
 from sgd_dynamics.utils.errors import SetupError
@@ -38,15 +38,20 @@ class IdxSource:
     std: float
 
 
+def _gz_hashes(*md5: str) -> dict[str, str]:
+    """The md5 of each gzipped IDX file, given in the order of `IDX_FILES`."""
+    return {f"{name}.gz": h for name, h in zip(IDX_FILES.values(), md5, strict=True)}
+
+
 MNIST_SOURCE = IdxSource(
     title="MNIST",
     base_url="https://ossci-datasets.s3.amazonaws.com/mnist/",
-    md5={
-        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-    },
+    md5=_gz_hashes(
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "d53e105ee54ea40749a09fcbcd1e9432",
+        "9fb629c4189551a2d022fa330f9573f3",
+        "ec29112dd5afa0611ce80d1b7f02629c",
+    ),
     mean=0.1307,
     std=0.3081,
 )
@@ -54,12 +59,12 @@ MNIST_SOURCE = IdxSource(
 FASHION_MNIST_SOURCE = IdxSource(
     title="Fashion-MNIST",
     base_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    md5={
-        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-    },
+    md5=_gz_hashes(
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "25c81989df183df01b3e8a0aad5dffbe",
+        "bef4ecab320f06d8554ea6380940ec79",
+        "bb300cfdad3c16e7a12a480ee83cd310",
+    ),
     mean=0.2860,
     std=0.3530,
 )
@@ -104,7 +109,7 @@ def missing_files_message(
     )
 
 
-class MNISTDataModule(FileDataModule):
+class MNISTData(FileData):
     """MNIST from the four standard IDX files directly in `root` (each gzipped or not).
 
     Inputs: the 28x28 pixels in row-major order, scaled to [0, 1] and standardised with the
@@ -116,7 +121,7 @@ class MNISTDataModule(FileDataModule):
         root: folder holding train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
             t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz].
         download: fetch missing files from the public mirror (md5-checked) with pooch.
-        Other arguments as `ClassificationDataModule`.
+        Other arguments as `ClassificationData`.
     """
 
     name = "mnist"
@@ -179,8 +184,8 @@ class MNISTDataModule(FileDataModule):
         return Standardize(self.input_dim, 1.0 / 255.0, self.source.mean, self.source.std)
 
 
-class FashionMNISTDataModule(MNISTDataModule):
-    """Fashion-MNIST, same files and layout as MNIST (`MNISTDataModule`).
+class FashionMNISTData(MNISTData):
+    """Fashion-MNIST, same files and layout as MNIST (`MNISTData`).
 
     Inputs standardised with the training-set pixel mean and standard deviation
     (0.2860, 0.3530) after scaling to [0, 1].

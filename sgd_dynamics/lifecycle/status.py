@@ -69,3 +69,12 @@ class StatusFile:
         }
         with contextlib.suppress(OSError):
             write_json_atomic(self.path, {**self.record, **ended})
+
+
+def write_failed_status(run_dir: str | os.PathLike, error: str, status: str = "failed") -> None:
+    """Record in ``run_dir/status.json`` a run that ended (`status`: failed, or interrupted)
+    before training started."""
+    write_json_atomic(
+        Path(run_dir) / STATUS_FILE,
+        {"status": status, "started": now(), "finished": now(), "error": error},
+    )

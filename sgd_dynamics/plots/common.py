@@ -132,15 +132,11 @@ def run_title(config: Mapping[str, Any] | None, fallback: str = "") -> str:
     batch = _lookup(config, "batch_size")
     if batch is None:
         batch = _lookup(config, "dataset.batch_size")
-    if batch is not None:
-        parts.append(f"batch size {format_value(batch)}")
-    depth = _lookup(config, "model.depth")
-    if depth is not None:
-        parts.append(f"depth {format_value(depth)}")
-    noise = _lookup(config, "dataset.label_noise")
-    if noise is not None:
-        parts.append(f"label noise {format_value(noise)}")
-    seed = _lookup(config, "seed")
-    if seed is not None:
-        parts.append(f"seed {format_value(seed)}")
+    shown = (
+        ("batch size", batch),
+        ("depth", _lookup(config, "model.depth")),
+        ("label noise", _lookup(config, "dataset.label_noise")),
+        ("seed", _lookup(config, "seed")),
+    )
+    parts += [f"{label} {format_value(value)}" for label, value in shown if value is not None]
     return ", ".join(parts) if parts else fallback

@@ -121,6 +121,31 @@ def full_spectra_figure(
     fig = new_figure(13.0, 4.8)
     ax_hf, ax_mt, ax_hp = fig.subplots(1, 3)
     ax_hp.sharey(ax_hf)
+    handles = _draw_spectra(history, rows, steps, colors, (ax_hf, ax_mt, ax_hp))
+    _label_panels((ax_hf, ax_mt, ax_hp), linthresh)
+    styles = [
+        Line2D([], [], color="0.3", lw=1.6, label=r"$H_p$ (right panel)"),
+        Line2D([], [], color="0.3", lw=1.0, ls="--", label=r"$-H_f$ at the same step"),
+        *_scale_m_panel(ax_mt, history, rows),
+    ]
+    fig.legend(
+        handles=[*handles, *styles],
+        loc="outside lower center",
+        ncol=min(4, len(handles)),
+        fontsize=8,
+        frameon=False,
+    )
+    heading = "Full spectra of $H_f$, $M$ and $H_p$ during training"
+    fig.suptitle(f"{heading}\n{title}" if title else heading, fontsize=11)
+    return fig
+
+
+def _draw_spectra(
+    history: RunHistory, rows: Sequence[int], steps: Sequence[int], colors, axes: tuple
+) -> list:
+    """Draw each row's H_f, M (its nonzero part) and H_p (with -H_f dashed) spectra against
+    their rank; returns the H_f lines (one legend entry per step)."""
+    ax_hf, ax_mt, ax_hp = axes
     handles = []
     for color, row, step in zip(colors, rows, steps, strict=True):
         label = f"step {step}"
@@ -135,8 +160,13 @@ def full_spectra_figure(
         mt = _descending(history["mt_all"][row])
         nonzero = mt[mt > M_ZERO_REL * mt[0]] if mt.size and mt[0] > 0 else mt[:0]
         ax_mt.plot(np.arange(1, nonzero.size + 1), nonzero, color=color, lw=1.6)
+    return handles
 
-    for ax, (key, panel_title) in zip((ax_hf, ax_mt, ax_hp), PANELS, strict=True):
+
+def _label_panels(axes: tuple, linthresh: float) -> None:
+    """Titles, x labels and grids; the symlog scale (threshold `linthresh`) of H_f and H_p."""
+    ax_hf, _, ax_hp = axes
+    for ax, (key, panel_title) in zip(axes, PANELS, strict=True):
         ax.set_title(panel_title)
         ax.set_xlabel("rank i (1 = largest eigenvalue)")
         ax.grid(True, which="major", color="0.92", lw=0.6)
@@ -149,16 +179,17 @@ def full_spectra_figure(
     threshold = rf"10^{{{exponent}}}" if linthresh == 10.0**exponent else f"{linthresh:.1e}"
     ax_hf.set_ylabel(rf"eigenvalue $\lambda_i$ (symlog: linear for $|\lambda| < {threshold}$)")
 
+
+def _scale_m_panel(ax_mt, history: RunHistory, rows: Sequence[int]) -> list:
+    """The M panel's log y axis and x range up to a little beyond the rank bound n (marked
+    dotted when the snapshots store n); returns the rank line for the legend, if drawn."""
     mt_values = np.concatenate([line.get_ydata() for line in ax_mt.lines] or [np.zeros(0)])
     if mt_values.size:
         set_log_axis(ax_mt, mt_values)
     ax_mt.set_ylabel(r"nonzero eigenvalue $\lambda_i(M)$ (log scale)")
-    styles = [
-        Line2D([], [], color="0.3", lw=1.6, label=r"$H_p$ (right panel)"),
-        Line2D([], [], color="0.3", lw=1.0, ls="--", label=r"$-H_f$ at the same step"),
-    ]
     n_samples = history["n_samples"][rows] if "n_samples" in history else np.zeros(0)
     n_max = max((line.get_xdata().size for line in ax_mt.lines), default=1)
+    styles = []
     if np.isfinite(n_samples).any():
         n = int(np.nanmax(n_samples))
         styles.append(
@@ -172,16 +203,7 @@ def full_spectra_figure(
         )
         n_max = max(n_max, n)
     ax_mt.set_xlim(0, max(2, int(np.ceil(1.15 * n_max))))
-    fig.legend(
-        handles=[*handles, *styles],
-        loc="outside lower center",
-        ncol=min(4, len(handles)),
-        fontsize=8,
-        frameon=False,
-    )
-    heading = "Full spectra of $H_f$, $M$ and $H_p$ during training"
-    fig.suptitle(f"{heading}\n{title}" if title else heading, fontsize=11)
-    return fig
+    return styles
 
 
 def _descending(values: np.ndarray) -> np.ndarray:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from sgd_dynamics.plots.common import new_figure, save_figure, set_step_axis
-
-if TYPE_CHECKING:
-    from sgd_dynamics.report import Group
+from sgd_dynamics.report_types import Group, ReportResult, value_sort_key
 
 BANDS_PNG = "alignment_bands.png"
 COMPARISON_PNG = "comparison.png"
@@ -151,8 +148,6 @@ def comparison_figure(
     fig = new_figure(3.6 * len(names) + 0.6, 3.1 * len(knobs) + 0.9)
     axes = np.atleast_2d(fig.subplots(len(knobs), len(names), squeeze=False))
     lo_level, hi_level = min(levels), max(levels)
-    from sgd_dynamics.report import value_sort_key
-
     for r, knob in enumerate(knobs):
         others = [k for k in knobs if k != knob]
         x_values = sorted({settings[j.name][knob] for j in jobs}, key=value_sort_key)
@@ -160,16 +155,11 @@ def comparison_figure(
             {tuple(settings[j.name][k] for k in others) for j in jobs},
             key=lambda t: tuple(value_sort_key(v) for v in t),
         )
-        width = 0.5 / max(len(series), 1)
         for c, name in enumerate(names):
             ax = axes[r, c]
-            gathered = []
-            for s, (color, combo) in enumerate(zip(_colors(len(series)), series, strict=True)):
-                offset = (s - (len(series) - 1) / 2) * width
-                label = ", ".join(f"{k}={v}" for k, v in zip(others, combo, strict=True)) or None
-                xs, medians, lows, highs = [], [], [], []
-                for x, value in enumerate(x_values):
-                    vals = np.array(
+            by_series = [
+                [
+                    np.array(
                         [
                             j.end[name]
                             for j in jobs
@@ -177,28 +167,15 @@ def comparison_figure(
                             and tuple(settings[j.name][k] for k in others) == combo
                         ]
                     )
-                    if vals.size == 0:
-                        continue
-                    gathered.append(vals)
-                    ax.scatter(
-                        np.full(vals.size, x + offset), vals, s=9, color=color, alpha=0.35, lw=0
-                    )
-                    xs.append(x + offset)
-                    medians.append(np.quantile(vals, 0.5))
-                    lows.append(np.quantile(vals, lo_level))
-                    highs.append(np.quantile(vals, hi_level))
-                medians, lows, highs = map(np.asarray, (medians, lows, highs))
-                ax.errorbar(
-                    xs,
-                    medians,
-                    yerr=[medians - lows, highs - medians],
-                    color=color,
-                    marker="o",
-                    ms=4,
-                    lw=1.2,
-                    capsize=2,
-                    label=label,
-                )
+                    for value in x_values
+                ]
+                for combo in series
+            ]
+            labels = [
+                ", ".join(f"{k}={v}" for k, v in zip(others, combo, strict=True)) or None
+                for combo in series
+            ]
+            gathered = _median_bars(ax, by_series, labels, (lo_level, hi_level))
             values = np.concatenate(gathered) if gathered else np.zeros(0)
             _scale_for(ax, name, values, _count_top(name), full_range=False)
             ax.set_xticks(range(len(x_values)), [str(v) for v in x_values])
@@ -218,6 +195,43 @@ def comparison_figure(
     return fig
 
 
+def _median_bars(
+    ax, by_series: list[list[np.ndarray]], labels: list, levels: tuple[float, float]
+) -> list[np.ndarray]:
+    """For each series (its values at each x position, a colour and a label): the jobs as
+    faint points and the median as a marker with a bar between the quantile `levels`, joined
+    across x; series side by side around each x. Returns the non-empty value arrays."""
+    width = 0.5 / max(len(by_series), 1)
+    gathered = []
+    for s, (color, per_x, label) in enumerate(
+        zip(_colors(len(by_series)), by_series, labels, strict=True)
+    ):
+        offset = (s - (len(by_series) - 1) / 2) * width
+        xs, medians, lows, highs = [], [], [], []
+        for x, vals in enumerate(per_x):
+            if vals.size == 0:
+                continue
+            gathered.append(vals)
+            ax.scatter(np.full(vals.size, x + offset), vals, s=9, color=color, alpha=0.35, lw=0)
+            xs.append(x + offset)
+            medians.append(np.quantile(vals, 0.5))
+            lows.append(np.quantile(vals, levels[0]))
+            highs.append(np.quantile(vals, levels[1]))
+        medians, lows, highs = map(np.asarray, (medians, lows, highs))
+        ax.errorbar(
+            xs,
+            medians,
+            yerr=[medians - lows, highs - medians],
+            color=color,
+            marker="o",
+            ms=4,
+            lw=1.2,
+            capsize=2,
+            label=label,
+        )
+    return gathered
+
+
 def draw_sweep_figures(
     out_dir: Path,
     groups: Sequence[Group],
@@ -232,3 +246,18 @@ def draw_sweep_figures(
         fig = comparison_figure(groups, knobs, levels, quantities, title)
         paths.append(save_figure(fig, out_dir / COMPARISON_PNG))
     return paths
+
+
+def draw_report_figures(result: ReportResult) -> list[Path]:
+    """Draw the figures of a sweep report (`sgd_dynamics.report.report`) into its ``out_dir``
+    (none when no job was used); records and returns their paths (``result.figure_paths``)."""
+    if result.groups:
+        result.figure_paths = draw_sweep_figures(
+            result.out_dir,
+            result.groups,
+            result.knobs,
+            result.levels,
+            result.quantities,
+            title=result.title,
+        )
+    return result.figure_paths

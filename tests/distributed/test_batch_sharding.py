@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from sgd_dynamics.data import Gauss10DataModule
+from sgd_dynamics.lightning import Gauss10DataModule
 from sgd_dynamics.utils import SetupError
 
 

@@ -142,11 +142,11 @@ def test_every_shipped_option_is_valid(group, option, tmp_path):
             "batch_size=11: an integer from 1 to 10, the number of training samples",
         ),
         (
-            {"dataset": {"_target_": "sgd_dynamics.data.Gauss10DataModule", "n_train": None}},
+            {"dataset": {"_target_": "sgd_dynamics.lightning.Gauss10DataModule", "n_train": None}},
             "dataset.n_train=null: an integer >= 1 (Gauss-10",
         ),
         (
-            {"dataset": {"_target_": "sgd_dynamics.data.MNISTDataModule", "n_test": 5}},
+            {"dataset": {"_target_": "sgd_dynamics.lightning.MNISTDataModule", "n_test": 5}},
             "dataset.n_test=5: unknown key; valid keys of dataset: _target_, batch_size, download",
         ),
         (

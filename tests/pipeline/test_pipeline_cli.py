@@ -165,7 +165,7 @@ def test_simultaneous_starts_get_separate_folders(tmp_path):
 def test_train_py_runs_from_another_directory_with_python_dash_c_import(tmp_path):
     """The library imports neither Hydra nor the callbacks package."""
     code = (
-        "import sys, sgd_dynamics, sgd_dynamics.train, sgd_dynamics.data, sgd_dynamics.module;"
+        "import sys, sgd_dynamics, sgd_dynamics.lightning, sgd_dynamics.data;"
         "bad = [m for m in sys.modules if m == 'hydra' or m.startswith(('hydra.', 'callbacks'))];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -14,8 +14,8 @@ from hydra.utils import instantiate
 from pipeline_helpers import REPO_ROOT, load_entry_point, write_cifar_files, write_mnist_files
 
 from callbacks.spectral import SpectralSnapshots
-from sgd_dynamics.data import ClassificationDataModule
-from sgd_dynamics.module import ClassifierModule
+from sgd_dynamics.lightning import ClassificationDataModule
+from sgd_dynamics.lightning.module import ClassifierModule
 
 CONF = REPO_ROOT / "conf"
 ENTRY = load_entry_point()

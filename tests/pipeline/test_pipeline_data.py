@@ -12,17 +12,14 @@ import pytest
 import torch
 from pipeline_helpers import idx_bytes, write_cifar_files, write_mnist_files
 
-from sgd_dynamics.data import (
+from sgd_dynamics.data import StepShuffleSampler, corrupt_labels, make_gauss10, read_idx
+from sgd_dynamics.data.label_noise import check_fraction
+from sgd_dynamics.lightning import (
     CIFAR10DataModule,
     FashionMNISTDataModule,
     Gauss10DataModule,
     MNISTDataModule,
-    StepShuffleSampler,
-    corrupt_labels,
-    make_gauss10,
-    read_idx,
 )
-from sgd_dynamics.data.label_noise import check_fraction
 from sgd_dynamics.utils import SetupError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

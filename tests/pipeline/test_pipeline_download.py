@@ -19,8 +19,8 @@ import torch
 from pipeline_helpers import write_cifar_files, write_mnist_files
 
 import sgd_dynamics.data.cifar10 as cifar10
-from sgd_dynamics.data import CIFAR10DataModule, MNISTDataModule
 from sgd_dynamics.data.mnist import IDX_FILES, MNIST_SOURCE
+from sgd_dynamics.lightning import CIFAR10DataModule, MNISTDataModule
 from sgd_dynamics.utils import SetupError
 
 HAND_REMEDY = "put the file(s) there by hand"

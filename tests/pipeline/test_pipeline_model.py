@@ -10,10 +10,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from sgd_dynamics.data import Gauss10DataModule, StepShuffleSampler
-from sgd_dynamics.models import MLP, num_parameters
-from sgd_dynamics.module import ClassifierModule
-from sgd_dynamics.train import evaluate
+from sgd_dynamics.data import StepShuffleSampler
+from sgd_dynamics.lightning import Gauss10DataModule
+from sgd_dynamics.lightning.module import ClassifierModule
+from sgd_dynamics.models import MLP, evaluate, num_parameters
 
 
 @pytest.mark.parametrize(
@@ -129,7 +129,7 @@ def test_logged_metrics_match_an_independent_evaluation():
 def test_training_seconds_add_up_over_resumed_segments(monkeypatch):
     """The checkpoint carries the training time so far; a resumed module adds its own segment."""
     clock = iter([10.0, 12.5, 100.0, 104.0])  # perf_counter: fit start / save; fit start / read
-    monkeypatch.setattr("sgd_dynamics.module.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("sgd_dynamics.lightning.module.time.perf_counter", lambda: next(clock))
     first = ClassifierModule(MLP(4, 3, depth=1, width=5))
     first.on_fit_start()
     checkpoint: dict = {}

@@ -12,9 +12,10 @@ import pytest
 import torch
 from pipeline_helpers import load_entry_point, write_cifar_files
 
-from sgd_dynamics.data import CIFAR10DataModule, read_cifar_batch
+from sgd_dynamics.data import read_cifar_batch
+from sgd_dynamics.lightning import CIFAR10DataModule
+from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
-from sgd_dynamics.module import ClassifierModule
 from sgd_dynamics.resume_guard import check_checkpoint, check_replayed_overrides
 from sgd_dynamics.utils import ConfigError, SetupError
 
@@ -162,8 +163,8 @@ SOURCE = Path("RUN/.hydra/overrides.yaml")
         "batch_size=10",
         "dataset=mnist",
         "~callbacks.progress",
-        "dataset._target_=sgd_dynamics.data.MNISTDataModule",
-        "+callbacks.checkpoint._target_='sgd_dynamics.lifecycle.last_checkpoint.LastCheckpoint'",
+        "dataset._target_=sgd_dynamics.lightning.MNISTDataModule",
+        "+callbacks.checkpoint._target_='callbacks.last_checkpoint.LastCheckpoint'",
         "ckpt_path=/a/hydra_folder/last.ckpt",
     ],
 )

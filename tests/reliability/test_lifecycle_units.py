@@ -17,14 +17,14 @@ import pytorch_lightning as pl
 import torch
 
 from callbacks.spectral import SpectralSnapshots
-from sgd_dynamics.data import Gauss10DataModule
 from sgd_dynamics.lifecycle import faults
-from sgd_dynamics.lifecycle.checkpoint_io import AtomicCheckpointIO
-from sgd_dynamics.lifecycle.epochs import completed_epochs
 from sgd_dynamics.lifecycle.outcomes import RunDiverged, RunFileError, as_run_stopped
 from sgd_dynamics.lifecycle.stop import StopRequest
+from sgd_dynamics.lightning import Gauss10DataModule
+from sgd_dynamics.lightning.checkpoint_io import AtomicCheckpointIO
+from sgd_dynamics.lightning.epochs import completed_epochs
+from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
-from sgd_dynamics.module import ClassifierModule
 from sgd_dynamics.store import list_snapshots, write_json_atomic
 from sgd_dynamics.utils.run_dir import unwritable_output
 
@@ -170,7 +170,7 @@ def test_non_finite_parameters_skip_the_snapshot_and_stop_training(tmp_path, cap
 def test_checkpoints_follow_steps_and_seconds_whichever_comes_first(tmp_path, monkeypatch):
     """A fake clock (1 s per step, then 4 s per step) and a trainer that records its saves:
     with every 5 steps and every 10 s, saves fall where either is due since the last save."""
-    from sgd_dynamics.lifecycle import last_checkpoint
+    from callbacks import last_checkpoint
 
     clock = [0.0]
     monkeypatch.setattr(last_checkpoint.time, "perf_counter", lambda: clock[0])

@@ -91,7 +91,7 @@ def sweep(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_report_of_a_real_sweep_matches_the_job_files(sweep, tmp_path):
-    result = report(sweep, quantiles=LEVELS, out_dir=tmp_path / "lib", figures=False)
+    result = report(sweep, quantiles=LEVELS, out_dir=tmp_path / "lib")
     assert result.knobs == ["batch_size"]  # seed and the resumed job's ckpt_path ignored
     assert [g.label for g in result.groups] == [f"batch_size={b}" for b in BATCH_SIZES]
     assert [[job.name for job in g.jobs] for g in result.groups] == [

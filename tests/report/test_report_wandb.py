@@ -27,7 +27,7 @@ STEPS = (0, 3, 10, 30)
 LOGGER_WANDB = """\
 logger:
   wandb:
-    _target_: sgd_dynamics.utils.loggers.wandb_logger
+    _target_: sgd_dynamics.lightning.loggers.wandb_logger
     save_dir: ${run_dir}
     project: sgd-dynamics-test
     name: ${run_name:${run_dir}}
@@ -135,8 +135,8 @@ def test_report_is_logged_offline_to_the_sweeps_wandb_group(tmp_path):
 
 
 def test_wandb_logger_detection_and_bad_mode(tmp_path):
-    with_wandb = report(make_sweep(tmp_path / "a", LOGGER_WANDB), figures=False)
-    with_csv = report(make_sweep(tmp_path / "b", LOGGER_CSV), figures=False)
+    with_wandb = report(make_sweep(tmp_path / "a", LOGGER_WANDB))
+    with_csv = report(make_sweep(tmp_path / "b", LOGGER_CSV))
     assert jobs_used_wandb(with_wandb.jobs) and not jobs_used_wandb(with_csv.jobs)
     with pytest.raises(ValueError, match=r"wandb mode must be one of \('offline', 'online'\)"):
         log_report_to_wandb(with_wandb, mode="sometimes")

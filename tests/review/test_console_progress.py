@@ -12,18 +12,18 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 import callbacks.spectral as spectral_module
-from callbacks.spectral import SpectralSnapshots
-from sgd_dynamics.curvature import compute_spectra
-from sgd_dynamics.curvature.progress import ProgressReporter, reporting, tick
-from sgd_dynamics.data import Gauss10DataModule
-from sgd_dynamics.models import MLP
-from sgd_dynamics.module import ClassifierModule
-from sgd_dynamics.store import load_run
-from sgd_dynamics.utils.progress import (
+from callbacks.progress import (
     PeriodicProgressBar,
     StepTQDMProgressBar,
     console_progress_bar,
 )
+from callbacks.spectral import SpectralSnapshots
+from sgd_dynamics.curvature import compute_spectra
+from sgd_dynamics.curvature.progress import ProgressReporter, reporting, tick
+from sgd_dynamics.lightning import Gauss10DataModule
+from sgd_dynamics.lightning.module import ClassifierModule
+from sgd_dynamics.models import MLP
+from sgd_dynamics.store import load_run
 
 
 class FakeClock:

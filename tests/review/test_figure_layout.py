@@ -12,9 +12,9 @@ import pytorch_lightning as pl
 from matplotlib.text import Text
 
 from callbacks.spectral import SpectralSnapshots
-from sgd_dynamics.data import Gauss10DataModule
+from sgd_dynamics.lightning import Gauss10DataModule
+from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
-from sgd_dynamics.module import ClassifierModule
 from sgd_dynamics.plots import alignment_figure, full_spectra_figure
 from sgd_dynamics.store import load_run
 

@@ -9,9 +9,9 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from callbacks.spectral import SpectralSnapshots
-from sgd_dynamics.data import Gauss10DataModule
+from sgd_dynamics.lightning import Gauss10DataModule
+from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
-from sgd_dynamics.module import ClassifierModule
 from sgd_dynamics.store import list_snapshots, load_run, load_snapshot, snapshot_path
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from sgd_dynamics import cli
+from sgd_dynamics.plots.sweep import draw_report_figures
 from sgd_dynamics.report import report
 from sgd_dynamics.store import RunFolderError, save_snapshot, write_json_atomic
 
@@ -119,6 +120,7 @@ def _files_series(job: Path) -> dict[str, np.ndarray]:
 def test_csv_rows_match_the_snapshot_files_and_summaries(sweep, caplog):
     with caplog.at_level(logging.INFO, logger="sgd_dynamics.report"):
         result = report(sweep)
+    draw_report_figures(result)
     assert result.knobs == ["batch_size"]  # seed and dataset.seed ignored
     assert [g.label for g in result.groups] == ["batch_size=5", "batch_size=25"]
     assert result.skipped == [("6", "failed"), ("7", "no snapshots"), ("8", "running")]
@@ -163,7 +165,7 @@ def test_csv_rows_match_the_snapshot_files_and_summaries(sweep, caplog):
 
 def test_bands_equal_numpy_quantiles_on_the_stored_numbers(sweep):
     levels = (0.1, 0.5, 0.9)
-    result = report(sweep, quantiles=levels, figures=False)
+    result = report(sweep, quantiles=levels)
     same_steps, mixed_steps = result.groups
     per_job = [_files_series(sweep / str(j)) for j in range(3)]
     for name, band in same_steps.bands.items():
@@ -205,7 +207,7 @@ def test_bands_equal_numpy_quantiles_on_the_stored_numbers(sweep):
 
 def test_groups_csv_holds_numpy_quantiles_of_the_last_snapshots(sweep):
     levels = (0.25, 0.5, 0.75)
-    result = report(sweep, quantiles=levels, figures=False)
+    result = report(sweep, quantiles=levels)
     with open(result.groups_csv_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["group"] for row in rows] == ["batch_size=5", "batch_size=25"]
@@ -229,7 +231,7 @@ def test_resumed_job_keeps_its_group_and_the_title_names_shared_settings(sweep):
     for j in range(6):
         path = sweep / str(j) / ".hydra" / "overrides.yaml"
         path.write_text(path.read_text() + "- trainer.max_steps=60\n- logger=csv\n")
-    result = report(sweep, figures=False)
+    result = report(sweep)
     assert result.knobs == ["batch_size"]
     assert [[job.name for job in g.jobs] for g in result.groups] == [
         ["0", "1", "2"],
@@ -237,7 +239,7 @@ def test_resumed_job_keeps_its_group_and_the_title_names_shared_settings(sweep):
     ]
     # shared by all used jobs and named in the title: max_steps (not logger, nor ckpt_path)
     assert result.title == f"sweep {sweep.name}, trainer.max_steps=60"
-    assert report(sweep, group_by=["ckpt_path"], figures=False).knobs == ["ckpt_path"]
+    assert report(sweep, group_by=["ckpt_path"]).knobs == ["ckpt_path"]
 
 
 def test_report_command_options_and_exit_codes(sweep, tmp_path, capsys):
@@ -273,6 +275,7 @@ def test_sweep_with_no_usable_job_writes_the_csv_and_exits_1(tmp_path, capsys):
     _job(sweep, "0", ["batch_size=5", "seed=0"], "failed")
     _job(sweep, "1", ["batch_size=5", "seed=1"], "completed")
     result = report(sweep)
+    draw_report_figures(result)
     assert result.skipped == [("0", "failed"), ("1", "no snapshots")]
     assert result.figure_paths == [] and result.csv_path.is_file()
     assert cli.main(["report", str(sweep)]) == 1

@@ -1,8 +1,8 @@
 """Fit a classifier and record the run: status.json, summary.json, final metrics.
 
-`run` receives ready-made objects (data module, LightningModule, Trainer), so the library
-does not depend on the configuration system; `train.py` at the repository root builds them
-from the Hydra config.
+`train_and_measure` receives ready-made objects (data module, LightningModule, Trainer), so the
+library does not depend on the configuration system; `train.py` at the repository root builds
+them from the Hydra config.
 """
 
 from __future__ import annotations
@@ -11,26 +11,22 @@ import contextlib
 import logging
 import os
 import signal
-import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
-import torch.nn.functional as F
 from pytorch_lightning.utilities.exceptions import SIGTERMException
-from torch import nn
-from torch.utils.data import DataLoader
 
-from sgd_dynamics.lifecycle.epochs import completed_epochs
 from sgd_dynamics.lifecycle.faults import fault_point
-from sgd_dynamics.lifecycle.last_checkpoint import LastCheckpoint
 from sgd_dynamics.lifecycle.outcomes import RunInterrupted, RunStopped, as_run_stopped
-from sgd_dynamics.lifecycle.status import STATUS_FILE, StatusFile, now
+from sgd_dynamics.lifecycle.status import StatusFile
 from sgd_dynamics.lifecycle.stop import graceful_stop
-from sgd_dynamics.models import num_parameters
+from sgd_dynamics.lightning.checkpoint_io import checkpoint_files
+from sgd_dynamics.lightning.epochs import completed_epochs
+from sgd_dynamics.lightning.module import ClassifierModule
+from sgd_dynamics.models import evaluate, num_parameters
 from sgd_dynamics.store import SPECTRA_DIRNAME, is_temp_file, write_json_atomic
 from sgd_dynamics.wandb_review import log_run_artifact
 
@@ -57,38 +53,6 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-@torch.no_grad()
-def evaluate(net: nn.Module, loader: DataLoader) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of `net` over every batch of `loader`.
-
-    Returns {"loss": (1/n) sum_i -log softmax(z_i)[y_i], "acc": fraction of argmax hits, "n": n}.
-    The network is evaluated in eval mode and put back in the mode it was in.
-    """
-    was_training = net.training
-    net.eval()
-    device = next(net.parameters()).device
-    total_loss, correct, n = 0.0, 0, 0
-    try:
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            logits = net(x)
-            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += int((logits.argmax(dim=-1) == y).sum())
-            n += y.shape[0]
-    finally:
-        net.train(was_training)
-    return {"loss": total_loss / n, "acc": correct / n, "n": n}
-
-
-def write_failed_status(run_dir: str | os.PathLike, error: str, status: str = "failed") -> None:
-    """Record in ``run_dir/status.json`` a run that ended (`status`: failed, or interrupted)
-    before training started."""
-    write_json_atomic(
-        Path(run_dir) / STATUS_FILE,
-        {"status": status, "started": now(), "finished": now(), "error": error},
-    )
-
-
 def _finish_wandb(failed: bool, run_dir: Path) -> None:
     """Log the run's snapshots as an artifact to the active wandb run and close it, so the next
     job of a sweep starts its own."""
@@ -101,7 +65,12 @@ def _finish_wandb(failed: bool, run_dir: Path) -> None:
 
 
 class _AtTrainStart(pl.Callback):
-    """Calls `action` when training starts: after a resumed checkpoint has been restored."""
+    """Calls `action` when training starts: after a resumed checkpoint has been restored.
+
+    Part of `train_and_measure` (it inserts it first, to record "running"), not a configured
+    callback, so it lives here and not in the `callbacks` package, which the library may not
+    import.
+    """
 
     def __init__(self, action: Callable[[], None]) -> None:
         self.action = action
@@ -121,17 +90,17 @@ def _remove_temp_files(run_dir: Path) -> None:
 
 
 def _checkpoint_path(trainer: pl.Trainer) -> str | None:
-    """The `LastCheckpoint` file of `trainer`, when it exists."""
-    for callback in trainer.callbacks:
-        if isinstance(callback, LastCheckpoint) and callback.path.is_file():
-            return str(callback.path)
+    """The resumable checkpoint file of `trainer` (`checkpoint_files`), when it exists."""
+    for path in checkpoint_files(trainer):
+        if path.is_file():
+            return str(path)
     return None
 
 
-def run(
+def train_and_measure(
     *,
     datamodule: pl.LightningDataModule,
-    module: pl.LightningModule,
+    module: ClassifierModule,
     trainer: pl.Trainer,
     run_dir: str | os.PathLike,
     config: Mapping[str, Any] | None = None,
@@ -143,11 +112,12 @@ def run(
     once the checkpoint has been restored, so a resume that cannot start leaves the previous
     status alone), then "completed", "interrupted" (SIGINT / SIGTERM), "diverged" or "failed"
     with the error. `config` (the resolved configuration) is logged to every logger. At the end,
-    in this order: the last checkpoint (by the `LastCheckpoint` callback), ``summary.json``
-    (the network evaluated on the full training set, with its noisy labels, and the test set),
-    the figures and wandb charts of callbacks that draw at the end (``defer_drawing``), then
-    "completed": a failure or kill while drawing loses nothing. Only the global-zero process
-    writes files; the active wandb run, if any, is finished even when training fails.
+    in this order: the last checkpoint (by the checkpoint callback, `checkpoint_files`),
+    ``summary.json`` (the network evaluated on the full training set, with its noisy labels,
+    and the test set; the wall time is the module's `training_seconds`), the figures and wandb
+    charts of callbacks that draw at the end (``defer_drawing``), then "completed": a failure
+    or kill while drawing loses nothing. Only the global-zero process writes files; the active
+    wandb run, if any, is finished even when training fails.
 
     Raises:
         `sgd_dynamics.lifecycle.outcomes.RunStopped` (interrupted, diverged, a run file that
@@ -155,13 +125,12 @@ def run(
 
     Returns:
         the summary: train_loss, train_acc, test_loss, test_acc, global_step, epoch
-        (completed epochs, `sgd_dynamics.lifecycle.epochs`), n_train, n_test, n_params,
+        (completed epochs, `sgd_dynamics.lightning.epochs`), n_train, n_test, n_params,
         wall_time_s (summed over resumed segments, each up to the checkpoint the next one
         resumed from), resumed_from.
     """
     run_dir = Path(run_dir)
     writes = trainer.is_global_zero
-    start = time.perf_counter()
     resumed_from = None if ckpt_path is None else str(ckpt_path)
     status = StatusFile(run_dir, resumed_from, writes)
 
@@ -175,7 +144,7 @@ def run(
         callback.defer_drawing = True
     failed = True
     try:
-        stoppable = any(isinstance(c, LastCheckpoint) for c in trainer.callbacks)
+        stoppable = bool(checkpoint_files(trainer))  # it acts on SIGINT / SIGTERM
         with graceful_stop(active=stoppable):
             if ckpt_path is None:
                 record_running()
@@ -189,7 +158,7 @@ def run(
                 record_running()
             summary = {}
             if writes:
-                summary = _write_summary(run_dir, datamodule, module, trainer, start, resumed_from)
+                summary = _write_summary(run_dir, datamodule, module, trainer, resumed_from)
             for callback in drawers:
                 fault_point("figures")
                 callback.draw_figures(trainer)
@@ -221,14 +190,12 @@ def _as_stopped(exc: BaseException, trainer: pl.Trainer, run_dir: Path) -> RunSt
 def _write_summary(
     run_dir: Path,
     datamodule: pl.LightningDataModule,
-    module: pl.LightningModule,
+    module: ClassifierModule,
     trainer: pl.Trainer,
-    start: float,
     resumed_from: str | None,
 ) -> dict[str, Any]:
     """Evaluate the network, write ``summary.json`` and log its numbers as ``final/*``."""
-    before = float(getattr(module, "seconds_before_resume", 0.0))  # from the checkpoint
-    summary = _summarize(datamodule, module, trainer, before + time.perf_counter() - start)
+    summary = _summarize(datamodule, module, trainer, module.training_seconds())
     summary["resumed_from"] = resumed_from
     write_json_atomic(run_dir / SUMMARY_FILE, summary)
     metrics = {
@@ -242,7 +209,7 @@ def _write_summary(
 
 
 def _summarize(
-    datamodule: pl.LightningDataModule, module: pl.LightningModule, trainer: pl.Trainer, wall: float
+    datamodule: pl.LightningDataModule, module: ClassifierModule, trainer: pl.Trainer, wall: float
 ) -> dict[str, Any]:
     net = module.net
     train = evaluate(net, datamodule.eval_dataloader("train"))

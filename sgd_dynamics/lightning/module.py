@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sgd_dynamics.lifecycle.epochs import completed_epochs
 from sgd_dynamics.lifecycle.outcomes import RunDiverged
+from sgd_dynamics.lightning.epochs import completed_epochs
 
 
 class ClassifierModule(pl.LightningModule):
@@ -20,7 +20,7 @@ class ClassifierModule(pl.LightningModule):
     Logs per training step ``train/loss`` and ``train/acc`` (of the mini-batch), and at each
     validation (the data module's validation loader is the test set) ``test/loss`` and
     ``test/acc`` over the whole test set; with each, ``epoch`` as completed epochs
-    (`sgd_dynamics.lifecycle.epochs`) in place of Lightning's counter.
+    (`sgd_dynamics.lightning.epochs`) in place of Lightning's counter.
 
     A non-finite mini-batch loss raises `RunDiverged` before the optimizer steps on it (under
     DDP on every rank together).

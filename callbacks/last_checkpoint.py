@@ -41,7 +41,11 @@ class LastCheckpoint(Checkpoint):
     the trainer's CheckpointIO (atomic with `AtomicCheckpointIO`). Being a Lightning
     `Checkpoint`, it runs after the other callbacks at each hook: the step's snapshot is on
     disk before its checkpoint. `seconds_writing` and `n_written` count this process's writes.
+    `sgd_dynamics.lightning` finds it by ``keeps_resumable_checkpoint`` and ``path``
+    (`sgd_dynamics.lightning.checkpoint_io.checkpoint_files`).
     """
+
+    keeps_resumable_checkpoint = True
 
     def __init__(
         self,

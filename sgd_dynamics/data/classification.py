@@ -1,12 +1,13 @@
-"""The LightningDataModule shared by every data set (training subset, label noise, loaders)."""
+"""The data logic shared by every data set: training subset, label noise, spectral subset,
+loaders (torch only; `sgd_dynamics.lightning.datamodules` adds the LightningDataModule hooks)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
@@ -83,7 +84,7 @@ class RankShardBatchSampler:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
-class ClassificationDataModule(pl.LightningDataModule):
+class ClassificationData:
     """A classification data set held in memory, with optional subset and label noise.
 
     Subclasses implement `_read` (raw arrays) and `_transform` (normalisation) and set
@@ -92,7 +93,9 @@ class ClassificationDataModule(pl.LightningDataModule):
     ``n_train`` is None), fixed by `seed`; then a fraction `label_noise` of its labels is
     replaced by uniformly random labels (`sgd_dynamics.data.label_noise.corrupt_labels`). The
     noisy labels are used for training, for `spectral_samples` and for the final training
-    metrics; test labels are never changed.
+    metrics; test labels are never changed. (`__init__` calls ``super().__init__()``, which
+    initialises the LightningDataModule that `sgd_dynamics.lightning.datamodules` puts after
+    this class in a data module's bases.)
 
     Args:
         batch_size: SGD mini-batch size (>= 1).
@@ -179,14 +182,6 @@ class ClassificationDataModule(pl.LightningDataModule):
         self.clean_train_targets = torch.from_numpy(clean)
         self.noisy_indices = torch.from_numpy(replaced)
 
-    def prepare_data(self) -> None:
-        # Files are read (and downloaded when asked) in `load`, which train.py calls before the
-        # Trainer starts, so a missing file stops the run before any process is launched.
-        pass
-
-    def setup(self, stage: str | None = None) -> None:
-        self.load()
-
     @property
     def n_train(self) -> int:
         """Number of training samples (after the subset)."""
@@ -222,17 +217,18 @@ class ClassificationDataModule(pl.LightningDataModule):
         return self.train_set.__getitems__(indices.tolist())
 
     # --- loaders ----------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
+    def train_loader(
+        self, step: Callable[[], int | None] | None = None, rank: int = 0, world_size: int = 1
+    ) -> DataLoader:
         """The training batches: batch_size samples per global step in the order of
-        `StepShuffleSampler`. Under DDP (an attached trainer with world_size R > 1, and
-        ``use_distributed_sampler=False``) `batch_size` is the global batch: each rank gets its
+        `StepShuffleSampler` (`step`: the number of batches already trained, or None). With
+        `world_size` R > 1 processes `batch_size` is the global batch: process `rank` gets its
         contiguous 1/R of every global batch (`RankShardBatchSampler`), and DDP's averaged
         gradient is the gradient of the mean loss over the global batch, as in one process."""
         self.load()
         sampler = StepShuffleSampler(
-            len(self.train_set), self.batch_size, self.seed, self.drop_last, self._global_step
+            len(self.train_set), self.batch_size, self.seed, self.drop_last, step
         )
-        rank, world_size = self._ranks()
         if world_size > 1:
             batches = {
                 "batch_sampler": RankShardBatchSampler(
@@ -253,18 +249,6 @@ class ClassificationDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def _ranks(self) -> tuple[int, int]:
-        """(global rank, world size) of the attached trainer; (0, 1) without one."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 0, 1
-        return int(trainer.global_rank), int(trainer.world_size)
-
-    def _global_step(self) -> int | None:
-        """The attached trainer's global step (batches trained so far), or None."""
-        trainer = getattr(self, "trainer", None)
-        return None if trainer is None else int(trainer.global_step)
-
     def eval_dataloader(self, split: str) -> DataLoader:
         """Sequential loader over "train" (noisy labels) or "test" with `eval_batch_size`."""
         self.load()
@@ -275,22 +259,15 @@ class ClassificationDataModule(pl.LightningDataModule):
             datasets[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=keep_batch
         )
 
-    def val_dataloader(self) -> DataLoader:
-        """The test set, evaluated by Lightning's validation loop (logged as test/*)."""
-        return self.eval_dataloader("test")
 
-    def test_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("test")
-
-
-class FileDataModule(ClassificationDataModule):
+class FileData(ClassificationData):
     """A data set read from files in ``root``, fetched there first when ``download`` is true.
 
     Args:
         root: the folder holding the data set's files (``~`` expanded).
         batch_size: the SGD mini-batch size.
         download: fetch missing files (md5-checked, with pooch) before reading.
-        Other arguments as `ClassificationDataModule`.
+        Other arguments as `ClassificationData`.
     """
 
     def __init__(

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from sgd_dynamics.lifecycle.last_checkpoint import LastCheckpoint
 from sgd_dynamics.lifecycle.outcomes import RunDiverged, RunInterrupted, RunStopped
+from sgd_dynamics.lightning.checkpoint_io import checkpoint_files
 from sgd_dynamics.utils.console import say
 
 
@@ -25,7 +25,7 @@ def resume_command(checkpoint: str | os.PathLike) -> str:
 def announce_resume(trainer: pl.Trainer) -> None:
     """Print, before training starts, the command that resumes the run if it is stopped (also
     by SIGKILL, when nothing can be printed any more); global-zero process only."""
-    paths = [c.path for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
+    paths = checkpoint_files(trainer)
     if paths and trainer.is_global_zero:
         say(f"if interrupted, resume with: {resume_command(paths[0])}")
 

@@ -1,4 +1,4 @@
-"""Checkpoint files written atomically in their own folder.
+"""Checkpoint files written atomically in their own folder, and the trainer's resumable one.
 
 Lightning's `TorchCheckpointIO` writes through fsspec, which stages the file in the system's
 temporary folder and moves it into place: on another file system the move is a copy, and a
@@ -11,8 +11,10 @@ the previous checkpoint or the new one, never a partial file.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
@@ -31,3 +33,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
         with atomic_write(path, "wb") as handle:
             torch.save(checkpoint, handle)
+
+
+def checkpoint_files(trainer: pl.Trainer) -> list[Path]:
+    """The files of the callbacks of `trainer` that keep a resumable checkpoint and act on
+    SIGINT / SIGTERM: those with a true ``keeps_resumable_checkpoint`` attribute and a ``path``
+    (`callbacks.last_checkpoint.LastCheckpoint`; found by these attributes, so that the library
+    does not import the callbacks package)."""
+    return [
+        Path(c.path) for c in trainer.callbacks if getattr(c, "keeps_resumable_checkpoint", False)
+    ]

@@ -6,15 +6,7 @@ import os
 
 from pytorch_lightning.loggers import WandbLogger
 
-
-def configure_wandb_environment(offline: bool = True) -> None:
-    """Environment for wandb before a run starts: no console chatter or console capture, and
-    with `offline` no network access at all (``WANDB_MODE=offline`` unless wandb is disabled),
-    so a run never prompts for a login or waits for a server."""
-    os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("WANDB_CONSOLE", "off")
-    if offline and os.environ.get("WANDB_MODE") != "disabled":
-        os.environ["WANDB_MODE"] = "offline"
+from sgd_dynamics.wandb_environment import configure_wandb_environment
 
 
 def wandb_logger(save_dir: str | os.PathLike, offline: bool = True, **kwargs) -> WandbLogger:
