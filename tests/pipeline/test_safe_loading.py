@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,7 @@ def test_the_published_layout_still_reads(tmp_path):
 # --------------------------------------------------------------------- checkpoints
 def module(width: int = 8) -> ClassifierModule:
     torch.manual_seed(0)
-    return ClassifierModule(MLP(5, 3, depth=1, width=width))
+    return ClassifierModule(MLP(5, 3, depth=1, width=width), partial(torch.optim.SGD, lr=0.1))
 
 
 def lightning_like_checkpoint(path: Path, width: int = 8) -> None:
