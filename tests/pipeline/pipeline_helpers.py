@@ -4,7 +4,6 @@ point, subprocess runs."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import os
 import pickle
 import struct
@@ -19,13 +18,12 @@ PYTHON = sys.executable
 
 
 def load_entry_point():
-    """The root train.py as a module (registers its OmegaConf resolvers)."""
-    spec = importlib.util.spec_from_file_location(
-        "sgd_dynamics_train_entry", REPO_ROOT / "train.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The launch layer that train.py runs (`sgd_dynamics.launch`: build, resume_argv,
+    user_error), with the OmegaConf resolvers the configs use registered."""
+    import sgd_dynamics.launch as launch
+
+    launch.register_resolvers()
+    return launch
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
