@@ -20,7 +20,9 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sgd_dynamics.models import ACTIVATIONS
+from sgd_dynamics.utils.dotted import get_dotted as _get
 from sgd_dynamics.utils.errors import ConfigError
+from sgd_dynamics.utils.validate import is_integer as _is_int
 
 __all__ = [
     "SCHEMA",
@@ -62,10 +64,6 @@ class Kind:
             f"{self.text} or {other.text}",
             self.values + other.values,
         )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_number(value: object) -> bool:
@@ -391,15 +389,6 @@ def validate_config(
     for rule in RULES:
         rule(plain)
     return plain
-
-
-def _get(config: Mapping[str, object], name: str) -> object:
-    node: object = config
-    for part in name.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
 
 
 def _nesterov_needs_momentum(config: Mapping[str, object]) -> None:

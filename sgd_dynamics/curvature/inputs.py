@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sgd_dynamics.utils.validate import positive_int as check_positive_int
+
 from .functional import FunctionalModel
 
 __all__ = ["prepare_data", "check_k", "check_batch_size", "check_positive_int", "check_dtype"]
@@ -16,13 +18,6 @@ __all__ = ["prepare_data", "check_k", "check_batch_size", "check_positive_int", 
 def check_dtype(dtype: torch.dtype) -> None:
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-
-
-def check_positive_int(value: object, name: str) -> int:
-    """`value` as an int ≥ 1, else ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def check_k(k: object, n_params: int) -> int:
