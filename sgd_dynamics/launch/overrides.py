@@ -15,7 +15,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import OverrideParseException
 
-from sgd_dynamics.config_schema import allowed_targets
 from sgd_dynamics.utils.errors import ConfigError
 
 __all__ = ["check_replayed_overrides", "override_key", "parse_overrides"]
@@ -64,6 +63,8 @@ def check_replayed_overrides(overrides: Sequence[str], source: str | os.PathLike
     Raises:
         ConfigError: naming `source`, the override, and what is accepted.
     """
+    from sgd_dynamics.config_schema import allowed_targets  # loads torch: only on a resume
+
     allowed = allowed_targets()
     for text in (str(o) for o in overrides):
         try:

@@ -233,3 +233,18 @@ def test_set_threads_applies_the_setting(hydra_job):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_launch_layer_loads_neither_torch_nor_lightning_nor_the_callbacks():
+    """``train.py --help`` stays fast: torch and Lightning load only when a run is built; and
+    the launch layer names the Lightning callbacks only through conf/'s ``_target_``."""
+    code = (
+        "import sys, runpy; sys.argv = ['train.py']; "
+        "runpy.run_path(sys.argv[0], run_name='not_main'); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'pytorch_lightning', 'lightning', 'callbacks'}))"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True
+    )
+    assert ran.stdout.split() == ["[]"]
