@@ -26,6 +26,17 @@ def load_entry_point():
     return launch
 
 
+def config_options(skip: tuple[str, ...] = ("hydra",)) -> list[tuple[str, str]]:
+    """(group, option) for every yaml file of every group of conf/ but those of `skip`."""
+    conf = REPO_ROOT / "conf"
+    return sorted(
+        (d.name, f.stem)
+        for d in conf.iterdir()
+        if d.is_dir() and d.name not in skip
+        for f in d.glob("*.yaml")
+    )
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """IDX encoding of a uint8 array, written out by hand from the format's definition:
     0, 0, type 0x08, ndim, big-endian uint32 sizes, raw bytes."""

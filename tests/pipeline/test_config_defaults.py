@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
-from pipeline_helpers import REPO_ROOT, load_entry_point
+from pipeline_helpers import REPO_ROOT, config_options, load_entry_point
 
 CONF = REPO_ROOT / "conf"
 PROJECT_MODULES = ("sgd_dynamics.", "callbacks.")  # third-party classes keep their own defaults
@@ -20,12 +20,7 @@ load_entry_point()  # registers the resolvers the configs use
 def group_defaults() -> list[tuple[str, str]]:
     """(group, option) of every option of every group but `experiment` (whose values are
     the paper's settings, overriding the defaults on purpose) and conf/hydra."""
-    return sorted(
-        (d.name, f.stem)
-        for d in CONF.iterdir()
-        if d.is_dir() and d.name not in ("hydra", "experiment")
-        for f in d.glob("*.yaml")
-    )
+    return config_options(skip=("hydra", "experiment"))
 
 
 def target_nodes(node: object, path: str = "") -> Iterator[tuple[str, DictConfig]]:

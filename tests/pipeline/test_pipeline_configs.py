@@ -12,7 +12,13 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from pipeline_helpers import REPO_ROOT, load_entry_point, write_cifar_files, write_mnist_files
+from pipeline_helpers import (
+    REPO_ROOT,
+    config_options,
+    load_entry_point,
+    write_cifar_files,
+    write_mnist_files,
+)
 
 from callbacks.spectral import SpectralSnapshots
 from sgd_dynamics.data import ClassificationDataModule
@@ -24,12 +30,7 @@ ENTRY = load_entry_point()
 
 def group_options() -> list[tuple[str, str]]:
     """(group, option) for every yaml file of every config group (conf/hydra/ excepted)."""
-    return sorted(
-        (d.name, f.stem)
-        for d in CONF.iterdir()
-        if d.is_dir() and d.name != "hydra"
-        for f in d.glob("*.yaml")
-    )
+    return config_options()
 
 
 @pytest.fixture(scope="module")
