@@ -7,7 +7,7 @@ clip(T_c + noise, 0, 255) with Gaussian noise of standard deviation `--noise` le
 classes are learnable but overlap. Not CIFAR-10: a stand-in with its shape and format.
 
     python scripts/write_cifar_shaped.py ROOT [--per-batch 1000] [--noise 90] [--seed 0]
-    python train.py experiment=seed_cifar10 dataset.root=ROOT
+    python train.py experiment=paper_cifar10 dataset.root=ROOT
 """
 
 from __future__ import annotations

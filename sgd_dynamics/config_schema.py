@@ -20,7 +20,9 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sgd_dynamics.models import ACTIVATIONS
+from sgd_dynamics.utils.dotted import get_dotted as _get
 from sgd_dynamics.utils.errors import ConfigError
+from sgd_dynamics.utils.validate import is_integer as _is_int
 
 __all__ = [
     "SCHEMA",
@@ -64,10 +66,6 @@ class Kind:
         )
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -76,6 +74,7 @@ NULL = Kind(lambda v: v is None, "null")
 BOOL = Kind(lambda v: isinstance(v, bool), "true or false")
 PATH = Kind(lambda v: isinstance(v, str) and v != "", "a path")
 TEXT = Kind(lambda v: isinstance(v, str) and v != "", "a name")
+SECTION = Kind(lambda v: isinstance(v, Mapping), "a mapping")
 
 
 def integer(low: int, high: int | None = None) -> Kind:
@@ -209,11 +208,15 @@ SCHEMA: tuple[Key, ...] = (
     Key("model.width", integer(1), "units per hidden layer"),
     Key("model.activation", choice(*ACTIVATIONS), "activation after each hidden layer"),
     Key("model.bias", BOOL, "layers with biases"),
-    # optimizer
+    # optimizer: a partial torch.optim.SGD, called by the module with the network's parameters
+    _target("optimizer._target_", "torch.optim.SGD"),
+    _derived("optimizer._partial_", choice(True), "the module calls it with the parameters"),
     _derived("optimizer.lr", number(0, low_open=True), "= lr"),
     Key("optimizer.momentum", number(0), "heavy-ball momentum (0: plain SGD)"),
     Key("optimizer.weight_decay", number(0), "L2 penalty added by the optimiser"),
     Key("optimizer.nesterov", BOOL, "Nesterov momentum (needs optimizer.momentum > 0)"),
+    # module: the LightningModule, given the model and the optimizer when it is built
+    _target("module._target_", "sgd_dynamics.lightning.module.ClassifierModule"),
     # trainer (also any other pytorch_lightning.Trainer argument, unchecked here)
     _target("trainer._target_", "pytorch_lightning.Trainer"),
     _derived("trainer.plugins", target_list("sgd_dynamics.lightning.checkpoint_io.AtomicCheckpointIO"), "atomic checkpoint writes"),  # noqa: E501
@@ -250,6 +253,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("callbacks.checkpoint.every_n_seconds", NULL | number(0, low_open=True), "and/or every this many seconds, whichever comes first"),  # noqa: E501
     _target("callbacks.progress._target_", "callbacks.progress.console_progress_bar"),
     Key("callbacks.progress.every_n_seconds", number(0, low_open=True), "seconds between progress lines"),  # noqa: E501
+    _derived("callbacks.spectral", NULL | SECTION, "= spectral (the spectral snapshots, built like every callback)"),  # noqa: E501
     # spectral snapshots
     _target("spectral._target_", "callbacks.spectral.SpectralSnapshots"),
     _derived("spectral.run_dir", PATH, "= run_dir"),
@@ -385,15 +389,6 @@ def validate_config(
     for rule in RULES:
         rule(plain)
     return plain
-
-
-def _get(config: Mapping[str, object], name: str) -> object:
-    node: object = config
-    for part in name.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
 
 
 def _nesterov_needs_momentum(config: Mapping[str, object]) -> None:

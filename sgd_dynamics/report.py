@@ -55,6 +55,7 @@ from sgd_dynamics.store import (
     read_run_config,
     read_run_overrides,
 )
+from sgd_dynamics.utils.dotted import get_dotted
 
 logger = logging.getLogger(__name__)
 
@@ -142,20 +143,11 @@ def read_job(path: Path) -> Job:
     return job
 
 
-def _config_value(config: Mapping[str, Any] | None, dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def knob_value(job: Job, key: str) -> str | None:
     """A knob's value for a job: from its overrides, else from its resolved config."""
     if key in job.overrides:
         return job.overrides[key]
-    value = _config_value(job.config, key)
+    value = get_dotted(job.config, key)
     if value is None or isinstance(value, (Mapping, list)):
         return None
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -196,7 +188,7 @@ def shared_settings(jobs: Sequence[Job], knobs: Sequence[str], ignore: Sequence[
     ]
     if "dataset" in knobs or any(item.startswith("dataset=") for item in shared):
         return shared
-    targets = {_config_value(job.config, "dataset._target_") for job in jobs}
+    targets = {get_dotted(job.config, "dataset._target_") for job in jobs}
     if len(targets) == 1 and isinstance(target := targets.pop(), str):
         return [target.rsplit(".", 1)[-1].removesuffix("DataModule"), *shared]
     return shared

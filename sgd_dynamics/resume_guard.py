@@ -1,27 +1,23 @@
-"""Checks before a run resumes: the checkpoint is readable and fits the model, and the
-overrides replayed from a run folder name no code outside the project's own classes.
+"""The check before a run resumes: the checkpoint is readable and fits the model.
 
-A run folder is data, not code: resuming from it must never run what its files name. So
-`check_replayed_overrides` refuses, in ``RUN_DIR/.hydra/overrides.yaml``, any override of
-Hydra's own configuration (``hydra.*``: Hydra instantiates its callbacks itself) and any
-``_target_`` outside `sgd_dynamics.config_schema.allowed_targets` (the classes conf/ uses).
+A run folder is data, not code: resuming from it must never run what its files name.
 Checkpoints are read with ``torch.load(weights_only=True)``, which unpickles tensors and plain
-containers only.
+containers only. (The overrides replayed from a run folder are checked by
+`sgd_dynamics.launch.overrides.check_replayed_overrides`, which parses them with Hydra.)
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from sgd_dynamics.config_schema import allowed_targets
 from sgd_dynamics.utils.errors import ConfigError
 
-__all__ = ["check_checkpoint", "check_replayed_overrides"]
+__all__ = ["check_checkpoint"]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -77,37 +73,3 @@ def check_checkpoint(path: str | os.PathLike, module: nn.Module | None = None) -
         f"it was written by another model: {detail} (model.* and the data set must be those "
         "of the run that wrote it)"
     )
-
-
-def check_replayed_overrides(overrides: Sequence[str], source: str | os.PathLike) -> None:
-    """Refuse overrides read from a run folder (`source`, its ``.hydra/overrides.yaml``) that
-    could make a resumed run execute code the project's configs do not name.
-
-    Refused: an override of Hydra's own configuration (a key starting with ``hydra``), and any
-    override that mentions ``_target_`` unless it is ``<key>._target_=<class>`` with a class of
-    `allowed_targets` (a dict value holding ``_target_`` is refused as a whole).
-
-    Raises:
-        ConfigError: naming `source`, the override, and what is accepted.
-    """
-    allowed = allowed_targets()
-    for override in overrides:
-        text = str(override)
-        key, _, value = text.partition("=")
-        key = key.lstrip("~+")
-        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
-            reason = "it changes Hydra's own configuration, which a run's overrides never do"
-        elif "_target_" not in text:
-            continue
-        elif key.endswith("._target_") and value.strip("'\" ") in allowed:
-            continue
-        else:
-            reason = (
-                "it names code outside the classes of the project's configs ("
-                + ", ".join(sorted(allowed))
-                + ")"
-            )
-        raise ConfigError(
-            f"{source}: refusing to replay the override {text!r}: {reason}. Remove that line "
-            "if you did not write it, or start a new run"
-        )

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from sgd_dynamics.utils.validate import positive_int
+
 
 def snapshot_steps(
     last_step: int, every_n_steps: int | None = None, log_points: int | None = None
@@ -54,8 +56,7 @@ def density_steps(steps: list[int], points: int) -> list[int]:
     Raises:
         ValueError: on ``points < 1`` or an empty ``steps``.
     """
-    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
-        raise ValueError(f"spectral.density_points must be an integer >= 1, got {points!r}")
+    positive_int(points, "spectral.density_points")
     if not steps:
         raise ValueError("density_steps needs at least one snapshot step")
     last = max(steps)

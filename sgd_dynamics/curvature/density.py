@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sgd_dynamics.utils.validate import positive_int
+
 from .lanczos_quadrature import PROBE_KINDS, lanczos_quadrature, random_probes
 from .measures import SpectralMeasure, relative_w1, smoothed_density
 
@@ -73,9 +75,7 @@ class DensitySettings:
 
     def __post_init__(self) -> None:
         for name in ("probes", "steps", "grid_points"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"density {name} must be an integer >= 1, got {value!r}")
+            positive_int(getattr(self, name), f"density {name}")
         if self.probe_kind not in PROBE_KINDS:
             raise ValueError(
                 f"density probe_kind must be one of {PROBE_KINDS}, got {self.probe_kind!r}"

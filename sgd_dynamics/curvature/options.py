@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sgd_dynamics.utils.validate import integer_at_least, is_integer
+
 from .density import DensitySettings
 from .eigensolvers import default_tolerance
 from .thresholds import DENSE_MAX_PARAMS, method_for
@@ -45,11 +47,7 @@ def check_choice(name: str, value: object, accepted: Collection[str]) -> None:
 
 def check_integer(name: str, value: object, low: int, optional: bool = False) -> None:
     """ValueError naming `name` unless `value` is an integer >= low (or None when optional)."""
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        accepted = f"an integer >= {low}" + (" or None" if optional else "")
-        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    integer_at_least(value, name, low, optional)
 
 
 def _positive_number(value: object) -> bool:
@@ -147,7 +145,7 @@ class SpectraOptions:
         check_integer("dense_max_params", self.dense_max_params, 0)
         check_integer("dense_threads", self.dense_threads, 1, optional=True)
         check_integer("trace_probes", self.trace_probes, 0)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+        if not is_integer(self.seed):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         check_choice("on_nonconvergence", self.on_nonconvergence, ON_NONCONVERGENCE)
         check_choice("hp_method", self.hp_method, HP_METHODS)

@@ -35,6 +35,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from torch.overrides import TorchFunctionMode
 
+from sgd_dynamics.utils.validate import positive_int
+
 from .functional import FunctionalModel
 from .options import M_ROUTES, check_choice
 from .progress import tick
@@ -52,12 +54,6 @@ logger = logging.getLogger("sgd_dynamics.curvature")
 
 _ROW_BLOCK_ELEMENTS = 1 << 24  # temporaries of at most this many elements in the factored products
 GRAM_ROW_BLOCK = 1000  # rows per block of the layer-wise Gram matrix (one block: rows × n numbers)
-
-
-def check_positive_row_block(row_block: int) -> int:
-    if not isinstance(row_block, int) or row_block < 1:
-        raise ValueError(f"row_block must be a positive integer, got {row_block!r}")
-    return row_block
 
 
 class GradientFactors:
@@ -130,7 +126,7 @@ class LinearLayerGradients(GradientFactors):
         which halves the work. row_block defaults to GRAM_ROW_BLOCK.
         """
         n = self.n_samples
-        step = check_positive_row_block(GRAM_ROW_BLOCK if row_block is None else row_block)
+        step = positive_int(GRAM_ROW_BLOCK if row_block is None else row_block, "row_block")
         first = self.layers[0].inputs
         out = torch.empty(n, n, dtype=first.dtype, device=first.device)
         for start in range(0, n, step):

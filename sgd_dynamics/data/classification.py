@@ -20,14 +20,13 @@ from sgd_dynamics.data.arrays import (
 )
 from sgd_dynamics.data.label_noise import check_fraction, corrupt_labels
 from sgd_dynamics.data.streams import stream
+from sgd_dynamics.utils import validate
 from sgd_dynamics.utils.errors import SetupError
 
 
 def positive_int(name: str, value: object) -> int:
-    """`value` as an int >= 1, or `SetupError` naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise SetupError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    """`value` as an int >= 1, or `SetupError` naming `name` (`sgd_dynamics.utils.validate`)."""
+    return validate.positive_int(value, name, SetupError)
 
 
 def check_seed(value: object) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,6 +13,9 @@ from torch import nn
 
 from sgd_dynamics.lifecycle.outcomes import RunDiverged
 from sgd_dynamics.lightning.epochs import completed_epochs
+
+# what conf/optimizer builds: the network's parameters -> an optimizer
+OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
 
 
 class ClassifierModule(pl.LightningModule):
@@ -27,35 +31,17 @@ class ClassifierModule(pl.LightningModule):
 
     Args:
         net: the classifier, kept as ``self.net`` (a plain nn.Module).
-        lr: learning rate (> 0).
-        momentum: heavy-ball momentum (>= 0; 0 is plain SGD).
-        weight_decay: L2 penalty added by the optimiser (>= 0).
-        nesterov: Nesterov momentum (needs momentum > 0).
+        optimizer: called with the network's parameters, returns the optimizer: a partial
+            ``torch.optim.SGD`` (conf/optimizer/sgd.yaml, ``_partial_: true``; in Python
+            ``functools.partial(torch.optim.SGD, lr=0.1)``). Its settings are checked here:
+            lr > 0, momentum and weight_decay >= 0, nesterov only with momentum > 0.
     """
 
-    def __init__(
-        self,
-        net: nn.Module,
-        lr: float = 0.1,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        nesterov: bool = False,
-    ) -> None:
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory) -> None:
         super().__init__()
-        if not lr > 0:
-            raise ValueError(f"optimizer.lr must be positive, got {lr!r}")
-        if momentum < 0 or weight_decay < 0:
-            raise ValueError(
-                f"optimizer.momentum and optimizer.weight_decay must be >= 0, got {momentum!r} "
-                f"and {weight_decay!r}"
-            )
-        if nesterov and momentum <= 0:
-            raise ValueError("optimizer.nesterov=true needs optimizer.momentum > 0")
         self.net = net
-        self.lr = float(lr)
-        self.momentum = float(momentum)
-        self.weight_decay = float(weight_decay)
-        self.nesterov = bool(nesterov)
+        self.make_optimizer = optimizer
+        _check_sgd_settings(optimizer, net)  # bad settings: refused before training
         self.seconds_before_resume = 0.0  # training time of the segments before a checkpoint
         self._segment_start: float | None = None
 
@@ -90,7 +76,8 @@ class ClassifierModule(pl.LightningModule):
         if self.trainer.world_size > 1:  # every rank skips the step, or none
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         if not finite:  # stop before stepping: the parameters stay the last finite ones
-            raise RunDiverged("loss", float(loss.detach()), self.trainer.global_step, self.lr)
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            raise RunDiverged("loss", float(loss.detach()), self.trainer.global_step, lr)
         # the epoch of the parameters this loss was measured at (Lightning's logged step)
         epoch = float(completed_epochs(self.trainer))
         self.log("epoch", epoch, on_step=True, on_epoch=False, batch_size=b)
@@ -119,10 +106,19 @@ class ClassifierModule(pl.LightningModule):
         self.validation_step(batch, batch_idx)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(
-            self.net.parameters(),
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            nesterov=self.nesterov,
-        )
+        return self.make_optimizer(self.net.parameters())
+
+
+def _check_sgd_settings(optimizer: OptimizerFactory, net: nn.Module) -> None:
+    """ValueError naming the setting of an SGD-like optimizer that is out of range: torch's own
+    refusals (negative values, nesterov without momentum), and lr = 0, which torch accepts."""
+    accepted = (
+        "optimizer.lr > 0, optimizer.momentum >= 0, optimizer.weight_decay >= 0, "
+        "optimizer.nesterov=true needs optimizer.momentum > 0"
+    )
+    try:
+        lr = optimizer(net.parameters()).defaults.get("lr", 0.0)
+    except ValueError as exc:
+        raise ValueError(f"the optimizer refused its settings ({exc}): {accepted}") from None
+    if not lr > 0:
+        raise ValueError(f"optimizer.lr must be positive, got {lr!r}")

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator, NullFormatter
 
 from sgd_dynamics.store import atomic_write
+from sgd_dynamics.utils.dotted import get_dotted
 
 DPI = 150
 
@@ -103,11 +104,7 @@ def format_value(value: Any) -> str:
 
 
 def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
+    node = get_dotted(config, dotted)
     return node if not isinstance(node, (Mapping, list)) else None
 
 

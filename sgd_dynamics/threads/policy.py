@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from sgd_dynamics.threads.cpus import CpuLimit, environment_limits, machine_limits
 from sgd_dynamics.utils.errors import SetupError
+from sgd_dynamics.utils.validate import is_integer
 
 AUTO = "auto"
 # Multiply-adds per thread below which another thread does not pay (a heuristic, not tuned by
@@ -67,9 +68,9 @@ def parse_threads(value: object) -> int | None:
     """The `threads` setting: None for ``"auto"``, else an int >= 1 (`SetupError` otherwise)."""
     if isinstance(value, str) and value == AUTO:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_integer(value) or value < 1:
         raise SetupError(f"threads must be 'auto' or an integer >= 1, got {value!r}")
-    return value
+    return int(value)
 
 
 def _count_devices(devices: object) -> int:

@@ -4,7 +4,6 @@ point, subprocess runs."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import os
 import pickle
 import struct
@@ -19,13 +18,23 @@ PYTHON = sys.executable
 
 
 def load_entry_point():
-    """The root train.py as a module (registers its OmegaConf resolvers)."""
-    spec = importlib.util.spec_from_file_location(
-        "sgd_dynamics_train_entry", REPO_ROOT / "train.py"
+    """The launch layer that train.py runs (`sgd_dynamics.launch`: build, resume_argv,
+    user_error), with the OmegaConf resolvers the configs use registered."""
+    import sgd_dynamics.launch as launch
+
+    launch.register_resolvers()
+    return launch
+
+
+def config_options(skip: tuple[str, ...] = ("hydra",)) -> list[tuple[str, str]]:
+    """(group, option) for every yaml file of every group of conf/ but those of `skip`."""
+    conf = REPO_ROOT / "conf"
+    return sorted(
+        (d.name, f.stem)
+        for d in conf.iterdir()
+        if d.is_dir() and d.name not in skip
+        for f in d.glob("*.yaml")
     )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
-from pipeline_helpers import REPO_ROOT, load_entry_point
+from pipeline_helpers import REPO_ROOT, config_options, load_entry_point
 
 from sgd_dynamics.config_schema import (
     SCHEMA,
@@ -100,12 +100,7 @@ def test_the_allowed_targets_are_those_of_conf():
 
 
 def options() -> list[tuple[str, str]]:
-    return sorted(
-        (d.name, f.stem)
-        for d in CONF.iterdir()
-        if d.is_dir() and d.name != "hydra"
-        for f in d.glob("*.yaml")
-    )
+    return config_options()
 
 
 @pytest.mark.parametrize("group, option", options())

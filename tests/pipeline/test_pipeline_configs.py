@@ -11,7 +11,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from pipeline_helpers import REPO_ROOT, load_entry_point, write_cifar_files, write_mnist_files
+from omegaconf import OmegaConf
+from pipeline_helpers import (
+    REPO_ROOT,
+    config_options,
+    load_entry_point,
+    write_cifar_files,
+    write_mnist_files,
+)
 
 from callbacks.spectral import SpectralSnapshots
 from sgd_dynamics.lightning import ClassificationDataModule
@@ -23,12 +30,7 @@ ENTRY = load_entry_point()
 
 def group_options() -> list[tuple[str, str]]:
     """(group, option) for every yaml file of every config group (conf/hydra/ excepted)."""
-    return sorted(
-        (d.name, f.stem)
-        for d in CONF.iterdir()
-        if d.is_dir() and d.name != "hydra"
-        for f in d.glob("*.yaml")
-    )
+    return config_options()
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +97,29 @@ def test_top_level_knobs_reach_the_groups(tmp_path):
 @pytest.mark.parametrize(
     "experiment, dataset, batch, depth",
     [
-        ("seed_gauss10", "Gauss10", 5, 1),
-        ("seed_mnist", "MNIST", 64, 2),
-        ("seed_cifar10", "CIFAR10", 256, 2),
+        ("paper_gauss10", "Gauss10", 5, 1),
+        ("paper_mnist", "MNIST", 64, 2),
+        ("paper_cifar10", "CIFAR10", 256, 2),
     ],
 )
-def test_experiments_reproduce_the_seed_settings(experiment, dataset, batch, depth, tmp_path):
+def test_experiments_reproduce_the_paper_settings(experiment, dataset, batch, depth, tmp_path):
     cfg = compose_train([f"experiment={experiment}", f"run_dir={tmp_path}"])
     assert cfg.dataset._target_.endswith(f".{dataset}DataModule")
     assert (cfg.dataset.batch_size, cfg.model.depth) == (batch, depth)
     # the command line still wins over an experiment
     cfg = compose_train([f"experiment={experiment}", "batch_size=7", f"run_dir={tmp_path}"])
     assert cfg.dataset.batch_size == 7
+
+
+@pytest.mark.parametrize("name", ["gauss10", "mnist", "cifar10"])
+def test_the_deprecated_seed_names_compose_the_paper_experiments(name, tmp_path):
+    """experiment=seed_<name> (the old name, kept for one release) is experiment=paper_<name>."""
+    old = compose_train([f"experiment=seed_{name}", f"run_dir={tmp_path}"])
+    new = compose_train([f"experiment=paper_{name}", f"run_dir={tmp_path}"])
+    assert OmegaConf.to_container(old) == OmegaConf.to_container(new)
+    assert OmegaConf.to_container(new) != OmegaConf.to_container(
+        compose_train([f"run_dir={tmp_path}"])
+    )
 
 
 def test_default_run_is_gauss10_batch5_depth1(tmp_path):

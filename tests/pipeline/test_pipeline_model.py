@@ -4,6 +4,7 @@ float64 update, logged metrics against an independent evaluation."""
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import pytest
 import pytorch_lightning as pl
@@ -51,9 +52,9 @@ def test_mlp_rejects_bad_arguments(kwargs, match):
 
 def test_module_rejects_bad_optimizer_settings():
     with pytest.raises(ValueError, match="lr"):
-        ClassifierModule(MLP(4, 2), lr=0)
+        ClassifierModule(MLP(4, 2), partial(torch.optim.SGD, lr=0))
     with pytest.raises(ValueError, match="nesterov"):
-        ClassifierModule(MLP(4, 2), nesterov=True)
+        ClassifierModule(MLP(4, 2), partial(torch.optim.SGD, lr=0.1, nesterov=True))
 
 
 def _trainer(max_steps: int) -> pl.Trainer:
@@ -76,7 +77,7 @@ def test_two_sgd_steps_match_hand_written_momentum_sgd_in_float64():
     dm = Gauss10DataModule(batch_size=5, seed=4, label_noise=0.2)
     net = MLP(20, 10, depth=1, width=8)
     start = copy.deepcopy(net).double()
-    module = ClassifierModule(net, lr=lr, momentum=mu, weight_decay=wd)
+    module = ClassifierModule(net, partial(torch.optim.SGD, lr=lr, momentum=mu, weight_decay=wd))
     _trainer(2).fit(module, datamodule=dm)
 
     order = StepShuffleSampler(dm.n_train, 5, dm.seed).order(0)
@@ -99,7 +100,7 @@ def test_two_sgd_steps_match_hand_written_momentum_sgd_in_float64():
 def test_logged_metrics_match_an_independent_evaluation():
     torch.manual_seed(1)
     dm = Gauss10DataModule(batch_size=10, seed=0, n_test=300)
-    module = ClassifierModule(MLP(20, 10), lr=0.1)
+    module = ClassifierModule(MLP(20, 10), partial(torch.optim.SGD, lr=0.1))
     trainer = pl.Trainer(
         max_steps=20,
         logger=False,
@@ -130,13 +131,14 @@ def test_training_seconds_add_up_over_resumed_segments(monkeypatch):
     """The checkpoint carries the training time so far; a resumed module adds its own segment."""
     clock = iter([10.0, 12.5, 100.0, 104.0])  # perf_counter: fit start / save; fit start / read
     monkeypatch.setattr("sgd_dynamics.lightning.module.time.perf_counter", lambda: next(clock))
-    first = ClassifierModule(MLP(4, 3, depth=1, width=5))
+    first = ClassifierModule(MLP(4, 3, depth=1, width=5), partial(torch.optim.SGD, lr=0.1))
     first.on_fit_start()
     checkpoint: dict = {}
     first.on_save_checkpoint(checkpoint)
     assert checkpoint["training_seconds"] == 2.5
-    resumed = ClassifierModule(MLP(4, 3, depth=1, width=5))
+    resumed = ClassifierModule(MLP(4, 3, depth=1, width=5), partial(torch.optim.SGD, lr=0.1))
     resumed.on_load_checkpoint(checkpoint)
     resumed.on_fit_start()
     assert resumed.training_seconds() == 2.5 + 4.0
-    assert ClassifierModule(MLP(4, 3)).training_seconds() == 0.0  # never fitted
+    never_fitted = ClassifierModule(MLP(4, 3), partial(torch.optim.SGD, lr=0.1))
+    assert never_fitted.training_seconds() == 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,11 @@ import torch
 from pipeline_helpers import load_entry_point, write_cifar_files
 
 from sgd_dynamics.data import read_cifar_batch
+from sgd_dynamics.launch.overrides import check_replayed_overrides
 from sgd_dynamics.lightning import CIFAR10DataModule
 from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
-from sgd_dynamics.resume_guard import check_checkpoint, check_replayed_overrides
+from sgd_dynamics.resume_guard import check_checkpoint
 from sgd_dynamics.utils import ConfigError, SetupError
 
 ENTRY = load_entry_point()
@@ -105,7 +107,7 @@ def test_the_published_layout_still_reads(tmp_path):
 # --------------------------------------------------------------------- checkpoints
 def module(width: int = 8) -> ClassifierModule:
     torch.manual_seed(0)
-    return ClassifierModule(MLP(5, 3, depth=1, width=width))
+    return ClassifierModule(MLP(5, 3, depth=1, width=width), partial(torch.optim.SGD, lr=0.1))
 
 
 def lightning_like_checkpoint(path: Path, width: int = 8) -> None:

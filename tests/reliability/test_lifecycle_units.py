@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -146,7 +147,9 @@ def test_non_finite_parameters_skip_the_snapshot_and_stop_training(tmp_path, cap
     pl.seed_everything(0, verbose=False)
     data = Gauss10DataModule(batch_size=10, seed=0)
     data.load()
-    module = ClassifierModule(MLP(data.input_dim, data.num_classes, width=4), lr=0.1)
+    module = ClassifierModule(
+        MLP(data.input_dim, data.num_classes, width=4), partial(torch.optim.SGD, lr=0.1)
+    )
     spectral = SpectralSnapshots(
         run_dir=tmp_path, k=2, method="dense", log_points=None, every_n_steps=1, draw_at_end=False
     )

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 import callbacks.spectral as spectral_module
@@ -42,7 +44,9 @@ def fit(run_dir, max_steps, bar=None, ckpt_path=None, **spectral_kwargs):
     pl.seed_everything(0, verbose=False)
     data = Gauss10DataModule(batch_size=10, seed=0)
     data.load()
-    module = ClassifierModule(MLP(data.input_dim, data.num_classes, width=16), lr=0.1)
+    module = ClassifierModule(
+        MLP(data.input_dim, data.num_classes, width=16), partial(torch.optim.SGD, lr=0.1)
+    )
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)]
     if bar is not None:
         callbacks.append(bar)

@@ -5,10 +5,12 @@ nonzero eigenvalues, and each log axis has one tick-label format."""
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
+import torch
 from matplotlib.text import Text
 
 from callbacks.spectral import SpectralSnapshots
@@ -28,7 +30,9 @@ def history(tmp_path_factory):
     pl.seed_everything(0, verbose=False)
     data = Gauss10DataModule(batch_size=5, seed=0)
     data.load()
-    module = ClassifierModule(MLP(data.input_dim, data.num_classes, width=32), lr=0.1)
+    module = ClassifierModule(
+        MLP(data.input_dim, data.num_classes, width=32), partial(torch.optim.SGD, lr=0.1)
+    )
     snapshots = SpectralSnapshots(
         run_dir=run_dir, k=15, method="dense", log_points=12, draw_at_end=False
     )

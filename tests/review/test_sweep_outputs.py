@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from callbacks.sweep_outputs import SweepOutputs, report_command
+from sgd_dynamics.launch.sweep_outputs import SweepOutputs, report_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -20,7 +22,9 @@ def fit(run_dir, max_steps, spectral=True, ckpt_path=None, seed=0, **spectral_kw
     pl.seed_everything(seed, verbose=False)
     data = Gauss10DataModule(batch_size=10, seed=seed)
     data.load()
-    module = ClassifierModule(MLP(data.input_dim, data.num_classes, width=16), lr=0.1)
+    module = ClassifierModule(
+        MLP(data.input_dim, data.num_classes, width=16), partial(torch.optim.SGD, lr=0.1)
+    )
     callbacks = [ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)]
     if spectral:
         options = dict(k=5, method="dense", log_points=None, every_n_steps=10) | spectral_kwargs
@@ -92,7 +96,9 @@ def test_resume_continues_the_history_without_loss_or_duplicates(tmp_path):
 def test_snapshot_under_inference_mode_restores_the_model_state(tmp_path):
     data = Gauss10DataModule(batch_size=10, seed=0)
     data.load()
-    module = ClassifierModule(MLP(data.input_dim, data.num_classes, width=8))
+    module = ClassifierModule(
+        MLP(data.input_dim, data.num_classes, width=8), partial(torch.optim.SGD, lr=0.1)
+    )
     module.train()
     callback = SpectralSnapshots(run_dir=tmp_path, k=3, method="dense")
     callback._samples = data.spectral_samples(None)

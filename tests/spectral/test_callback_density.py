@@ -3,9 +3,12 @@ figure drawn, and a resumed run keeping the same density points."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from callbacks.spectral import SpectralSnapshots
@@ -31,7 +34,9 @@ def fit(run_dir, stop_at=None, ckpt_path=None):
     pl.seed_everything(0, verbose=False)
     data = Gauss10DataModule(batch_size=10, seed=0)
     data.load()
-    module = ClassifierModule(MLP(data.input_dim, data.num_classes, width=16), lr=0.1)
+    module = ClassifierModule(
+        MLP(data.input_dim, data.num_classes, width=16), partial(torch.optim.SGD, lr=0.1)
+    )
     callbacks = [
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=10

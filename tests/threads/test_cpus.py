@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from sgd_dynamics.threads.cpus import (
     CpuLimit,
     affinity_limit,
@@ -64,22 +66,28 @@ def test_own_affinity_mask_is_read():
 # --- cgroup quotas ----------------------------------------------------------------------------
 
 
-def test_cgroup_v2_quota_of_own_folder(tmp_path):
+@pytest.mark.parametrize(
+    "own, files, expected",
+    [  # the quota of the process's own folder; the smallest quota along its ancestors
+        (
+            "user.slice/job",
+            {"user.slice/job": "250000 100000", "user.slice": "max 100000"},
+            CpuLimit(2, "CPU quota of 2.5 CPUs (cgroup)"),
+        ),
+        (
+            "a/b",
+            {"a/b": "max 100000", "a": "150000 100000"},
+            CpuLimit(1, "CPU quota of 1.5 CPUs (cgroup)"),
+        ),
+    ],
+)
+def test_cgroup_v2_quota(tmp_path, own, files, expected):
     proc = tmp_path / "cgroup"
-    proc.write_text("0::/user.slice/job\n")
+    proc.write_text(f"0::/{own}\n")
     root = tmp_path / "fs"
-    write(root / "user.slice" / "job" / "cpu.max", "250000 100000\n")
-    write(root / "user.slice" / "cpu.max", "max 100000\n")
-    assert cgroup_limit(proc, root) == CpuLimit(2, "CPU quota of 2.5 CPUs (cgroup)")
-
-
-def test_cgroup_v2_smallest_quota_along_ancestors(tmp_path):
-    proc = tmp_path / "cgroup"
-    proc.write_text("0::/a/b\n")
-    root = tmp_path / "fs"
-    write(root / "a" / "b" / "cpu.max", "max 100000\n")
-    write(root / "a" / "cpu.max", "150000 100000\n")
-    assert cgroup_limit(proc, root) == CpuLimit(1, "CPU quota of 1.5 CPUs (cgroup)")
+    for folder, quota in files.items():
+        write(root / folder / "cpu.max", f"{quota}\n")
+    assert cgroup_limit(proc, root) == expected
 
 
 def test_cgroup_quota_below_one_cpu_gives_one_thread(tmp_path):

@@ -1,0 +1,29 @@
+"""The launch layer between Hydra and the library: what ``train.py`` runs.
+
+- `entry`: the command line before Hydra (`prepare_command_line`: resume, DDP children, run
+  id, unwritable output folder) and the job (`run_job`: build, train, exit status), the
+  OmegaConf resolvers conf/ uses and which errors are the user's (`user_error`);
+- `build`: every part of a run instantiated from its config node;
+- `resume`: the command line of a resumed run; `overrides`: Hydra's override grammar, and the
+  guard on overrides replayed from a run folder;
+- `ddp`: Lightning's DDP re-launch of the script, in single runs and in sweeps;
+- `sweep_outputs`: the Hydra callback that prints a sweep's folder and report command.
+
+It imports Hydra and OmegaConf, and torch and Lightning only inside the functions that need
+them (``train.py --help`` stays fast); it never imports the Lightning callbacks of
+``callbacks/``, which conf/ names by ``_target_``.
+"""
+
+from sgd_dynamics.launch.build import build, set_threads
+from sgd_dynamics.launch.entry import prepare_command_line, register_resolvers, run_job, user_error
+from sgd_dynamics.launch.resume import resume_argv
+
+__all__ = [
+    "build",
+    "prepare_command_line",
+    "register_resolvers",
+    "resume_argv",
+    "run_job",
+    "set_threads",
+    "user_error",
+]

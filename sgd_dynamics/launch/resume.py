@@ -1,0 +1,46 @@
+"""The command line of a resumed run: ``train.py ckpt_path=RUN_DIR/checkpoints/X.ckpt ...``
+continues RUN_DIR with the run's own overrides."""
+
+from __future__ import annotations
+
+from hydra.errors import OverrideParseException
+from omegaconf import OmegaConf
+
+from sgd_dynamics.launch.overrides import check_replayed_overrides, override_key, parse_overrides
+from sgd_dynamics.utils.run_dir import run_dir_of_checkpoint
+
+__all__ = ["resume_argv"]
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """Rewrite the command line of ``ckpt_path=RUN_DIR/checkpoints/X.ckpt`` to continue RUN_DIR:
+    the run's own overrides first (from RUN_DIR/.hydra/overrides.yaml, refused by
+    `check_replayed_overrides` when they name foreign code), then the new ones (which win), then
+    ``hydra.run.dir=RUN_DIR``. Other command lines (flags such as ``-m``, an explicit
+    ``hydra.run.dir``, no checkpoint of a run folder) are returned unchanged.
+
+    Raises:
+        ConfigError: replayed overrides that are refused, or a checkpoint that cannot be read.
+    """
+    if any(a.startswith("-") for a in argv) or not any("ckpt_path" in a for a in argv):
+        return argv
+    try:
+        parsed = parse_overrides(argv)
+    except OverrideParseException:  # Hydra reports it, with its grammar's message
+        return argv
+    keys = {override_key(o) for o in parsed}
+    ckpt = [o.value() for o in parsed if override_key(o) == "ckpt_path" and not o.is_delete()]
+    if "hydra.run.dir" in keys or not ckpt or ckpt[-1] in ("", None):
+        return argv
+    run_dir = run_dir_of_checkpoint(str(ckpt[-1]))
+    if run_dir is None:
+        return argv
+    from sgd_dynamics.resume_guard import check_checkpoint  # loads torch: only when resuming
+
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    original = [str(o) for o in OmegaConf.load(overrides_file)]
+    check_replayed_overrides(original, overrides_file)
+    check_checkpoint(str(ckpt[-1]))  # before Hydra rewrites anything in RUN_DIR
+    replayed = zip(original, parse_overrides(original), strict=True)
+    kept = [text for text, override in replayed if override_key(override) not in keys]
+    return [*kept, *argv, f"hydra.run.dir='{run_dir.resolve()}'"]
