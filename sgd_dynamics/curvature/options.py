@@ -177,12 +177,17 @@ class SpectraOptions:
         """ "dense" or "iterative" for a model with P = n_params parameters."""
         return method_for(n_params, self.method, self.dense_max_params)
 
+    def gram_solver_settings(self) -> dict[str, object]:
+        """The keyword arguments of the n×n Gram-side solves (`gram.top_eigenvalues`)."""
+        extra = dict(seed=self.seed, dense_threads=self.dense_threads)
+        return dict(self._shared_solver_settings(), **extra)
+
     def solver_settings(self) -> dict[str, object]:
         """The keyword arguments every P-side `block_eigsh` solve of a snapshot shares."""
-        return dict(
-            tol=self.solver_tolerance,
-            max_matvecs=self.max_matvecs,
-            block_size=self.block_size,
-            on_failure=self.on_nonconvergence,
-            check_steps=self.check_steps,
-        )
+        extra = dict(max_matvecs=self.max_matvecs, block_size=self.block_size)
+        return dict(self._shared_solver_settings(), **extra)
+
+    def _shared_solver_settings(self) -> dict[str, object]:
+        """Tolerance, failure handling and multiplicity check: the same for every solve."""
+        tol, check_steps = self.solver_tolerance, self.check_steps
+        return dict(tol=tol, on_failure=self.on_nonconvergence, check_steps=check_steps)

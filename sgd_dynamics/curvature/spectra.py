@@ -31,8 +31,9 @@ Two methods:
 "auto" picks "dense" when P <= dense_max_params (`thresholds.DENSE_MAX_PARAMS`).
 
 The settings are checked once, by `options.SpectraOptions`. Each method fills one `_Parts`
-(with M_b by `_minibatch_top`, the one place it is computed); the shared steps (densities,
-principal angles, ||μ||, tr(M_b)) complete it into the `Spectra`.
+(M_b by `_minibatch_top_from_gram`, `_minibatch_top_from_moment` or a Lanczos solve on its
+products); the shared steps (densities, principal angles, ||μ||, tr(M_b)) complete it into the
+`Spectra`.
 
 Timings of the parts and solver figures are in `Spectra.diagnostics`; progress goes to the logger
 "sgd_dynamics.curvature" (INFO: method and route, DEBUG: solver iterations).
@@ -394,38 +395,23 @@ def _eigsh(
     )
 
 
-def _minibatch_top(
-    ops: CurvatureOperators,
-    k: int,
-    batch_size: int,
-    options: SpectraOptions,
-    *,
-    gram: Tensor | None = None,
-    moment: Tensor | None = None,
-    x0: Tensor | None = None,
+def _minibatch_top_from_gram(
+    gram: Tensor, c: float, options: SpectraOptions
 ) -> tuple[Tensor, dict[str, float]]:
-    """(k,) largest eigenvalues of M_b = c_b M + (1 - c_b) μμᵀ, descending, and solver figures:
-    from the Gram side W^½ K W^½ when K (`gram`) was formed, else from the P×P matrix when M
-    (`moment`) was (dense method), else by Lanczos on M_b products (started from x0)."""
-    c = minibatch_coefficient(ops.n_samples, batch_size)
-    if gram is not None:
-        values, info = top_eigenvalues(
-            minibatch_gram(gram, c),
-            k,
-            tol=options.solver_tolerance,
-            seed=options.seed,
-            on_failure=options.on_nonconvergence,
-            dense_threads=options.dense_threads,
-            check_steps=options.check_steps,
-            name="M_b (Gram)",
-        )
-        return values, {f"mb_{key}": value for key, value in info.items()}
-    if moment is not None:
-        mu = ops.mean_gradient
-        matrix = c * moment + (1.0 - c) * torch.outer(mu, mu)
-        return eigenvalues(matrix, options.dense_threads)[-k:].flip(0), {}
-    result = _eigsh(ops, "M_b", lambda v: ops.mb(v, batch_size), "largest", x0, k, options)
-    return result.eigenvalues, _solver_info("mb", result)
+    """(k,) largest eigenvalues of M_b = c M + (1 - c) μμᵀ, descending, from the Gram side
+    W^½ K W^½ (`gram` = K, formed by the snapshot), and the solver figures."""
+    matrix, settings = minibatch_gram(gram, c), options.gram_solver_settings()
+    values, info = top_eigenvalues(matrix, options.k, name="M_b (Gram)", **settings)
+    return values, {f"mb_{key}": value for key, value in info.items()}
+
+
+def _minibatch_top_from_moment(
+    ops: CurvatureOperators, moment: Tensor, c: float, options: SpectraOptions
+) -> Tensor:
+    """(k,) largest eigenvalues of M_b = c M + (1 - c) μμᵀ from the P×P matrix M (dense)."""
+    mu = ops.mean_gradient
+    matrix = c * moment + (1.0 - c) * torch.outer(mu, mu)
+    return eigenvalues(matrix, options.dense_threads)[-options.k :].flip(0)
 
 
 def _dense_second_moment(
@@ -474,7 +460,11 @@ def _dense_snapshot(
     if batch_size is not None:
         # the dense method keeps no solver figures (as before the typed snapshot): a Lanczos
         # solve on K's M_b side (n > DENSE_GRAM_MAX) still warns when it does not converge
-        parts.mb_top, _ = _minibatch_top(ops, k, batch_size, options, gram=gram, moment=moment)
+        c = minibatch_coefficient(ops.n_samples, batch_size)
+        if gram is not None:
+            parts.mb_top, _ = _minibatch_top_from_gram(gram, c, options)
+        else:
+            parts.mb_top = _minibatch_top_from_moment(ops, moment, c, options)
     return parts
 
 
@@ -637,7 +627,12 @@ def _iterative_snapshot(
     parts.mt_sample_vecs, parts.gram, parts.factors = sample_vecs, gram, factors
     parts.diagnostics = diagnostics
     if batch_size is not None:
-        parts.mb_top, info = _minibatch_top(ops, k, batch_size, options, gram=gram, x0=mt_vecs)
+        if gram is not None:  # K was formed: M_b from its Gram side
+            c = minibatch_coefficient(ops.n_samples, batch_size)
+            parts.mb_top, info = _minibatch_top_from_gram(gram, c, options)
+        else:  # Lanczos on M_b products, started from M's top vectors
+            mb = _eigsh(ops, "M_b", lambda v: ops.mb(v, batch_size), "largest", mt_vecs, k, options)
+            parts.mb_top, info = mb.eigenvalues, _solver_info("mb", mb)
         diagnostics.update(info)
         laps.lap("mb")
     diagnostics.update(factor_info)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from sgd_dynamics.data.arrays import ArrayData
@@ -10,15 +12,19 @@ from sgd_dynamics.data.streams import stream
 from sgd_dynamics.utils.errors import SetupError
 
 
-def make_gauss10(
-    seed: int,
-    n_train: int = 100,
-    n_test: int = 1000,
-    input_dim: int = 20,
-    num_classes: int = 10,
-    mean_scale: float = 1.0,
-    noise_std: float = 1.5,
-) -> ArrayData:
+@dataclass(frozen=True)
+class Gauss10Parameters:
+    """The generator's parameters (`make_gauss10`), with their defaults."""
+
+    n_train: int = 100
+    n_test: int = 1000
+    input_dim: int = 20
+    num_classes: int = 10
+    mean_scale: float = 1.0
+    noise_std: float = 1.5
+
+
+def make_gauss10(seed: int, **parameters: float) -> ArrayData:
     """Generate the Gauss-10 arrays.
 
     Class means ``mu_c ~ N(0, mean_scale^2 I_d)``, c = 0..C-1; sample i of a split has class
@@ -32,9 +38,17 @@ def make_gauss10(
     100 training samples exactly within a few hundred SGD steps (batch 5, lr 0.1) and reaches
     roughly 70-75 % test accuracy.
 
+    Args:
+        seed: the data seed.
+        parameters: fields of `Gauss10Parameters` (n_train, n_test, input_dim, num_classes,
+            mean_scale, noise_std); the others keep their defaults.
+
     Returns:
         ArrayData with float32 inputs (n, d) and int64 labels (n,).
     """
+    p = Gauss10Parameters(**parameters)
+    n_train, n_test, input_dim, num_classes = p.n_train, p.n_test, p.input_dim, p.num_classes
+    mean_scale, noise_std = p.mean_scale, p.noise_std
     if mean_scale <= 0 or noise_std <= 0:
         raise SetupError(
             f"mean_scale and noise_std must be positive, got {mean_scale!r} and {noise_std!r}"
@@ -96,5 +110,12 @@ class Gauss10Data(ClassificationData):
         self.noise_std = float(noise_std)
 
     def _read(self) -> ArrayData:
-        sizes = (self.requested_n_train, self.n_test_samples, self.input_dim, self.num_classes)
-        return make_gauss10(self.seed, *sizes, self.mean_scale, self.noise_std)
+        return make_gauss10(
+            self.seed,
+            n_train=self.requested_n_train,
+            n_test=self.n_test_samples,
+            input_dim=self.input_dim,
+            num_classes=self.num_classes,
+            mean_scale=self.mean_scale,
+            noise_std=self.noise_std,
+        )
