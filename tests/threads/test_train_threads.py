@@ -3,6 +3,8 @@ joblib sweep and of each DDP rank; a bad `threads` value stops the run with exit
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pipeline.pipeline_helpers import run_train
 
@@ -10,7 +12,11 @@ TINY = ["trainer.max_steps=3", "spectral=off", "logger=csv", "callbacks.progress
 
 
 def thread_lines(stdout: str) -> list[str]:
-    return [line for line in stdout.splitlines() if line.startswith("threads: ")]
+    """The start-up lines ``threads: N (reasons)`` in `stdout`, in order. Processes that share
+    one stdout (joblib workers, DDP ranks) each write their line in one write, but another
+    process's buffered output can end just before it on the same line, so a line is found
+    wherever it starts, not only at the start of a line."""
+    return re.findall(r"threads: \d+ \([^()\n]*\)", stdout)
 
 
 @pytest.mark.slow
