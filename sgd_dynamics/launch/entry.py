@@ -21,7 +21,7 @@ from sgd_dynamics.launch.ddp import (
     end_ddp_run,
     prepare_ddp_relaunch,
 )
-from sgd_dynamics.launch.resume import resume_argv
+from sgd_dynamics.launch.resume import restore_run_record, resume_argv
 from sgd_dynamics.lifecycle.faults import fault_point
 from sgd_dynamics.lifecycle.stop import SetupInterrupted
 from sgd_dynamics.utils import ConfigError, SetupError, run_name, sweep_name
@@ -71,15 +71,25 @@ def prepare_command_line(argv: list[str]) -> list[str]:
     return argv
 
 
+def _build_keeping_record(cfg: DictConfig, script: str | os.PathLike) -> dict:
+    """`build` (after the DDP launch check); when it fails, a resume's RUN_DIR/.hydra files,
+    which Hydra has rewritten, are put back first (`restore_run_record`)."""
+    try:
+        check_ddp_launch(cfg, script)
+        fault_point("setup")  # test-only hook (sgd_dynamics.lifecycle.faults)
+        return build(cfg)
+    except BaseException:
+        restore_run_record()
+        raise
+
+
 def _build_or_exit(cfg: DictConfig, run_dir: Path, script: str | os.PathLike) -> dict:
     """`build`, or for bad input: ``error: ...`` and exit status 2 (``status.json`` "failed"
     unless the config itself was refused or a resume was)."""
     from sgd_dynamics.lifecycle.status import write_failed_status
 
     try:
-        check_ddp_launch(cfg, script)
-        fault_point("setup")  # test-only hook (sgd_dynamics.lifecycle.faults)
-        return build(cfg)
+        return _build_keeping_record(cfg, script)
     except SetupInterrupted:
         if cfg.ckpt_path is None:  # a resumed run's status stays as it was
             write_failed_status(run_dir, "interrupted during set-up", "interrupted")

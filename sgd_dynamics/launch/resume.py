@@ -1,7 +1,14 @@
 """The command line of a resumed run: ``train.py ckpt_path=RUN_DIR/checkpoints/X.ckpt ...``
-continues RUN_DIR with the run's own overrides."""
+continues RUN_DIR with the run's own overrides.
+
+Hydra rewrites RUN_DIR/.hydra/{config,hydra,overrides}.yaml before the job starts, with the
+resumed command's settings. `resume_argv` keeps their bytes, so that a resume refused while the
+run is built (`restore_run_record`) leaves the run's record, and the overrides the next resume
+replays, as they were."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
@@ -9,7 +16,34 @@ from omegaconf import OmegaConf
 from sgd_dynamics.launch.overrides import check_replayed_overrides, override_key, parse_overrides
 from sgd_dynamics.utils.run_dir import run_dir_of_checkpoint
 
-__all__ = ["resume_argv"]
+__all__ = ["resume_argv", "restore_run_record"]
+
+_RECORD_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+_saved_record: dict[Path, bytes] = {}  # RUN_DIR/.hydra files as they were before this resume
+
+
+def _save_run_record(run_dir: Path) -> None:
+    _saved_record.clear()
+    for name in _RECORD_FILES:
+        path = run_dir / ".hydra" / name
+        if path.is_file():
+            _saved_record[path] = path.read_bytes()
+
+
+def restore_run_record() -> list[Path]:
+    """Write back, atomically, the RUN_DIR/.hydra files saved by this process's `resume_argv`
+    (Hydra has rewritten them with a resume that was then refused); returns the files written
+    (none when this process resumed nothing)."""
+    from sgd_dynamics.store import atomic_write
+
+    restored = []
+    for path, content in _saved_record.items():
+        if not path.is_file() or path.read_bytes() != content:
+            with atomic_write(path) as handle:
+                handle.write(content)
+            restored.append(path)
+    _saved_record.clear()
+    return restored
 
 
 def resume_argv(argv: list[str]) -> list[str]:
@@ -41,6 +75,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     original = [str(o) for o in OmegaConf.load(overrides_file)]
     check_replayed_overrides(original, overrides_file)
     check_checkpoint(str(ckpt[-1]))  # before Hydra rewrites anything in RUN_DIR
+    _save_run_record(run_dir)
     replayed = zip(original, parse_overrides(original), strict=True)
     kept = [text for text, override in replayed if override_key(override) not in keys]
     return [*kept, *argv, f"hydra.run.dir='{run_dir.resolve()}'"]

@@ -291,6 +291,42 @@ def test_damaged_checkpoints_are_refused_on_resume(completed_run):
         f"error: cannot read checkpoint {checkpoints / 'last.ckpt'}: it was written by another "
         "model: net.0.bias has shape (32,) in the checkpoint and (64,) in this run's model"
     ) in stderr
+    # refused after Hydra rewrote the run's .hydra files: they are put back as they were
+    assert (completed_run / ".hydra" / "overrides.yaml").read_bytes() == overrides
+
+
+def hydra_record(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run_dir / ".hydra").iterdir())}
+
+
+@pytest.mark.slow
+def test_a_refused_resume_leaves_the_runs_record_and_the_next_resume_works(tmp_path):
+    """A resume refused while the run is built (a bad value, another model) must not leave its
+    overrides in RUN_DIR/.hydra/overrides.yaml: the next resume would replay them and be
+    refused again, and reports would read the run's settings wrong."""
+    run_dir = tmp_path / "run"
+    args = [f"hydra.run.dir={run_dir}", "trainer.max_steps=5", "spectral=off", "logger=none"]
+    assert run_train(args, cwd=tmp_path).returncode == 0
+    record = hydra_record(run_dir)
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    for bad, message in [
+        ("optimizer.lr=-1", "error: optimizer.lr=-1: a finite number > 0"),
+        ("model.depth=5", "it was written by another model"),
+    ]:
+        stderr = resume(run_dir, checkpoint, "trainer.max_steps=8", bad)
+        assert message in stderr
+        assert hydra_record(run_dir) == record
+    result = run_train([f"ckpt_path={checkpoint}", "trainer.max_steps=8"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    replayed = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    # the run's own overrides, less the one the command sets again, then the command's
+    assert replayed == [
+        "spectral=off",
+        "logger=none",
+        f"ckpt_path={checkpoint}",
+        "trainer.max_steps=8",
+    ]
+    assert sorted(p.name for p in (run_dir / ".hydra").iterdir()) == sorted(record)
 
 
 @pytest.mark.slow
