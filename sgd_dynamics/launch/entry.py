@@ -25,7 +25,6 @@ from sgd_dynamics.launch.resume import restore_run_record, resume_argv
 from sgd_dynamics.lifecycle.faults import fault_point
 from sgd_dynamics.lifecycle.stop import SetupInterrupted
 from sgd_dynamics.utils import ConfigError, SetupError, run_name, sweep_name
-from sgd_dynamics.utils.console import say
 from sgd_dynamics.utils.run_dir import unwritable_output
 
 __all__ = ["prepare_command_line", "register_resolvers", "run_job", "user_error"]
@@ -112,7 +111,7 @@ def run_job(cfg: DictConfig, script: str | os.PathLike) -> None:
     (`sgd_dynamics.lightning.announce.exit_for`)."""
     from hydra.types import RunMode
 
-    from sgd_dynamics.lightning.announce import announce_resume, exit_for
+    from sgd_dynamics.lightning.announce import announce_outputs, announce_resume, exit_for
     from sgd_dynamics.lightning.run import train_and_measure
 
     register_resolvers()  # again here: launcher workers run the job without train.py's import
@@ -128,4 +127,4 @@ def run_job(cfg: DictConfig, script: str | os.PathLike) -> None:
             raise
     finally:
         end_ddp_run(environment)
-        say(f"Outputs: {run_dir}")
+        announce_outputs(run_dir)

@@ -30,6 +30,12 @@ def announce_resume(trainer: pl.Trainer) -> None:
         say(f"if interrupted, resume with: {resume_command(paths[0])}")
 
 
+def announce_outputs(run_dir: str | os.PathLike) -> None:
+    """The run's closing line ``Outputs: <run folder>``, from the global-zero process only."""
+    if rank_zero_only.rank == 0:
+        say(f"Outputs: {run_dir}")
+
+
 def exit_for(exc: BaseException, in_sweep: bool = False) -> bool:
     """For a `RunStopped`: print its line(s) (global-zero process) and exit with its code,
     except for a diverged job of a sweep (`in_sweep`), which returns True so that the other

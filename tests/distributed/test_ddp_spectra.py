@@ -85,7 +85,8 @@ def test_ddp_spectra_equal_single_process(tmp_path, method):
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
     assert len(list((ddp / "wandb").glob("offline-run-*"))) == 1
     assert json.loads((ddp / "status.json").read_text())["status"] == "completed"
-    # each snapshot logged (hence written) by one process only
+    # each snapshot logged (hence written) by one process only; one closing "Outputs:" line
+    assert log.count(f"Outputs: {ddp}") == 1, log[-3000:]
     for step in (0, 2, 4):
         assert log.count(f"snapshot step {step}:") == 1, log[-3000:]
 
