@@ -29,7 +29,6 @@ __all__ = [
     "ON_NONCONVERGENCE",
     "DTYPES",
     "check_choice",
-    "check_integer",
 ]
 
 METHODS = ("auto", "dense", "iterative")
@@ -43,11 +42,6 @@ def check_choice(name: str, value: object, accepted: Collection[str]) -> None:
     """ValueError naming `name` unless `value` is one of `accepted`."""
     if not isinstance(value, str) or value not in accepted:
         raise ValueError(f"{name} must be one of {', '.join(accepted)}, got {value!r}")
-
-
-def check_integer(name: str, value: object, low: int, optional: bool = False) -> None:
-    """ValueError naming `name` unless `value` is an integer >= low (or None when optional)."""
-    integer_at_least(value, name, low, optional)
 
 
 def _positive_number(value: object) -> bool:
@@ -129,27 +123,27 @@ class SpectraOptions:
     density: bool | DensitySettings | None = None
 
     def __post_init__(self) -> None:
-        check_integer("k", self.k, 1)
+        integer_at_least(self.k, "k", 1)
         check_choice("method", self.method, METHODS)
         object.__setattr__(self, "dtype", _dtype(self.dtype))
-        check_integer("chunk_size", self.chunk_size, 1, optional=True)
+        integer_at_least(self.chunk_size, "chunk_size", 1, optional=True)
         if self.tol is not None and not _positive_number(self.tol):
             raise ValueError(f"tol must be a finite number > 0 or None, got {self.tol!r}")
-        check_integer("max_matvecs", self.max_matvecs, 1, optional=True)
-        check_integer("block_size", self.block_size, 1, optional=True)
+        integer_at_least(self.max_matvecs, "max_matvecs", 1, optional=True)
+        integer_at_least(self.block_size, "block_size", 1, optional=True)
         check_choice("m_route", self.m_route, M_ROUTES)
         if not _positive_number(self.memory_budget):
             raise ValueError(
                 f"memory_budget must be a number of bytes > 0, got {self.memory_budget!r}"
             )
-        check_integer("dense_max_params", self.dense_max_params, 0)
-        check_integer("dense_threads", self.dense_threads, 1, optional=True)
-        check_integer("trace_probes", self.trace_probes, 0)
+        integer_at_least(self.dense_max_params, "dense_max_params", 0)
+        integer_at_least(self.dense_threads, "dense_threads", 1, optional=True)
+        integer_at_least(self.trace_probes, "trace_probes", 0)
         if not is_integer(self.seed):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         check_choice("on_nonconvergence", self.on_nonconvergence, ON_NONCONVERGENCE)
         check_choice("hp_method", self.hp_method, HP_METHODS)
-        check_integer("check_steps", self.check_steps, 0, optional=True)
+        integer_at_least(self.check_steps, "check_steps", 0, optional=True)
         if self.density is not None and not isinstance(self.density, (bool, DensitySettings)):
             raise ValueError(
                 "density must be None, a bool or a DensitySettings, got "

@@ -21,6 +21,7 @@ from sgd_dynamics.launch.ddp import (
     end_ddp_run,
     prepare_ddp_relaunch,
 )
+from sgd_dynamics.launch.overrides import output_folder
 from sgd_dynamics.launch.resume import restore_run_record, resume_argv
 from sgd_dynamics.lifecycle.faults import fault_point
 from sgd_dynamics.lifecycle.stop import SetupInterrupted
@@ -65,7 +66,7 @@ def prepare_command_line(argv: list[str]) -> list[str]:
         argv = ddp_child_argv(resume_argv(argv))
     except SetupError as exc:
         _refuse(str(exc))
-    if (problem := unwritable_output(argv)) is not None:
+    if (problem := unwritable_output(output_folder(argv))) is not None:
         _refuse(problem)
     return argv
 

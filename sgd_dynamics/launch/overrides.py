@@ -1,7 +1,8 @@
 """Hydra command-line overrides, parsed by Hydra's own grammar (`OverridesParser`).
 
 The one place the launch layer reads overrides: the resume command line (which keys a new
-command line sets) and the overrides replayed from a run folder. (`sgd_dynamics.report`, which
+command line sets), the overrides replayed from a run folder, and the output folder a command
+line names (checked before Hydra creates it). (`sgd_dynamics.report`, which
 must not import Hydra, reads the overrides of finished runs with its own plain
 ``key=value`` split: those were written by Hydra and need no grammar.)
 """
@@ -17,7 +18,15 @@ from hydra.errors import OverrideParseException
 
 from sgd_dynamics.utils.errors import ConfigError
 
-__all__ = ["check_replayed_overrides", "override_key", "parse_overrides"]
+__all__ = [
+    "DEFAULT_OUTPUT_FOLDER",
+    "check_replayed_overrides",
+    "output_folder",
+    "override_key",
+    "parse_overrides",
+]
+
+DEFAULT_OUTPUT_FOLDER = "outputs"  # where conf/train.yaml's hydra.run.dir and sweep.dir start
 
 
 def parse_overrides(overrides: Sequence[str]) -> list[Override]:
@@ -34,6 +43,30 @@ def override_key(override: Override) -> str:
     (``+trainer.precision=64`` -> ``trainer.precision``; ``dataset=mnist`` -> ``dataset``)."""
     package = f"@{override.package}" if override.package else ""
     return f"{override.key_or_group}{package}"
+
+
+def output_folder(argv: Sequence[str]) -> str:
+    """The folder train.py's command line `argv` writes into, as far as it is known before
+    Hydra runs: the value of the last ``hydra.run.dir`` override (``hydra.sweep.dir`` with
+    ``-m``/``--multirun``) as Hydra's grammar reads it (``+``/``++`` prefixes, quotes,
+    escapes), cut at its first ``${`` (interpolations resolve later);
+    `DEFAULT_OUTPUT_FOLDER` when no override sets it. Flags, their values and arguments Hydra
+    cannot parse are passed over, never raised: Hydra reports those itself."""
+    key = "hydra.sweep.dir" if "-m" in argv or "--multirun" in argv else "hydra.run.dir"
+    parser = OverridesParser.create()
+    folder = DEFAULT_OUTPUT_FOLDER
+    for text in (str(a) for a in argv):
+        if text.startswith("-"):
+            continue
+        try:
+            (override,) = parser.parse_overrides([text])
+        except OverrideParseException:
+            continue
+        if override_key(override) != key or override.is_delete() or override.is_sweep_override():
+            continue
+        if isinstance(value := override.value(), (str, int, float)):  # numbers as OmegaConf: str()
+            folder = str(value)
+    return folder.split("${")[0]
 
 
 def _refusal(override: Override, allowed: frozenset[str]) -> str | None:

@@ -32,16 +32,12 @@ def run_dir_of_checkpoint(ckpt_path: str | os.PathLike) -> Path | None:
     return None
 
 
-def unwritable_output(argv: list[str], cwd: str | os.PathLike = ".") -> str | None:
-    """Why the folder that train.py's command line `argv` writes into cannot take files, or
-    None. Checked before Hydra creates it: the folder of ``hydra.run.dir=`` (``hydra.sweep.dir=``
-    with ``-m``; default ``outputs``), up to its first ``${...}``; the deepest part of it that
-    exists must be a folder this process may write into, on a file system mounted read-write."""
-    sweep = "-m" in argv or "--multirun" in argv
-    key = "hydra.sweep.dir=" if sweep else "hydra.run.dir="
-    values = [a.removeprefix(key) for a in argv if a.startswith(key)]
-    target = values[-1].strip("'\"").split("${")[0] if values else "outputs"
-    path = Path(cwd, target or ".").expanduser().absolute()
+def unwritable_output(folder: str | os.PathLike, cwd: str | os.PathLike = ".") -> str | None:
+    """Why `folder` (relative to `cwd`), the output folder of a run, cannot take files, or None.
+    Checked before Hydra creates it (``sgd_dynamics.launch.overrides.output_folder`` reads it
+    from the command line): the deepest part of it that exists must be a folder this process
+    may write into, on a file system mounted read-write."""
+    path = Path(cwd, str(folder) or ".").expanduser().absolute()
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

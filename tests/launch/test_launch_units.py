@@ -156,6 +156,33 @@ def test_an_unparsable_replayed_override_is_refused():
         overrides.check_replayed_overrides(["a=["], "R")
 
 
+@pytest.mark.parametrize(
+    "argv, folder",
+    [
+        (["hydra.run.dir=/a/b", "seed=1"], "/a/b"),
+        (["hydra.run.dir=/first", "hydra.run.dir=/last"], "/last"),
+        (["+hydra.run.dir=/a/b"], "/a/b"),
+        (["++hydra.run.dir=/a/b"], "/a/b"),
+        (["hydra.run.dir='/a b/c=d'"], "/a b/c=d"),  # quoted, with a space and an '='
+        ([r"hydra.run.dir=/a\ b"], "/a b"),  # Hydra's escape of a space
+        (["-m", "hydra.sweep.dir=/s", "hydra.run.dir=/r"], "/s"),
+        (["--multirun", "hydra.sweep.dir='/s t'"], "/s t"),
+        (["hydra.sweep.dir=/s", "hydra.run.dir=/r"], "/r"),  # a single run: run.dir
+        (["-m", "hydra.run.dir=/r"], "outputs"),  # a sweep: only sweep.dir counts
+        (["hydra.run.dir=/runs/${now:%Y-%m-%d}/x"], "/runs/"),
+        (["hydra.run.dir='/runs/a ${now:%H}'"], "/runs/a "),
+        (["seed=1"], "outputs"),
+        ([], "outputs"),
+        (["--config-name", "train", "-cn", "train", "hydra.run.dir=/x"], "/x"),
+        (["hydra.run.dir='/a'b'"], "outputs"),  # unparsable: Hydra reports it later
+        (["hydra.run.dir=/x", "a=["], "/x"),  # another unparsable override: passed over
+        (["hydra.run.dir=/a,/b"], "outputs"),  # a sweep of run.dir: Hydra refuses it later
+    ],
+)
+def test_the_output_folder_as_hydra_parses_the_command_line(argv, folder):
+    assert overrides.output_folder(argv) == folder
+
+
 def test_resume_argv_leaves_other_command_lines_alone(tmp_path):
     for argv in (["ckpt_path=null"], ["ckpt_path="], ["a=["], ["--help"], ["seed=1"]):
         assert resume_argv(argv) == argv
@@ -184,6 +211,17 @@ def test_prepare_command_line_refuses_an_unwritable_folder(tmp_path, capsys, mon
         entry.prepare_command_line([f"hydra.run.dir={tmp_path / 'file' / 'run'}"])
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith(f"error: cannot write {tmp_path / 'file' / 'run'}")
+
+
+@pytest.mark.parametrize("prefix", ["", "+", "++"])
+def test_prepare_command_line_refuses_a_quoted_folder_under_a_file(prefix, tmp_path, capsys):
+    (tmp_path / "a file").write_text("")
+    run = tmp_path / "a file" / "run"
+    with pytest.raises(SystemExit) as info:
+        entry.prepare_command_line([f"{prefix}hydra.run.dir='{run}'"])
+    assert info.value.code == 2
+    message = f"error: cannot write {run}: {tmp_path / 'a file'} is not a folder\n"
+    assert capsys.readouterr().err == message
 
 
 def test_prepare_command_line_refuses_a_foreign_resume(tmp_path, capsys):

@@ -7,9 +7,9 @@ import copy
 from functools import partial
 
 import pytest
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from trainer_helpers import quiet_trainer
 
 from sgd_dynamics.data import StepShuffleSampler
 from sgd_dynamics.lightning import Gauss10DataModule
@@ -57,19 +57,6 @@ def test_module_rejects_bad_optimizer_settings():
         ClassifierModule(MLP(4, 2), partial(torch.optim.SGD, lr=0.1, nesterov=True))
 
 
-def _trainer(max_steps: int) -> pl.Trainer:
-    return pl.Trainer(
-        max_steps=max_steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        accelerator="cpu",
-    )
-
-
 def test_two_sgd_steps_match_hand_written_momentum_sgd_in_float64():
     """theta <- theta - lr * v, v <- mu v + grad(mean CE of the batch) + wd theta."""
     torch.manual_seed(0)
@@ -78,7 +65,7 @@ def test_two_sgd_steps_match_hand_written_momentum_sgd_in_float64():
     net = MLP(20, 10, depth=1, width=8)
     start = copy.deepcopy(net).double()
     module = ClassifierModule(net, partial(torch.optim.SGD, lr=lr, momentum=mu, weight_decay=wd))
-    _trainer(2).fit(module, datamodule=dm)
+    quiet_trainer(max_steps=2).fit(module, datamodule=dm)
 
     order = StepShuffleSampler(dm.n_train, 5, dm.seed).order(0)
     params = list(start.parameters())
@@ -101,16 +88,8 @@ def test_logged_metrics_match_an_independent_evaluation():
     torch.manual_seed(1)
     dm = Gauss10DataModule(batch_size=10, seed=0, n_test=300)
     module = ClassifierModule(MLP(20, 10), partial(torch.optim.SGD, lr=0.1))
-    trainer = pl.Trainer(
-        max_steps=20,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        val_check_interval=20,
-        check_val_every_n_epoch=None,
-        accelerator="cpu",
+    trainer = quiet_trainer(
+        max_steps=20, limit_val_batches=1.0, val_check_interval=20, check_val_every_n_epoch=None
     )
     trainer.fit(module, datamodule=dm)
     metrics = trainer.callback_metrics

@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 
 from callbacks.spectral import SpectralSnapshots
+from sgd_dynamics.launch.overrides import output_folder
 from sgd_dynamics.lifecycle import faults
 from sgd_dynamics.lifecycle.outcomes import RunDiverged, RunFileError, as_run_stopped
 from sgd_dynamics.lifecycle.stop import StopRequest
@@ -125,9 +126,9 @@ def test_first_signal_requests_a_stop_and_a_second_ctrl_c_stops_at_once():
 
 def test_output_folder_that_cannot_take_files_is_named(tmp_path):
     (tmp_path / "f").write_text("")
-    assert unwritable_output([f"hydra.run.dir={tmp_path}/runs/${{now:%H}}"]) is None
-    assert unwritable_output(["x=1"], cwd=tmp_path) is None  # outputs/ under the cwd
-    problem = unwritable_output(["-m", f"hydra.sweep.dir='{tmp_path}/f/sweep'"])
+    assert unwritable_output(output_folder([f"hydra.run.dir={tmp_path}/runs/${{now:%H}}"])) is None
+    assert unwritable_output(output_folder(["x=1"]), cwd=tmp_path) is None  # outputs/ under cwd
+    problem = unwritable_output(output_folder(["-m", f"hydra.sweep.dir='{tmp_path}/f/sweep'"]))
     assert problem == f"cannot write {tmp_path}/f/sweep: {tmp_path}/f is not a folder"
 
 

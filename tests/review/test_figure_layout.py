@@ -12,6 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from matplotlib.text import Text
+from trainer_helpers import quiet_trainer
 
 from callbacks.spectral import SpectralSnapshots
 from sgd_dynamics.lightning import Gauss10DataModule
@@ -36,17 +37,7 @@ def history(tmp_path_factory):
     snapshots = SpectralSnapshots(
         run_dir=run_dir, k=15, method="dense", log_points=12, draw_at_end=False
     )
-    trainer = pl.Trainer(
-        max_steps=400,
-        logger=False,
-        callbacks=[snapshots],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        default_root_dir=run_dir,
-    )
+    trainer = quiet_trainer(max_steps=400, callbacks=[snapshots], default_root_dir=run_dir)
     trainer.fit(module, datamodule=data)
     return load_run(run_dir)
 

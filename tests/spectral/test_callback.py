@@ -9,6 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from trainer_helpers import quiet_trainer
 
 from callbacks.spectral import SpectralSnapshots
 from sgd_dynamics.lightning import Gauss10DataModule
@@ -29,14 +30,10 @@ def fit(run_dir, max_steps, spectral=True, ckpt_path=None, seed=0, **spectral_kw
     if spectral:
         options = dict(k=5, method="dense", log_points=None, every_n_steps=10) | spectral_kwargs
         callbacks.append(SpectralSnapshots(run_dir=run_dir, **options))
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_steps=max_steps,
-        logger=False,
         callbacks=callbacks,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
+        enable_checkpointing=True,
         default_root_dir=run_dir,
     )
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)

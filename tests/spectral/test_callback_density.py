@@ -10,6 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from trainer_helpers import quiet_trainer
 
 from callbacks.spectral import SpectralSnapshots
 from sgd_dynamics.lightning import Gauss10DataModule
@@ -53,15 +54,8 @@ def fit(run_dir, stop_at=None, ckpt_path=None):
     ]
     if stop_at is not None:
         callbacks.append(StopAt(stop_at))
-    trainer = pl.Trainer(
-        max_steps=40,
-        logger=False,
-        callbacks=callbacks,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        default_root_dir=run_dir,
+    trainer = quiet_trainer(
+        max_steps=40, callbacks=callbacks, enable_checkpointing=True, default_root_dir=run_dir
     )
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
 
