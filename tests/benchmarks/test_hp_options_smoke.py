@@ -56,4 +56,5 @@ def test_quick_run_prints_converged_rows_and_the_floor(
         products, check, relerr = int(row[3]), int(row[4]), float(row[5])
         assert products > check > 0 and relerr < 1e-4
     assert sum(line.startswith("# floor at k = ") for line in lines) == 2
-    assert sum("gradient passes (median of" in line for line in lines) == 2
+    assert sum(line.startswith("# one H_f product, ") for line in lines) == 2
+    assert sum(line.startswith("# M through its Gram matrix: ") for line in lines) == 2
