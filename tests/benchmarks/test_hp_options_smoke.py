@@ -58,3 +58,4 @@ def test_quick_run_prints_converged_rows_and_the_floor(
     assert sum(line.startswith("# floor at k = ") for line in lines) == 2
     assert sum(line.startswith("# one H_f product, ") for line in lines) == 2
     assert sum(line.startswith("# M through its Gram matrix: ") for line in lines) == 2
+    assert sum(line.startswith("# full default snapshot at k = ") for line in lines) == 2
