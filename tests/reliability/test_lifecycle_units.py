@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from trainer_helpers import quiet_trainer
 
 from callbacks.spectral import SpectralSnapshots
 from sgd_dynamics.launch.overrides import output_folder
@@ -154,15 +155,8 @@ def test_non_finite_parameters_skip_the_snapshot_and_stop_training(tmp_path, cap
     spectral = SpectralSnapshots(
         run_dir=tmp_path, k=2, method="dense", log_points=None, every_n_steps=1, draw_at_end=False
     )
-    trainer = pl.Trainer(
-        max_steps=10,
-        logger=False,
-        callbacks=[PoisonAfterStep(3), spectral],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
+    trainer = quiet_trainer(
+        max_steps=10, callbacks=[PoisonAfterStep(3), spectral], default_root_dir=tmp_path
     )
     with caplog.at_level(logging.WARNING, logger="sgd_dynamics.spectral"):
         with pytest.raises(RunDiverged, match=r"^loss became nan at step 3: lower the"):

@@ -12,6 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from trainer_helpers import quiet_trainer
 
 import callbacks.spectral as spectral_module
 from callbacks.progress import (
@@ -52,14 +53,11 @@ def fit(run_dir, max_steps, bar=None, ckpt_path=None, **spectral_kwargs):
         callbacks.append(bar)
     options = dict(k=5, method="dense", log_points=None, every_n_steps=10, draw_at_end=False)
     callbacks.append(SpectralSnapshots(run_dir=run_dir, **(options | spectral_kwargs)))
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_steps=max_steps,
-        logger=False,
         callbacks=callbacks,
+        enable_checkpointing=True,
         enable_progress_bar=bar is not None,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
         default_root_dir=run_dir,
     )
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
