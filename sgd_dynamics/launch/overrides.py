@@ -48,13 +48,12 @@ def override_key(override: Override) -> str:
 def output_folder(argv: Sequence[str]) -> str:
     """The folder train.py's command line `argv` writes into, as far as it is known before
     Hydra runs: the value of the last ``hydra.run.dir`` override (``hydra.sweep.dir`` with
-    ``-m``/``--multirun``) as Hydra's grammar reads it (``+``/``++`` prefixes, quotes,
-    escapes), cut at its first ``${`` (interpolations resolve later);
+    ``-m``/``--multirun`` or ``hydra.mode=MULTIRUN``) as Hydra's grammar reads it (``+``/``++``
+    prefixes, quotes, escapes), cut at its first ``${`` (interpolations resolve later);
     `DEFAULT_OUTPUT_FOLDER` when no override sets it. Flags, their values and arguments Hydra
     cannot parse are passed over, never raised: Hydra reports those itself."""
-    key = "hydra.sweep.dir" if "-m" in argv or "--multirun" in argv else "hydra.run.dir"
     parser = OverridesParser.create()
-    folder = DEFAULT_OUTPUT_FOLDER
+    parsed = []
     for text in (str(a) for a in argv):
         if text.startswith("-"):
             continue
@@ -62,10 +61,17 @@ def output_folder(argv: Sequence[str]) -> str:
             (override,) = parser.parse_overrides([text])
         except OverrideParseException:
             continue
-        if override_key(override) != key or override.is_delete() or override.is_sweep_override():
-            continue
-        if isinstance(value := override.value(), (str, int, float)):  # numbers as OmegaConf: str()
-            folder = str(value)
+        if not (override.is_delete() or override.is_sweep_override()):
+            parsed.append(override)
+    modes = [str(o.value()).upper() for o in parsed if override_key(o) == "hydra.mode"]
+    multirun = "-m" in argv or "--multirun" in argv or modes[-1:] == ["MULTIRUN"]
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    folder = DEFAULT_OUTPUT_FOLDER
+    for override in parsed:
+        if override_key(override) == key and isinstance(
+            value := override.value(), (str, int, float)
+        ):
+            folder = str(value)  # numbers as OmegaConf reads them: str()
     return folder.split("${")[0]
 
 

@@ -169,6 +169,8 @@ def test_an_unparsable_replayed_override_is_refused():
         (["--multirun", "hydra.sweep.dir='/s t'"], "/s t"),
         (["hydra.sweep.dir=/s", "hydra.run.dir=/r"], "/r"),  # a single run: run.dir
         (["-m", "hydra.run.dir=/r"], "outputs"),  # a sweep: only sweep.dir counts
+        (["hydra.mode=MULTIRUN", "hydra.sweep.dir=/s", "hydra.run.dir=/r"], "/s"),
+        (["hydra.mode=MULTIRUN", "hydra.mode=RUN", "hydra.sweep.dir=/s", "hydra.run.dir=/r"], "/r"),
         (["hydra.run.dir=/runs/${now:%Y-%m-%d}/x"], "/runs/"),
         (["hydra.run.dir='/runs/a ${now:%H}'"], "/runs/a "),
         (["seed=1"], "outputs"),
