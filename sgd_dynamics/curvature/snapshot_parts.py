@@ -24,6 +24,7 @@ from .per_sample import GradientFactors
 
 
 def to_numpy(x: Tensor) -> np.ndarray:
+    """`x` as a float64 numpy array on the CPU."""
     return x.detach().to("cpu", torch.float64).numpy()
 
 
