@@ -18,7 +18,7 @@ from .operators import CurvatureOperators
 
 def hutchinson(ops: CurvatureOperators, probes: int, seed: int, with_m: bool) -> dict[str, float]:
     """Hutchinson estimates with standard errors: trace_hf (and, if with_m, trace_mt), and
-    trace_hp_samples_stderr, the standard error of tr(H_p) from the same probes (per-probe
+    trace_hp_stderr, the standard error of tr(H_p) from the same probes (per-probe
     zᵀ(M - H_f)z when M is estimated too, else zᵀ H_f z: tr(M) is then exact)."""
     if probes < 1:
         return dict(trace_hf=math.nan, trace_hf_stderr=math.nan, trace_hp_stderr=math.nan)
