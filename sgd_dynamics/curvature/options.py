@@ -94,7 +94,7 @@ class SpectraOptions:
         k extra H_f products instead of a third solve; relative residuals in
         diagnostics["hp_max_residual"]) or "none" (hp_top and hp_bottom NaN; traces kept).
     self_check: with per-sample gradient factors, compare one M product through them with the
-        jvp/vjp product; a relative difference above `spectra.SELF_CHECK_TOLERANCE` abandons
+        jvp/vjp product; a relative difference above `m_factors.SELF_CHECK_TOLERANCE` abandons
         the factors with a `RouteWarning` (diagnostics["m_self_check"]).
     check_steps: products of each solver's multiplicity check (None: 20; 0 skips it, and then a
         converged solve may miss copies of a repeated eigenvalue beyond the block size).
