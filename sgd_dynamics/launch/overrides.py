@@ -52,13 +52,12 @@ def output_folder(argv: Sequence[str]) -> str:
     prefixes, quotes, escapes), cut at its first ``${`` (interpolations resolve later);
     `DEFAULT_OUTPUT_FOLDER` when no override sets it. Flags, their values and arguments Hydra
     cannot parse are passed over, never raised: Hydra reports those itself."""
-    parser = OverridesParser.create()
     parsed = []
     for text in (str(a) for a in argv):
         if text.startswith("-"):
             continue
         try:
-            (override,) = parser.parse_overrides([text])
+            (override,) = parse_overrides([text])
         except OverrideParseException:
             continue
         if not (override.is_delete() or override.is_sweep_override()):

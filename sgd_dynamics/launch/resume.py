@@ -30,20 +30,17 @@ def _save_run_record(run_dir: Path) -> None:
             _saved_record[path] = path.read_bytes()
 
 
-def restore_run_record() -> list[Path]:
+def restore_run_record() -> None:
     """Write back, atomically, the RUN_DIR/.hydra files saved by this process's `resume_argv`
-    (Hydra has rewritten them with a resume that was then refused); returns the files written
-    (none when this process resumed nothing)."""
+    (Hydra has rewritten them with a resume that was then refused); nothing when this process
+    resumed nothing."""
     from sgd_dynamics.store import atomic_write
 
-    restored = []
     for path, content in _saved_record.items():
         if not path.is_file() or path.read_bytes() != content:
             with atomic_write(path) as handle:
                 handle.write(content)
-            restored.append(path)
     _saved_record.clear()
-    return restored
 
 
 def resume_argv(argv: list[str]) -> list[str]:
