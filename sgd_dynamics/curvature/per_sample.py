@@ -31,6 +31,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+
+# vmap(grad) imports torch._dynamo on first use; imported while a process group exists, it keeps
+# references to that group, so destroy_process_group cannot free it and the group's threads live
+# on to interpreter exit, where they can abort the process (SIGABRT). Imported with the library,
+# before any group is created, it holds none.
+import torch._dynamo  # noqa: F401
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from torch.overrides import TorchFunctionMode

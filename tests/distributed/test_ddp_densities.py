@@ -126,8 +126,8 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, with_densities:
         reduction = default_reduction()
         assert reduction is not None
         np.savez(Path(out_dir) / f"rank{rank}.npz", **measurements(reduction, with_densities))
-        # every rank done with the group before any tears it down (a rank that exits while
-        # another is still in gloo can abort that one; seen once in a CI run)
+        # every rank done with the group before any tears it down (the SIGABRTs once seen here
+        # came from a group that outlived destroy_process_group: test_process_group_release)
         dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -109,8 +109,8 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             for key, value in spectra.to_arrays().items():
                 results[f"{method}/{key}"] = value
         np.savez(Path(out_dir) / f"rank{rank}.npz", **results)
-        # every rank done with the group before any tears it down (a rank that exits while
-        # another is still in gloo can abort that one; seen once in a CI run)
+        # every rank done with the group before any tears it down (the SIGABRTs once seen here
+        # came from a group that outlived destroy_process_group: test_process_group_release)
         dist.barrier()
     finally:
         dist.destroy_process_group()
