@@ -25,11 +25,25 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+def _missing_training_state(checkpoint: Mapping) -> list[str]:
+    """The keys of the training state that Lightning restores on a resume and `checkpoint`
+    lacks: without ``optimizer_states`` or ``lr_schedulers`` fit stops with a KeyError, and
+    without ``loops`` (the fit loop's progress) it would silently start again at step 0."""
+    loops = checkpoint.get("loops")
+    missing = [] if isinstance(loops, Mapping) and "fit_loop" in loops else ["loops"]
+    return missing + [
+        key
+        for key in ("optimizer_states", "lr_schedulers")
+        if not isinstance(checkpoint.get(key), list)
+    ]
+
+
 def check_checkpoint(path: str | os.PathLike, module: nn.Module | None = None) -> None:
     """Refuse a checkpoint that cannot be resumed from, before anything is written.
 
     Reads `path` with ``torch.load(weights_only=True)`` on the CPU and checks that it is a
-    Lightning checkpoint (a dict with a ``state_dict`` of tensors) and, when `module` is given,
+    Lightning checkpoint (a dict with a ``state_dict`` of tensors) that holds the training state
+    (``loops``, ``optimizer_states``, ``lr_schedulers``) and, when `module` is given,
     that its ``state_dict`` has exactly the parameter names and shapes of ``module.state_dict()``.
 
     Raises:
@@ -53,6 +67,11 @@ def check_checkpoint(path: str | os.PathLike, module: nn.Module | None = None) -
         isinstance(v, torch.Tensor) for v in state.values()
     ):
         raise refuse("not a Lightning checkpoint (no state_dict of tensors)")
+    if missing_state := _missing_training_state(checkpoint):
+        raise refuse(
+            "it holds the weights but not the training state a resume needs (no "
+            f"{', '.join(missing_state)}): it was saved with weights only or not by a Trainer"
+        )
     if module is None:
         return
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from pipeline_helpers import REPO_ROOT, load_entry_point, run_train, write_mnist_files
@@ -276,7 +277,16 @@ def test_damaged_checkpoints_are_refused_on_resume(completed_run):
     truncated.write_bytes((checkpoints / "last.ckpt").read_bytes()[:3000])
     empty = checkpoints / "empty.ckpt"
     empty.write_bytes(b"")
+    # the real checkpoint less its optimizer state (Lightning: KeyError) or its loops (Lightning
+    # would start again at step 0, over the run's snapshots)
+    weights_only, no_loops = checkpoints / "weights.ckpt", checkpoints / "no_loops.ckpt"
+    full = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    torch.save({k: v for k, v in full.items() if k != "optimizer_states"}, weights_only)
+    torch.save({k: v for k, v in full.items() if k != "loops"}, no_loops)
+    training_state = "it holds the weights but not the training state a resume needs (no "
     for path, reason in [
+        (weights_only, f"{training_state}optimizer_states)"),
+        (no_loops, f"{training_state}loops)"),
         (text, "not a readable PyTorch checkpoint (UnpicklingError"),
         (truncated, "not a readable PyTorch checkpoint (RuntimeError"),
         (empty, "the file is empty"),

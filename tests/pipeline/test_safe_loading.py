@@ -110,8 +110,17 @@ def module(width: int = 8) -> ClassifierModule:
     return ClassifierModule(MLP(5, 3, depth=1, width=width), partial(torch.optim.SGD, lr=0.1))
 
 
-def lightning_like_checkpoint(path: Path, width: int = 8) -> None:
-    torch.save({"state_dict": module(width).state_dict(), "global_step": 3}, path)
+def lightning_like_checkpoint(path: Path, width: int = 8, **changes) -> None:
+    """The keys a Lightning Trainer writes, with `changes` (None: key left out)."""
+    checkpoint = {
+        "state_dict": module(width).state_dict(),
+        "global_step": 3,
+        "loops": {"fit_loop": {"epoch_progress": {}}},
+        "optimizer_states": [{"state": {}, "param_groups": []}],
+        "lr_schedulers": [],
+    }
+    checkpoint.update(changes)
+    torch.save({k: v for k, v in checkpoint.items() if v is not None}, path)
 
 
 def test_a_good_checkpoint_passes(tmp_path):
@@ -131,6 +140,23 @@ def test_a_good_checkpoint_passes(tmp_path):
         (lambda p: (p.unlink(), p.mkdir()), "not a file"),
         (lambda p: torch.save({"weights": torch.zeros(2)}, p), "not a Lightning checkpoint"),
         (lambda p: torch.save([1, 2], p), "not a Lightning checkpoint"),
+        (
+            lambda p: lightning_like_checkpoint(p, optimizer_states=None, lr_schedulers=None),
+            "it holds the weights but not the training state a resume needs (no "
+            "optimizer_states, lr_schedulers): it was saved with weights only or not by a Trainer",
+        ),
+        (
+            lambda p: lightning_like_checkpoint(p, loops=None),
+            "it holds the weights but not the training state a resume needs (no loops)",
+        ),
+        (
+            lambda p: lightning_like_checkpoint(p, loops={"validate_loop": {}}),
+            "it holds the weights but not the training state a resume needs (no loops)",
+        ),
+        (
+            lambda p: lightning_like_checkpoint(p, lr_schedulers={}),
+            "it holds the weights but not the training state a resume needs (no lr_schedulers)",
+        ),
         (
             lambda p: lightning_like_checkpoint(p, width=9),
             "it was written by another model: net.0.bias has shape (9,) in the checkpoint and "
