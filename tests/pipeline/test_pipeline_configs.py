@@ -163,7 +163,9 @@ def test_resume_command_line_continues_the_run_folder(tmp_path):
         "- dataset=mnist\n- batch_size=64\n- trainer.max_steps=100\n"
     )
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    torch.save({"state_dict": {}}, ckpt)  # resume_argv refuses a checkpoint it cannot read
+    # resume_argv refuses a checkpoint it cannot read: a Trainer's keys
+    state = {"loops": {"fit_loop": {}}, "optimizer_states": [], "lr_schedulers": []}
+    torch.save({"state_dict": {}, **state}, ckpt)
     argv = ENTRY.resume_argv([f"ckpt_path={ckpt}", "trainer.max_steps=200"])
     assert argv == [
         "dataset=mnist",
