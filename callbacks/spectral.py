@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 
 from callbacks.last_checkpoint import parameters_are_finite
-from callbacks.wandb_review import log_drawings, log_snapshot
+from callbacks.snapshot_logging import log_drawings, log_snapshot
 from sgd_dynamics.curvature import compute_spectra
 from sgd_dynamics.curvature.distributed import Reduction
 from sgd_dynamics.curvature.options import SpectraOptions

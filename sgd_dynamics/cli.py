@@ -119,7 +119,7 @@ def _report(args: argparse.Namespace) -> int:
         if path is not None:
             print(path)
     if result.included and not args.no_wandb:
-        from sgd_dynamics.report_wandb import jobs_used_wandb, log_report_to_wandb
+        from sgd_dynamics.wandb_io.report_run import jobs_used_wandb, log_report_to_wandb
 
         if jobs_used_wandb(result.included):
             print(log_report_to_wandb(result, mode=args.wandb_mode))

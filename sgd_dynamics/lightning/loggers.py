@@ -6,7 +6,7 @@ import os
 
 from pytorch_lightning.loggers import WandbLogger
 
-from sgd_dynamics.wandb_environment import configure_wandb_environment
+from sgd_dynamics.wandb_io.environment import configure_wandb_environment
 
 
 def wandb_logger(save_dir: str | os.PathLike, offline: bool = True, **kwargs) -> WandbLogger:

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from sgd_dynamics.plots.common import new_figure, save_figure
-from sgd_dynamics.wandb_offline import history_rows, run_file
+from sgd_dynamics.wandb_io.offline import history_rows, run_file
 
 STEP = "trainer/global_step"
 HISTOGRAMS = ("spectrum/H_f", "spectrum/H_p", "spectrum/neg_H_f", "spectrum/log10_M_nonzero")

@@ -11,7 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 
-from sgd_dynamics import wandb_review
+from sgd_dynamics.wandb_io import run_logging as wandb_review
 
 
 def log_snapshot(

@@ -17,7 +17,7 @@ from typing import Any
 
 from sgd_dynamics.report_types import Job, ReportResult
 from sgd_dynamics.utils.run_dir import sweep_name
-from sgd_dynamics.wandb_environment import configure_wandb_environment
+from sgd_dynamics.wandb_io.environment import configure_wandb_environment
 
 WANDB_MODES = ("offline", "online")
 DEFAULT_PROJECT = "sgd-dynamics"
