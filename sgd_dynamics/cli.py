@@ -109,8 +109,8 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from sgd_dynamics.plots.sweep import draw_report_figures
     from sgd_dynamics.report import report
+    from sgd_dynamics.report.figures import draw_report_figures
 
     result = report(args.sweep_dir, args.quantiles, args.by, args.out, args.top, args.threshold)
     draw_report_figures(result)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sgd_dynamics.report_types import Job, ReportResult
+from sgd_dynamics.report.records import Job, ReportResult
 from sgd_dynamics.utils.run_dir import sweep_name
 from sgd_dynamics.wandb_io.environment import configure_wandb_environment
 

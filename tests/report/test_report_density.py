@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgd_dynamics.report import end_of_training, end_quantities
+from sgd_dynamics.report.analysis import end_of_training, end_quantities
 from sgd_dynamics.store import RunHistory
 
 

@@ -10,7 +10,7 @@ from torch import nn
 from callbacks.spectral import _scalar_metrics
 from sgd_dynamics.curvature import compute_spectra
 from sgd_dynamics.plots.alignment import alignment_figure
-from sgd_dynamics.report import job_series
+from sgd_dynamics.report.analysis import job_series
 from sgd_dynamics.store import load_run, save_snapshot
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from sgd_dynamics import cli
-from sgd_dynamics.plots.sweep import draw_report_figures
 from sgd_dynamics.report import report
+from sgd_dynamics.report.figures import draw_report_figures
 from sgd_dynamics.store import RunFolderError, save_snapshot, write_json_atomic
 
 K = 12

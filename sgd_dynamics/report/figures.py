@@ -10,7 +10,7 @@ from matplotlib import colormaps
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from sgd_dynamics.plots.common import new_figure, save_figure, set_step_axis
-from sgd_dynamics.report_types import Group, ReportResult, value_sort_key
+from sgd_dynamics.report.records import Group, ReportResult, value_sort_key
 
 BANDS_PNG = "alignment_bands.png"
 COMPARISON_PNG = "comparison.png"

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from sgd_dynamics.report_types import Band, Group, Job, ReportResult, value_sort_key
+from sgd_dynamics.report.records import Band, Group, Job, ReportResult, value_sort_key
 from sgd_dynamics.store import (
     SPECTRA_DIRNAME,
     RunFolderError,
