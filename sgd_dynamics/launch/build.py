@@ -61,9 +61,9 @@ def build(cfg: DictConfig) -> dict:
     import pytorch_lightning as pl
 
     from sgd_dynamics.config_schema import validate_config, validate_sizes
+    from sgd_dynamics.launch.resume_guard import check_checkpoint
     from sgd_dynamics.lightning.run import quiet_lightning
     from sgd_dynamics.models import num_parameters
-    from sgd_dynamics.resume_guard import check_checkpoint
 
     validate_config(cfg, trainer_arguments=inspect.signature(pl.Trainer).parameters)
     quiet_lightning()

@@ -66,7 +66,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     run_dir = run_dir_of_checkpoint(str(ckpt[-1]))
     if run_dir is None:
         return argv
-    from sgd_dynamics.resume_guard import check_checkpoint  # loads torch: only when resuming
+    from sgd_dynamics.launch.resume_guard import check_checkpoint  # loads torch: only when resuming
 
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     original = [str(o) for o in OmegaConf.load(overrides_file)]

@@ -15,10 +15,10 @@ from pipeline_helpers import load_entry_point, write_cifar_files
 
 from sgd_dynamics.data import read_cifar_batch
 from sgd_dynamics.launch.overrides import check_replayed_overrides
+from sgd_dynamics.launch.resume_guard import check_checkpoint
 from sgd_dynamics.lightning import CIFAR10DataModule
 from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
-from sgd_dynamics.resume_guard import check_checkpoint
 from sgd_dynamics.utils import ConfigError, SetupError
 
 ENTRY = load_entry_point()
