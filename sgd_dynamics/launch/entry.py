@@ -25,8 +25,8 @@ from sgd_dynamics.launch.overrides import output_folder
 from sgd_dynamics.launch.resume import restore_run_record, resume_argv
 from sgd_dynamics.lifecycle.faults import fault_point
 from sgd_dynamics.lifecycle.stop import SetupInterrupted
-from sgd_dynamics.utils import ConfigError, SetupError, run_name, sweep_name
-from sgd_dynamics.utils.run_dir import unwritable_output
+from sgd_dynamics.run_folder.location import run_name, sweep_name, unwritable_output
+from sgd_dynamics.utils import ConfigError, SetupError
 
 __all__ = ["prepare_command_line", "register_resolvers", "run_job", "user_error"]
 
@@ -86,7 +86,7 @@ def _build_keeping_record(cfg: DictConfig, script: str | os.PathLike) -> dict:
 def _build_or_exit(cfg: DictConfig, run_dir: Path, script: str | os.PathLike) -> dict:
     """`build`, or for bad input: ``error: ...`` and exit status 2 (``status.json`` "failed"
     unless the config itself was refused or a resume was)."""
-    from sgd_dynamics.lifecycle.status import write_failed_status
+    from sgd_dynamics.run_folder.status import write_failed_status
 
     try:
         return _build_keeping_record(cfg, script)

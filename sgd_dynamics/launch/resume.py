@@ -14,7 +14,7 @@ from hydra.errors import OverrideParseException
 from omegaconf import OmegaConf
 
 from sgd_dynamics.launch.overrides import check_replayed_overrides, override_key, parse_overrides
-from sgd_dynamics.utils.run_dir import run_dir_of_checkpoint
+from sgd_dynamics.run_folder.location import run_dir_of_checkpoint
 
 __all__ = ["resume_argv", "restore_run_record"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sgd_dynamics.report.records import Job, ReportResult
-from sgd_dynamics.utils.run_dir import sweep_name
+from sgd_dynamics.run_folder.location import sweep_name
 from sgd_dynamics.wandb_io.environment import configure_wandb_environment
 
 WANDB_MODES = ("offline", "online")

@@ -157,7 +157,7 @@ def log_drawings(
 def artifact_name(run_dir: str | os.PathLike) -> str:
     """``spectra-<run folder>`` (``spectra-<sweep>-<job>`` for a sweep job), with characters
     wandb does not accept in artifact names replaced by ``-``."""
-    from sgd_dynamics.utils.run_dir import run_name
+    from sgd_dynamics.run_folder.location import run_name
 
     return "spectra-" + re.sub(r"[^A-Za-z0-9_.-]", "-", run_name(run_dir))
 
