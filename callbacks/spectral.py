@@ -35,8 +35,8 @@ from sgd_dynamics.curvature.options import SpectraOptions
 from sgd_dynamics.curvature.progress import reporting
 from sgd_dynamics.lightning.epochs import completed_epochs
 from sgd_dynamics.plots import draw_run_figures
+from sgd_dynamics.run_folder.snapshots import list_snapshots, remove_snapshots_after, save_snapshot
 from sgd_dynamics.schedule import density_steps, snapshot_steps
-from sgd_dynamics.store import list_snapshots, remove_snapshots_after, save_snapshot
 
 log = logging.getLogger("sgd_dynamics.spectral")
 

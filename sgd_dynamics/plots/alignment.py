@@ -9,7 +9,7 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 
 from sgd_dynamics.plots.common import new_figure, set_log_axis, set_step_axis, symlog_linthresh
-from sgd_dynamics.store import RunHistory
+from sgd_dynamics.run_folder.snapshots import RunHistory
 
 INDEX_CMAP = "viridis"
 ZERO_REL = 1e-8

@@ -12,7 +12,7 @@ from matplotlib.lines import Line2D
 
 from sgd_dynamics.plots.common import new_figure, set_step_axis
 from sgd_dynamics.plots.spectra import snapshot_rows
-from sgd_dynamics.store import RunHistory
+from sgd_dynamics.run_folder.snapshots import RunHistory
 
 PANELS = (
     ("hf", r"$H_f$ (loss Hessian)"),

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from sgd_dynamics.plots.common import new_figure, set_log_axis, symlog_linthresh
-from sgd_dynamics.store import RunHistory
+from sgd_dynamics.run_folder.snapshots import RunHistory
 
 PANELS = (
     ("hf_all", r"$H_f$ (loss Hessian)"),

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from sgd_dynamics.report.records import Band, Group, Job, ReportResult, value_sort_key
-from sgd_dynamics.store import (
+from sgd_dynamics.run_folder.snapshots import (
     SPECTRA_DIRNAME,
     RunFolderError,
     RunHistory,

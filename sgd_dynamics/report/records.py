@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sgd_dynamics.store import RunHistory
+from sgd_dynamics.run_folder.snapshots import RunHistory
 
 
 @dataclass

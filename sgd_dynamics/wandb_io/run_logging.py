@@ -38,7 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from sgd_dynamics.store import FIGURES_DIRNAME, RunHistory, list_snapshots, load_run, snapshot_step
+from sgd_dynamics.run_folder.snapshots import (
+    FIGURES_DIRNAME,
+    RunHistory,
+    list_snapshots,
+    load_run,
+    snapshot_step,
+)
 
 STEP_METRIC = "trainer/global_step"
 ARTIFACT_TYPE = "run-spectra"

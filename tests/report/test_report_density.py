@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sgd_dynamics.report.analysis import end_of_training, end_quantities
-from sgd_dynamics.store import RunHistory
+from sgd_dynamics.run_folder.snapshots import RunHistory
 
 
 def _history(w1: list[float] | None) -> RunHistory:

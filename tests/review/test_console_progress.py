@@ -26,7 +26,7 @@ from sgd_dynamics.curvature.progress import ProgressReporter, reporting, tick
 from sgd_dynamics.lightning import Gauss10DataModule
 from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
-from sgd_dynamics.store import load_run
+from sgd_dynamics.run_folder.snapshots import load_run
 
 
 class FakeClock:

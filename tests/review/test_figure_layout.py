@@ -19,7 +19,7 @@ from sgd_dynamics.lightning import Gauss10DataModule
 from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
 from sgd_dynamics.plots import alignment_figure, full_spectra_figure
-from sgd_dynamics.store import load_run
+from sgd_dynamics.run_folder.snapshots import load_run
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sgd_dynamics.store import load_run, load_snapshot, snapshot_path
+from sgd_dynamics.run_folder.snapshots import load_run, load_snapshot, snapshot_path
 from sgd_dynamics.wandb_io.offline import artifacts, history_rows, run_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from callbacks.spectral import SpectralSnapshots
 from sgd_dynamics.lightning import Gauss10DataModule
 from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
-from sgd_dynamics.store import list_snapshots, load_run, load_snapshot, snapshot_path
+from sgd_dynamics.run_folder.snapshots import list_snapshots, load_run, load_snapshot, snapshot_path
 
 
 def fit(run_dir, max_steps, spectral=True, ckpt_path=None, seed=0, **spectral_kwargs):

@@ -17,7 +17,7 @@ from sgd_dynamics.lightning import Gauss10DataModule
 from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
 from sgd_dynamics.plots.run_figures import DENSITIES_PNG
-from sgd_dynamics.store import list_snapshots, load_run
+from sgd_dynamics.run_folder.snapshots import list_snapshots, load_run
 
 
 class StopAt(pl.Callback):

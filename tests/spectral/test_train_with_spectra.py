@@ -9,7 +9,7 @@ import sys
 import pytest
 from pipeline.pipeline_helpers import outputs_line, run_train
 
-from sgd_dynamics.store import load_run
+from sgd_dynamics.run_folder.snapshots import load_run
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def dense_run(tmp_path: Path, rng: np.random.Generator) -> Path:
     """A run folder with dense snapshots at log-spaced steps and a Hydra config."""
-    from sgd_dynamics.store import save_snapshot
+    from sgd_dynamics.run_folder.snapshots import save_snapshot
 
     run = tmp_path / "run"
     for step in (0, 1, 3, 10, 30, 100, 300, 1000):

@@ -11,7 +11,7 @@ from snapshot_factory import dense_snapshot
 from sgd_dynamics import cli
 from sgd_dynamics.curvature.density import exact_densities
 from sgd_dynamics.plots import ALIGNMENT_PNG, DENSITIES_PNG, density_figure, draw_run_figures
-from sgd_dynamics.store import load_run, save_snapshot
+from sgd_dynamics.run_folder.snapshots import load_run, save_snapshot
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STEPS = (0, 3, 30, 300)

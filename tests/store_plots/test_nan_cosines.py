@@ -11,7 +11,7 @@ from callbacks.spectral import _scalar_metrics
 from sgd_dynamics.curvature import compute_spectra
 from sgd_dynamics.plots.alignment import alignment_figure
 from sgd_dynamics.report.analysis import job_series
-from sgd_dynamics.store import load_run, save_snapshot
+from sgd_dynamics.run_folder.snapshots import load_run, save_snapshot
 
 
 def test_nan_cosines_are_stored_drawn_reported_and_logged(tmp_path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from snapshot_factory import iterative_snapshot
 
-from sgd_dynamics import cli, store
+from sgd_dynamics import cli
 from sgd_dynamics.plots import (
     ALIGNMENT_PNG,
     FULL_SPECTRA_PNG,
@@ -19,7 +19,8 @@ from sgd_dynamics.plots import (
     full_spectra_figure,
 )
 from sgd_dynamics.plots.common import run_title, symlog_linthresh
-from sgd_dynamics.store import list_snapshots, load_run, load_snapshot, save_snapshot
+from sgd_dynamics.run_folder import snapshots as store
+from sgd_dynamics.run_folder.snapshots import list_snapshots, load_run, load_snapshot, save_snapshot
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

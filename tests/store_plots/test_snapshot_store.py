@@ -10,8 +10,8 @@ import pytest
 import torch
 from snapshot_factory import dense_snapshot
 
-from sgd_dynamics import store
-from sgd_dynamics.store import (
+from sgd_dynamics.run_folder import snapshots as store
+from sgd_dynamics.run_folder.snapshots import (
     RunFolderError,
     list_snapshots,
     load_run,

@@ -21,7 +21,7 @@ PACKAGES = ("sgd_dynamics", "callbacks")
 LIBRARY_WITHOUT_LIGHTNING = (
     "sgd_dynamics.curvature",
     "sgd_dynamics.data",
-    "sgd_dynamics.store",
+    "sgd_dynamics.run_folder.snapshots",
     "sgd_dynamics.plots",
     "sgd_dynamics.report",
 )
