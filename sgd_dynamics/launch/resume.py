@@ -34,7 +34,7 @@ def restore_run_record() -> None:
     """Write back, atomically, the RUN_DIR/.hydra files saved by this process's `resume_argv`
     (Hydra has rewritten them with a resume that was then refused); nothing when this process
     resumed nothing."""
-    from sgd_dynamics.run_folder.snapshots import atomic_write
+    from sgd_dynamics.run_folder.files import atomic_write
 
     for path, content in _saved_record.items():
         if not path.is_file() or path.read_bytes() != content:

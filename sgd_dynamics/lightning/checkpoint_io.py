@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from sgd_dynamics.run_folder.snapshots import atomic_write
+from sgd_dynamics.run_folder.files import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

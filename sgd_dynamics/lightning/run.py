@@ -26,7 +26,8 @@ from sgd_dynamics.lightning.checkpoint_io import checkpoint_files
 from sgd_dynamics.lightning.epochs import completed_epochs
 from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import evaluate, num_parameters
-from sgd_dynamics.run_folder.snapshots import SPECTRA_DIRNAME, is_temp_file, write_json_atomic
+from sgd_dynamics.run_folder.files import is_temp_file, write_json_atomic
+from sgd_dynamics.run_folder.snapshots import SPECTRA_DIRNAME
 from sgd_dynamics.run_folder.status import StatusFile
 from sgd_dynamics.wandb_io.run_logging import log_run_artifact
 

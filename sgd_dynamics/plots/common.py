@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator, NullFormatter
 
-from sgd_dynamics.run_folder.snapshots import atomic_write
+from sgd_dynamics.run_folder.files import atomic_write
 from sgd_dynamics.utils.dotted import get_dotted
 
 DPI = 150

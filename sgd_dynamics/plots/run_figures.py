@@ -10,7 +10,9 @@ from sgd_dynamics.plots.alignment import alignment_figure
 from sgd_dynamics.plots.common import run_title, save_figure
 from sgd_dynamics.plots.density import density_figure
 from sgd_dynamics.plots.spectra import full_spectra_figure
-from sgd_dynamics.run_folder.snapshots import FIGURES_DIRNAME, RunHistory, load_run, read_run_config
+from sgd_dynamics.run_folder.hydra_record import read_run_config
+from sgd_dynamics.run_folder.location import FIGURES_DIRNAME
+from sgd_dynamics.run_folder.snapshots import RunHistory, load_run
 
 FULL_SPECTRA_PNG = "full_spectra.png"
 ALIGNMENT_PNG = "alignment.png"

@@ -44,16 +44,14 @@ from typing import Any
 import numpy as np
 
 from sgd_dynamics.report.records import Band, Group, Job, ReportResult, value_sort_key
+from sgd_dynamics.run_folder.files import atomic_write, read_json
+from sgd_dynamics.run_folder.hydra_record import read_run_config, read_run_overrides
 from sgd_dynamics.run_folder.snapshots import (
     SPECTRA_DIRNAME,
     RunFolderError,
     RunHistory,
-    atomic_write,
     list_snapshots,
     load_run,
-    read_json,
-    read_run_config,
-    read_run_overrides,
 )
 from sgd_dynamics.utils.dotted import get_dotted
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 MULTIRUN_MARKER = "multirun.yaml"  # Hydra writes it into every sweep folder
+FIGURES_DIRNAME = "figures"  # RUN_DIR/figures/*.png
 
 
 def sweep_name(run_dir: str | os.PathLike) -> str | None:

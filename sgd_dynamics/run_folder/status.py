@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from sgd_dynamics.run_folder.snapshots import write_json_atomic
+from sgd_dynamics.run_folder.files import write_json_atomic
 
 STATUS_FILE = "status.json"
 

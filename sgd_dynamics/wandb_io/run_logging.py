@@ -38,13 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from sgd_dynamics.run_folder.snapshots import (
-    FIGURES_DIRNAME,
-    RunHistory,
-    list_snapshots,
-    load_run,
-    snapshot_step,
-)
+from sgd_dynamics.run_folder.location import FIGURES_DIRNAME
+from sgd_dynamics.run_folder.snapshots import RunHistory, list_snapshots, load_run, snapshot_step
 
 STEP_METRIC = "trainer/global_step"
 ARTIFACT_TYPE = "run-spectra"

@@ -16,7 +16,7 @@ from pipeline_helpers import PYTHON, REPO_ROOT, outputs_line, run_train
 
 from sgd_dynamics.data import make_gauss10
 from sgd_dynamics.models import MLP
-from sgd_dynamics.run_folder.snapshots import read_json
+from sgd_dynamics.run_folder.files import read_json
 
 pytestmark = pytest.mark.slow
 RUN_DIR_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_[0-9a-f]{6}$")

@@ -28,8 +28,9 @@ from sgd_dynamics.lightning.checkpoint_io import AtomicCheckpointIO
 from sgd_dynamics.lightning.epochs import completed_epochs
 from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
+from sgd_dynamics.run_folder.files import write_json_atomic
 from sgd_dynamics.run_folder.location import unwritable_output
-from sgd_dynamics.run_folder.snapshots import list_snapshots, write_json_atomic
+from sgd_dynamics.run_folder.snapshots import list_snapshots
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from sgd_dynamics.report import report
-from sgd_dynamics.run_folder.snapshots import save_snapshot, write_json_atomic
+from sgd_dynamics.run_folder.files import write_json_atomic
+from sgd_dynamics.run_folder.snapshots import save_snapshot
 from sgd_dynamics.wandb_io.report_run import jobs_used_wandb, log_report_to_wandb
 
 K = 10

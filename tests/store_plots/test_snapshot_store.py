@@ -11,16 +11,15 @@ import torch
 from snapshot_factory import dense_snapshot
 
 from sgd_dynamics.run_folder import snapshots as store
+from sgd_dynamics.run_folder.files import write_json_atomic
+from sgd_dynamics.run_folder.hydra_record import read_run_config, read_run_overrides
 from sgd_dynamics.run_folder.snapshots import (
     RunFolderError,
     list_snapshots,
     load_run,
     load_snapshot,
-    read_run_config,
-    read_run_overrides,
     remove_snapshots_after,
     save_snapshot,
-    write_json_atomic,
 )
 
 

@@ -18,7 +18,8 @@ import pytest
 from sgd_dynamics import cli
 from sgd_dynamics.report import report
 from sgd_dynamics.report.figures import draw_report_figures
-from sgd_dynamics.run_folder.snapshots import RunFolderError, save_snapshot, write_json_atomic
+from sgd_dynamics.run_folder.files import write_json_atomic
+from sgd_dynamics.run_folder.snapshots import RunFolderError, save_snapshot
 
 K = 12
 STEPS_A = (0, 1, 3, 10, 30, 100)

@@ -21,7 +21,11 @@ PACKAGES = ("sgd_dynamics", "callbacks")
 LIBRARY_WITHOUT_LIGHTNING = (
     "sgd_dynamics.curvature",
     "sgd_dynamics.data",
+    "sgd_dynamics.run_folder.files",
+    "sgd_dynamics.run_folder.hydra_record",
+    "sgd_dynamics.run_folder.location",
     "sgd_dynamics.run_folder.snapshots",
+    "sgd_dynamics.run_folder.status",
     "sgd_dynamics.plots",
     "sgd_dynamics.report",
 )
