@@ -1,6 +1,6 @@
 """The spectral callback's logging: wandb runs get the review records of
-`sgd_dynamics.wandb_review` (histograms and scalars at each snapshot; line charts and figures
-at each drawing); other loggers (CSV) get every scalar of the snapshot."""
+`sgd_dynamics.wandb_io.run_logging` (histograms and scalars at each snapshot; line charts and
+figures at each drawing); other loggers (CSV) get every scalar of the snapshot."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 
-from sgd_dynamics.wandb_io import run_logging as wandb_review
+from sgd_dynamics.wandb_io import run_logging
 
 
 def log_snapshot(
@@ -24,8 +24,8 @@ def log_snapshot(
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             run = logger.experiment
-            wandb_review.define_step_metrics(run)
-            wandb_review.log_snapshot(run, arrays, metrics)
+            run_logging.define_step_metrics(run)
+            run_logging.log_snapshot(run, arrays, metrics)
         else:
             logger.log_metrics(dict(metrics), step=step)
 
@@ -37,4 +37,4 @@ def log_drawings(
     logger of `trainer`, at `step`."""
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            wandb_review.log_drawings(logger.experiment, run_dir, paths, step)
+            run_logging.log_drawings(logger.experiment, run_dir, paths, step)

@@ -4,7 +4,7 @@ At each scheduled global step (always step 0 and the last step) the callback com
 :func:`sgd_dynamics.curvature.compute_spectra` on a fixed set of training samples (with their
 possibly noisy labels, from the data module's ``spectral_samples``), writes the snapshot
 atomically to ``RUN_DIR/spectra/step_XXXXXXXX.npz``, logs it at the global step (wandb:
-histograms, line charts and scalars, see `sgd_dynamics.wandb_review`; other loggers: scalars),
+histograms, line charts, scalars: `sgd_dynamics.wandb_io.run_logging`; other loggers: scalars),
 and at the end of training (and every ``draw_every`` snapshots) draws the figures into
 ``RUN_DIR/figures/`` and logs them to wandb as images at their step. A snapshot longer than
 ``progress_every`` seconds prints progress lines (operation, products done, elapsed).

@@ -4,8 +4,9 @@
   id, unwritable output folder) and the job (`run_job`: build, train, exit status), the
   OmegaConf resolvers conf/ uses and which errors are the user's (`user_error`);
 - `build`: every part of a run instantiated from its config node;
-- `resume`: the command line of a resumed run; `overrides`: Hydra's override grammar, and the
-  guard on overrides replayed from a run folder;
+- `resume`: the command line of a resumed run; `resume_guard`: the checkpoint is readable and
+  of this model; `overrides`: Hydra's override grammar, and the guard on overrides replayed
+  from a run folder;
 - `ddp`: Lightning's DDP re-launch of the script, in single runs and in sweeps;
 - `sweep_outputs`: the Hydra callback that prints a sweep's folder and report command.
 

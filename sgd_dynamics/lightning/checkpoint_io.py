@@ -3,9 +3,9 @@
 Lightning's `TorchCheckpointIO` writes through fsspec, which stages the file in the system's
 temporary folder and moves it into place: on another file system the move is a copy, and a
 kill during the copy leaves a truncated checkpoint where the previous good one was. Here the
-file is written as every run file is (`sgd_dynamics.store.atomic_write`): a hidden temporary
-file beside the target, flushed and fsync'ed, then renamed onto it. A kill at any moment leaves
-the previous checkpoint or the new one, never a partial file.
+file is written as every run file is (`sgd_dynamics.run_folder.files.atomic_write`): a hidden
+temporary file beside the target, flushed and fsync'ed, then renamed onto it. A kill at any
+moment leaves the previous checkpoint or the new one, never a partial file.
 """
 
 from __future__ import annotations

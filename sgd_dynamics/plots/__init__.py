@@ -1,6 +1,6 @@
-"""Figures: a run's full spectra or spectral densities (figure 1), its alignment over training
-(figure 2), and the sweep report's quantile-band and comparison figures. PNG output only (Agg
-canvas, no display)."""
+"""Figures of a run: its full spectra or spectral densities (figure 1), its alignment over
+training (figure 2), the picture of its wandb workspace. PNG output only (Agg canvas, no
+display). The sweep report's figures are `sgd_dynamics.report.figures`."""
 
 from sgd_dynamics.plots.alignment import alignment_figure
 from sgd_dynamics.plots.common import save_figure

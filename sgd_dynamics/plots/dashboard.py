@@ -1,7 +1,7 @@
 """A picture of the wandb workspace of a run, drawn from its offline records (no server).
 
 ``python -m sgd_dynamics.plots.dashboard RUN_DIR OUT.png`` reads ``RUN_DIR/wandb/offline-run-*``
-(`sgd_dynamics.wandb_offline`) and draws the panels a user sees after ``wandb sync``, section by
+(`sgd_dynamics.wandb_io.offline`) and draws the panels a user sees after ``wandb sync``, section by
 section: the ``spectrum/*`` histograms over the training step (shade: number of eigenvalues per
 bin), the ``charts/*`` line charts (one series per index), ``spectral/*`` scalars, and the
 ``figures/*`` media panel at its last step.

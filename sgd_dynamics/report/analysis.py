@@ -395,7 +395,7 @@ def report(
     ``SWEEP_DIR/report``): ``jobs.csv``, ``bands.csv`` and ``groups.csv`` (per group, the
     median and quantiles of the end-of-training values). See the module docstring for the
     definitions. The figures (``alignment_bands.png``, ``comparison.png``) are drawn from the
-    result by `sgd_dynamics.plots.sweep.draw_report_figures` (``sgd-dynamics report`` does).
+    result by `sgd_dynamics.report.figures.draw_report_figures` (``sgd-dynamics report`` does).
 
     Raises ``RunFolderError`` when ``sweep_dir`` is missing, is a run folder, or holds no job
     folder, and ``ValueError`` on bad ``quantiles`` or a ``group_by`` key found in no job.

@@ -1,5 +1,5 @@
 """The records of a sweep report, shared by the analysis (`sgd_dynamics.report`), its figures
-(`sgd_dynamics.plots.sweep`) and its wandb run (`sgd_dynamics.report_wandb`)."""
+(`sgd_dynamics.report.figures`) and its wandb run (`sgd_dynamics.wandb_io.report_run`)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class Group:
 @dataclass
 class ReportResult:
     """What ``report`` read and wrote. ``jobs`` lists every job folder, skipped ones included;
-    ``figure_paths`` is filled by `sgd_dynamics.plots.sweep.draw_report_figures`."""
+    ``figure_paths`` is filled by `sgd_dynamics.report.figures.draw_report_figures`."""
 
     sweep_dir: Path
     out_dir: Path

@@ -1,5 +1,5 @@
 """The process environment wandb reads at ``wandb.init``: set once here for training runs (the
-Lightning `WandbLogger`) and sweep reports (`sgd_dynamics.report_wandb`)."""
+Lightning `WandbLogger`) and sweep reports (`sgd_dynamics.wandb_io.report_run`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Log a sweep report to Weights & Biases as its own run in the sweep's group.
 
 The jobs of a sweep log to wandb runs named ``<sweep>/<job>`` in group ``<sweep>`` (the sweep
-folder's name, see `sgd_dynamics.utils.run_dir`). The report becomes one more run of that
+folder's name, see `sgd_dynamics.run_folder.location`). The report becomes one more run of that
 group, named ``<sweep>/report``, job type ``report``, holding the report figures as images and
 the CSV tables (jobs, groups) as ``wandb.Table``. Offline by default: the run is written to
 ``REPORT_DIR/wandb/offline-run-*`` and can be uploaded later with ``wandb sync``. wandb is
@@ -106,7 +106,7 @@ def log_report_to_wandb(
     ``mode`` is ``"offline"`` (default: no network, nothing prompts; sets ``WANDB_MODE=offline``
     in this process's environment unless wandb is disabled) or ``"online"`` (needs ``wandb
     login``). ``WANDB_SILENT``, ``WANDB_CONSOLE=off`` and ``WANDB_DISABLE_GIT`` are set unless
-    already set (`sgd_dynamics.wandb_environment`). Returns the
+    already set (`sgd_dynamics.wandb_io.environment`). Returns the
     run's folder (``.../wandb/offline-run-*`` offline).
     """
     if mode not in WANDB_MODES:

@@ -25,7 +25,7 @@ Logged at each drawing (`log_drawings`: every ``draw_every`` snapshots and at th
 
 `log_run_artifact` stores the run's ``spectra/``
 folder, ``summary.json``, its config and figures as a versioned artifact of type
-``run-spectra``, which `sgd_dynamics.store.load_run` reads once downloaded.
+``run-spectra``, which `sgd_dynamics.run_folder.snapshots.load_run` reads once downloaded.
 """
 
 from __future__ import annotations
@@ -182,7 +182,10 @@ def log_run_artifact(run: Any, run_dir: str | os.PathLike) -> Any | None:
     artifact = wandb.Artifact(
         artifact_name(run_dir),
         type=ARTIFACT_TYPE,
-        description=f"spectral snapshots of {run_dir.name}: load with sgd_dynamics.store.load_run",
+        description=(
+            f"spectral snapshots of {run_dir.name}: "
+            "load with sgd_dynamics.run_folder.snapshots.load_run"
+        ),
         metadata={"n_snapshots": len(steps), "first_step": steps[0], "last_step": steps[-1]},
     )
     for path in snapshots:
