@@ -276,8 +276,6 @@ SCHEMA: tuple[Key, ...] = (
 
 # sections that may be null (spectral=off, logger=none, callbacks.progress=null, ...)
 NULLABLE = ("spectral", "logger", "callbacks")
-# sections whose other keys are arguments of a third-party class, passed in by the caller
-OPEN_SECTIONS = ("trainer",)
 # Trainer arguments that train.py sets itself
 RESERVED_TRAINER_ARGUMENTS = ("logger", "callbacks")
 

@@ -57,11 +57,6 @@ ASCENDING_VECTORS = (
 REQUIRED_VECTORS = ("hf_top", "mt_top", "hp_top", "hp_bottom", "cosines")
 FULL_SPECTRUM_KEYS = ("hf_all", "mt_all", "hp_all")
 DENSITY_OPERATORS = ("hf", "mt", "hp")
-DENSITY_KEYS = tuple(
-    f"{op}_{suffix}"
-    for op in DENSITY_OPERATORS
-    for suffix in ("density_nodes", "density_weights", "density_grid", "density")
-)
 
 
 class RunFolderError(ValueError):
