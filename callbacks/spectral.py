@@ -29,6 +29,7 @@ import torch
 
 from callbacks.last_checkpoint import parameters_are_finite
 from callbacks.snapshot_logging import log_drawings, log_snapshot
+from sgd_dynamics.config_schema import check_setting
 from sgd_dynamics.curvature import compute_spectra
 from sgd_dynamics.curvature.distributed import Reduction
 from sgd_dynamics.curvature.options import SpectraOptions
@@ -92,8 +93,12 @@ class SpectralSnapshots(pl.Callback):
             )
         except ValueError as error:
             raise ValueError(f"spectral.{error}") from None
-        if n_samples is not None and n_samples < 1:
-            raise ValueError(f"spectral.n_samples must be >= 1 or null, got {n_samples}")
+        for name, value in (
+            ("n_samples", n_samples),
+            ("progress_every", progress_every),
+            ("density_points", density_points),
+        ):  # the callback's own settings, checked by the rule of their key in the schema
+            check_setting(f"spectral.{name}", value)
         self.run_dir = Path(run_dir)
         self.n_samples = n_samples
         self.every_n_steps = every_n_steps
@@ -102,17 +107,7 @@ class SpectralSnapshots(pl.Callback):
         self.draw_every = int(draw_every)
         self.draw_at_end = bool(draw_at_end)
         self.defer_drawing = False  # set by train_and_measure: it calls draw_figures itself
-        if not progress_every > 0:
-            raise ValueError(f"spectral.progress_every must be > 0 seconds, got {progress_every}")
         self.progress_every = float(progress_every)
-        if isinstance(density_points, bool) or not isinstance(density_points, int):
-            raise ValueError(
-                f"spectral.density_points must be an integer >= 1, got {density_points!r}"
-            )
-        if density_points < 1:
-            raise ValueError(
-                f"spectral.density_points must be an integer >= 1, got {density_points}"
-            )
         self.density = bool(density)
         self.density_points = density_points
         self._density_steps: set[int] = set()

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from sgd_dynamics.curvature.options import DTYPES, HP_METHODS, METHODS
 from sgd_dynamics.models import ACTIVATIONS
 from sgd_dynamics.utils.dotted import get_dotted as _get
 from sgd_dynamics.utils.errors import ConfigError
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "Key",
     "allowed_targets",
+    "check_setting",
     "format_value",
     "validate_config",
     "validate_sizes",
@@ -112,6 +114,12 @@ def choice(*values: object) -> Kind:
         shown,
         values,
     )
+
+
+def choice_of(values: Iterable[object]) -> Kind:
+    """One of a choice list defined elsewhere (a tuple, the keys of a dict, or a str Enum, whose
+    members are written by their values): the list is defined once, where it is used."""
+    return choice(*(getattr(v, "value", v) for v in values))
 
 
 def int_list(low: int) -> Kind:
@@ -258,14 +266,15 @@ SCHEMA: tuple[Key, ...] = (
     _target("spectral._target_", "callbacks.spectral.SpectralSnapshots"),
     _derived("spectral.run_dir", PATH, "= run_dir"),
     Key("spectral.k", integer(1), "top eigenpairs of H_f, M and H_p and principal angles per snapshot; at most P"),  # noqa: E501
-    Key("spectral.method", choice("auto", "dense", "iterative"), "dense: exact P×P matrices, all eigenvalues; iterative: matrix-free; auto: dense when P ≤ 3000"),  # noqa: E501
+    Key("spectral.method", choice_of(METHODS), "dense: exact P×P matrices, all eigenvalues; iterative: matrix-free; auto: dense when P ≤ 3000"),  # noqa: E501
     Key("spectral.n_samples", INT_OR_NULL_1, "fixed subset of the training set the spectra are computed on (null: all); at least batch_size"),  # noqa: E501
-    Key("spectral.dtype", choice("float64", "float32"), "precision of the curvature computation"),
+    # the engine's dtypes, float64 (the default) first
+    Key("spectral.dtype", choice_of(reversed(DTYPES)), "precision of the curvature computation"),
     Key("spectral.log_points", NULL | integer(2), "about this many snapshots spaced evenly in log(step + 1) (null: off)"),  # noqa: E501
     Key("spectral.every_n_steps", INT_OR_NULL_1, "and/or one snapshot every this many steps (null: off)"),  # noqa: E501
     Key("spectral.chunk_size", INT_OR_NULL_1, "samples per chunk in the matrix-free products (null: the engine's choice)"),  # noqa: E501
     Key("spectral.warm_start", BOOL, "start each iterative solve from the previous snapshot's eigenvectors"),  # noqa: E501
-    Key("spectral.hp_method", choice("solve", "ritz", "none"), "H_p's extremes (iterative): converged solve, Rayleigh-Ritz estimates, or none"),  # noqa: E501
+    Key("spectral.hp_method", choice_of(HP_METHODS), "H_p's extremes (iterative): converged solve, Rayleigh-Ritz estimates, or none"),  # noqa: E501
     Key("spectral.draw_every", integer(0), "redraw the figures every this many snapshots (0: only at the end)"),  # noqa: E501
     Key("spectral.progress_every", number(0, low_open=True), "seconds between progress lines inside a long snapshot"),  # noqa: E501
     Key("spectral.draw_at_end", BOOL, "draw the figures at the end of training (false: later with `sgd-dynamics plot`)"),  # noqa: E501
@@ -289,6 +298,18 @@ def allowed_targets() -> frozenset[str]:
     """Every ``_target_`` the configuration may name: the classes of the project's conf/."""
     names = (k for k in SCHEMA if k.name.endswith("._target_") or k.name == "trainer.plugins")
     return frozenset(str(v) for k in names for v in k.kind.values)
+
+
+def check_setting(name: str, value: object) -> None:
+    """Check one setting given outside a composed configuration (a callback built in Python)
+    against its key in `SCHEMA`, so that the rule stays in one place.
+
+    Raises:
+        ValueError: ``<name> must be <what is accepted>, got <value>``.
+    """
+    kind = KEYS[name].kind
+    if not kind.accepts(value):
+        raise ValueError(f"{name} must be {kind.text}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- validation

@@ -12,6 +12,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from trainer_helpers import quiet_trainer
 
 from callbacks.spectral import SpectralSnapshots
+from sgd_dynamics.config_schema import KEYS
 from sgd_dynamics.lightning import Gauss10DataModule
 from sgd_dynamics.lightning.module import ClassifierModule
 from sgd_dynamics.models import MLP
@@ -122,6 +123,32 @@ def test_snapshot_under_inference_mode_restores_the_model_state(tmp_path):
 def test_bad_settings_are_named(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         SpectralSnapshots(run_dir=tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["n_samples", "progress_every", "density_points"])
+@pytest.mark.parametrize("value", [None, 0, -1, 1, 3, 2.5, 0.25, True, "4", float("inf")])
+def test_the_callback_refuses_what_the_schema_refuses(tmp_path, name, value):
+    """The callback's own settings follow their key's rule in the schema, with its text."""
+    kind = KEYS[f"spectral.{name}"].kind
+    if kind.accepts(value):
+        SpectralSnapshots(run_dir=tmp_path, **{name: value})
+    else:
+        with pytest.raises(ValueError) as info:
+            SpectralSnapshots(run_dir=tmp_path, **{name: value})
+        assert str(info.value) == f"spectral.{name} must be {kind.text}, got {value!r}"
+
+
+@pytest.mark.parametrize("name", ["method", "dtype", "hp_method"])
+def test_the_schema_offers_exactly_the_engine_choices(tmp_path, name):
+    """Every choice the schema accepts builds the engine's options; a value outside it is
+    refused by both."""
+    values = KEYS[f"spectral.{name}"].kind.values
+    assert len(values) >= 2
+    for value in values:
+        assert SpectralSnapshots(run_dir=tmp_path, **{name: value}).options is not None
+    with pytest.raises(ValueError, match=f"spectral.{name}"):
+        SpectralSnapshots(run_dir=tmp_path, **{name: "other"})
+    assert not KEYS[f"spectral.{name}"].kind.accepts("other")
 
 
 def test_figures_can_be_left_for_later(tmp_path):
