@@ -36,7 +36,12 @@ from sgd_dynamics.curvature.options import SpectraOptions
 from sgd_dynamics.curvature.progress import reporting
 from sgd_dynamics.lightning.epochs import completed_epochs
 from sgd_dynamics.plots import draw_run_figures
-from sgd_dynamics.run_folder.snapshots import list_snapshots, remove_snapshots_after, save_snapshot
+from sgd_dynamics.run_folder.snapshots import (
+    list_snapshots,
+    remove_snapshots_after,
+    save_snapshot,
+    snapshot_path,
+)
 from sgd_dynamics.schedule import density_steps, snapshot_steps
 
 log = logging.getLogger("sgd_dynamics.spectral")
@@ -181,7 +186,7 @@ class SpectralSnapshots(pl.Callback):
     def _on_disk(self, step: int, trainer: pl.Trainer) -> bool:
         """Whether the snapshot of `step` is stored, as rank 0 sees it (broadcast under DDP, so
         that every rank takes the same snapshots: they share the collectives)."""
-        stored = (self.run_dir / "spectra" / f"step_{step:08d}.npz").exists()
+        stored = snapshot_path(self.run_dir, step).exists()
         return bool(trainer.strategy.broadcast(stored, src=0))
 
     def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
