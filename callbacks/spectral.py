@@ -35,6 +35,7 @@ from sgd_dynamics.curvature.distributed import Reduction
 from sgd_dynamics.curvature.options import SpectraOptions
 from sgd_dynamics.curvature.progress import reporting
 from sgd_dynamics.lightning.epochs import completed_epochs
+from sgd_dynamics.lightning.run import DrawsAtRunEnd
 from sgd_dynamics.plots import draw_run_figures
 from sgd_dynamics.run_folder.snapshots import (
     list_snapshots,
@@ -47,8 +48,11 @@ from sgd_dynamics.schedule import density_steps, snapshot_steps
 log = logging.getLogger("sgd_dynamics.spectral")
 
 
-class SpectralSnapshots(pl.Callback):
+class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
     """Take spectral snapshots on a fixed sample set during training.
+
+    It draws the figures at the end of training, or, when `train_and_measure` runs it,
+    after the summary (the `sgd_dynamics.lightning.run.DrawsAtRunEnd` interface).
 
     Args:
         run_dir: the run's output folder; snapshots go to ``run_dir/spectra``.

@@ -14,7 +14,7 @@ import signal
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -32,6 +32,24 @@ from sgd_dynamics.run_folder.status import StatusFile
 from sgd_dynamics.wandb_io.run_logging import log_run_artifact
 
 SUMMARY_FILE = "summary.json"
+
+
+@runtime_checkable
+class DrawsAtRunEnd(Protocol):
+    """What `train_and_measure` expects of a callback that draws figures at the end of training
+    (`callbacks.spectral.SpectralSnapshots` implements it).
+
+    Before fitting, `train_and_measure` sets ``defer_drawing = True`` on every callback of the
+    trainer that has this interface: the callback then does not draw in its own
+    ``on_train_end``. Once ``summary.json`` is written, `train_and_measure` calls
+    ``draw_figures(trainer)``, so that a failure or a kill while drawing loses nothing.
+    """
+
+    defer_drawing: bool
+
+    def draw_figures(self, trainer: pl.Trainer) -> None:
+        """Draw the run's figures now and send them to the trainer's loggers."""
+
 
 _QUIET_WARNINGS = (
     r".*does not have many workers.*",
@@ -116,7 +134,7 @@ def train_and_measure(
     in this order: the last checkpoint (by the checkpoint callback, `checkpoint_files`),
     ``summary.json`` (the network evaluated on the full training set, with its noisy labels,
     and the test set; the wall time is the module's `training_seconds`), the figures and wandb
-    charts of callbacks that draw at the end (``defer_drawing``), then "completed": a failure
+    charts of callbacks that draw at the end (`DrawsAtRunEnd`), then "completed": a failure
     or kill while drawing loses nothing. Only the global-zero process writes files; the active
     wandb run, if any, is finished even when training fails.
 
@@ -140,7 +158,7 @@ def train_and_measure(
         if writes:
             _remove_temp_files(run_dir)
 
-    drawers = [c for c in trainer.callbacks if hasattr(c, "defer_drawing")]
+    drawers = [c for c in trainer.callbacks if isinstance(c, DrawsAtRunEnd)]
     for callback in drawers:  # drawn here, after the summary
         callback.defer_drawing = True
     failed = True

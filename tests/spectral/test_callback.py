@@ -15,6 +15,7 @@ from callbacks.spectral import SpectralSnapshots
 from sgd_dynamics.config_schema import KEYS
 from sgd_dynamics.lightning import Gauss10DataModule
 from sgd_dynamics.lightning.module import ClassifierModule
+from sgd_dynamics.lightning.run import DrawsAtRunEnd
 from sgd_dynamics.models import MLP
 from sgd_dynamics.run_folder.snapshots import list_snapshots, load_run, load_snapshot, snapshot_path
 
@@ -149,6 +150,18 @@ def test_the_schema_offers_exactly_the_engine_choices(tmp_path, name):
     with pytest.raises(ValueError, match=f"spectral.{name}"):
         SpectralSnapshots(run_dir=tmp_path, **{name: "other"})
     assert not KEYS[f"spectral.{name}"].kind.accepts("other")
+
+
+def test_the_run_function_finds_the_callback_by_its_interface(tmp_path):
+    """`train_and_measure` defers the drawing of the callbacks that implement DrawsAtRunEnd:
+    the spectral callback does; a callback with only one of its two members does not."""
+    assert isinstance(SpectralSnapshots(run_dir=tmp_path), DrawsAtRunEnd)
+    assert not isinstance(ModelCheckpoint(dirpath=tmp_path), DrawsAtRunEnd)
+
+    class OnlyTheFlag(pl.Callback):
+        defer_drawing = False
+
+    assert not isinstance(OnlyTheFlag(), DrawsAtRunEnd)
 
 
 def test_figures_can_be_left_for_later(tmp_path):
