@@ -4,7 +4,7 @@ Two schedules, both always containing step 0 and the last step:
 
 - ``every_n_steps=N``: 0, N, 2N, ..., last;
 - ``log_points=L``: about L steps spaced evenly in log(step + 1), dense early and sparse late,
-  the way the reference study's figures sample training.
+  the way the paper's figures sample training.
 
 Both may be given; the union is taken.
 """

@@ -4,7 +4,10 @@ A run folder holds one snapshot per file, ``RUN_DIR/spectra/step_XXXXXXXX.npz`` 
 step, zero-padded to 8 digits), written atomically (`sgd_dynamics.run_folder.files`); stray
 temporary files are ignored by every reader.
 
-Keys of a snapshot (all plain numeric arrays; scalars are 0-d):
+Keys of a snapshot (all plain numeric arrays; scalars are 0-d). ``hf`` is H_f, ``hp`` is H_p and
+``mt`` is M, the second moment of the per-sample gradients over the spectral samples (called
+``m`` in the code; ``mb`` is M_b, the mini-batch one): the stored name stays ``mt`` so that every
+snapshot written so far keeps its keys.
 
 - required: ``step``, ``epoch``, ``train_loss``, ``train_acc`` (scalars); ``hf_top``,
   ``mt_top``, ``hp_top``, ``cosines`` (k,) in descending order; ``hp_bottom`` (k,) in ascending
