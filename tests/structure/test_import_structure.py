@@ -28,6 +28,7 @@ LIBRARY_WITHOUT_LIGHTNING = (
     "sgd_dynamics.run_folder.status",
     "sgd_dynamics.plots",
     "sgd_dynamics.report",
+    "sgd_dynamics.report.figures",
 )
 FORBIDDEN = ("pytorch_lightning", "lightning", "lightning_fabric", "hydra", "omegaconf")
 
