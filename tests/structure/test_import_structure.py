@@ -157,3 +157,13 @@ def test_the_analysis_modules_import_neither_lightning_nor_hydra():
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_the_top_level_of_the_library_is_its_packages():
+    """Concepts live in packages (run_folder, report, wandb_io, launch, ...); at most four loose
+    modules stay at the top of sgd_dynamics/ (the command line, the schema, the model, the
+    schedule)."""
+    loose = sorted(
+        p.name for p in (REPO_ROOT / "sgd_dynamics").glob("*.py") if p.name != "__init__.py"
+    )
+    assert loose == ["cli.py", "config_schema.py", "models.py", "schedule.py"]
