@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from results import machine, write_results
 from torch import nn
 
 from sgd_dynamics.curvature import compute_spectra
@@ -173,8 +174,27 @@ def header() -> str:
     )
 
 
+ROWS: list[dict[str, object]] = []  # every printed row, written to benchmarks/results/
+
+
+def _number(value) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
 def row(work, method, seconds, t_grad, base, matvecs, err) -> None:
     ratio = f"{base / seconds:.2f}" if base else "-"
+    ROWS.append(
+        {
+            "workload": work,
+            "method": method.strip(),
+            "seconds": _number(seconds),
+            "gradient_passes": _number(seconds / t_grad),
+            "speedup_vs_baseline": _number(base / seconds) if base else None,
+            "matvecs": _number(matvecs),
+            "max_relerr": _number(err),
+            "peak_mib": _number(peak_rss_mib()),
+        }
+    )
     print(
         ROW.format(
             work,
@@ -654,7 +674,12 @@ def main(argv: list[str] | None = None) -> None:
     w = workload(args.workload, args.quick)
     if args.quick:
         args.repeats = 1
+    where = machine()
     RUNNERS[w.name](w, args.quick, args.repeats)
+    if not args.quick:  # a smoke run is not a result
+        settings = {"widths": list(w.widths), "n": w.n, "k": w.k, "sgd_steps": w.steps}
+        settings["repeats"] = args.repeats
+        print(f"# wrote {write_results(f'spectra_{w.name}', ROWS, settings, where)}")
 
 
 if __name__ == "__main__":
