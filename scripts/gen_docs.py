@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -58,8 +59,8 @@ def _cell(value: object) -> str:
     if isinstance(value, bool) or isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e6:
-            return str(int(value))
+        if value.is_integer() or abs(value) >= 100:
+            return f"{value:.0f}"
         return f"{value:.3g}"
     return str(value)
 
@@ -98,18 +99,23 @@ def render(name: str) -> str:
     return generators[name]()
 
 
+BLOCK = re.compile(r"^<!-- generated: (\S+) -->\n(.*?)^<!-- end generated -->$", re.M | re.S)
+
+
 def regenerate(text: str) -> tuple[str, list[str]]:
-    """`text` with every generated block rewritten, and the names of the blocks that changed."""
-    out, changed, rest = [], [], text
-    while BEGIN in rest:
-        head, tail = rest.split(BEGIN, 1)
-        name, tail = tail.split(" -->\n", 1)
-        old, rest = tail.split(END, 1)
-        new = render(name.strip()) + "\n"
+    """`text` with every generated block rewritten, and the names of the blocks that changed.
+
+    A block's markers each stand alone on a line (a marker quoted inside a sentence is text)."""
+    changed: list[str] = []
+
+    def rewrite(block: re.Match) -> str:
+        name, old = block.group(1), block.group(2)
+        new = render(name) + "\n"
         if new != old:
-            changed.append(name.strip())
-        out += [head, f"{BEGIN}{name} -->\n", new, END]
-    return "".join(out) + rest, changed
+            changed.append(name)
+        return f"{BEGIN}{name} -->\n{new}{END}"
+
+    return BLOCK.sub(rewrite, text), changed
 
 
 def main(argv: list[str] | None = None) -> int:
