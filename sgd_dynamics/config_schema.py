@@ -8,8 +8,8 @@ anything is built: unknown keys, types, ranges, choices and the rules between ke
 against n_train, spectral k against the number of parameters P). Both raise `ConfigError` with
 the message ``<key>=<value>: <what is accepted>``.
 
-Adding a key is one line in `SCHEMA` (and one row in the README's configuration table, which a
-test compares with `SCHEMA`).
+Adding a key is one line in `SCHEMA`; `scripts/gen_docs.py` renders the table of keys in
+docs/configuration.md from it (a test checks that the page is current).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class Key:
     Attributes:
         name: dotted path in the composed configuration (``spectral.k``).
         kind: the values it accepts.
-        meaning: one line for the README's configuration table.
+        meaning: one line for the table of keys in docs/configuration.md.
         only: the ``_target_`` values of its section it belongs to (empty: every one).
         set_by_group: chosen by a group option or interpolated from a top-level key (``_target_``,
             ``dataset.seed``, output folders): listed apart from the table of keys users set.
