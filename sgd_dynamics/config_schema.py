@@ -204,7 +204,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("dataset.noise_std", number(0, low_open=True), "Gauss-10: within-class standard deviation per input dimension", only=(GAUSS10,)),  # noqa: E501
     # model
     _target("model._target_", "sgd_dynamics.models.MLP"),
-    Key("model.depth", integer(0), "hidden layers (the seed's \"2-layer\" net is depth 1)"),
+    Key("model.depth", integer(0), "hidden layers (the paper's \"2-layer\" net is depth 1)"),
     Key("model.width", integer(1), "units per hidden layer"),
     Key("model.activation", choice(*ACTIVATIONS), "activation after each hidden layer"),
     Key("model.bias", BOOL, "layers with biases"),

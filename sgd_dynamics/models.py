@@ -30,7 +30,7 @@ def _check(name: str, value: object, minimum: int) -> int:
 class MLP(nn.Sequential):
     """``input_dim -> [Linear(width), activation] x depth -> Linear(num_classes)`` (logits).
 
-    `depth` counts hidden layers: the seed's "2-layer" network is depth 1, its "3-layer"
+    `depth` counts hidden layers: the paper's "2-layer" network is depth 1, its "3-layer"
     network depth 2; depth 0 is multinomial logistic regression. Inputs (b, input_dim)
     float, logits (b, num_classes). With biases the parameter count is
     ``P = (input_dim + 1) w + (depth - 1)(w + 1) w + (w + 1) num_classes`` for depth >= 1
