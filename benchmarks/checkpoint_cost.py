@@ -23,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import machine, write_results  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ["callbacks.checkpoint=null", "+trainer.enable_checkpointing=false"]
 WRITES = re.compile(r"checkpoints: (\d+) written in ([0-9.]+) s")
@@ -47,6 +50,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("overrides", nargs="*", help="train.py overrides for both variants")
     args = parser.parse_args()
+    where = machine()
     with_ckpt, without, writing, shares = [], [], [], []
     for _ in range(args.repeats):
         wall, n, seconds = one_run(args.overrides)
@@ -62,6 +66,16 @@ def main() -> None:
         f"inside checkpoint writes: median {statistics.median(writing):.4f} s = "
         f"{100 * statistics.median(shares):.3f} % of the run's wall time"
     )
+    row = {
+        "checkpoints_per_run": n,
+        "median_wall_s": a,
+        "median_wall_s_without_checkpoints": b,
+        "wall_ratio": a / b,
+        "median_s_in_checkpoint_writes": statistics.median(writing),
+        "median_share_in_checkpoint_writes": statistics.median(shares),
+    }
+    settings = {"repeats": args.repeats, "overrides": args.overrides}
+    print(f"# wrote {write_results('checkpoint_cost', [row], settings, where)}")
 
 
 if __name__ == "__main__":

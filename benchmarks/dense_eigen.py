@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import scipy.linalg
@@ -36,6 +38,9 @@ import torch
 
 from sgd_dynamics.curvature.dense import _lapack_top
 from sgd_dynamics.threads import limit_threads
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import machine, write_results  # noqa: E402
 
 K = 15
 Result = tuple[np.ndarray, np.ndarray, np.ndarray]  # all values ascending, top-k, (P, k) vectors
@@ -102,6 +107,7 @@ def main() -> None:
     sizes = args.sizes or ([200, 400] if args.quick else [1000, 2000, 3000])
     rounds = args.rounds or (1 if args.quick else 3)
     print(ROW.format("P", "path", "seconds", "x base", "max relerr", "vec err"), flush=True)
+    where, rows = machine(), []
     with limit_threads(1):
         for p in sizes:
             measured = measure(hessian_like(p, seed=p), rounds)
@@ -110,6 +116,16 @@ def main() -> None:
                 err = float(np.max(np.abs(top - base_top) / np.abs(base_top)))
                 cosines = np.abs(np.sum(vectors * base_vectors, axis=0))
                 assert values.shape == (p,)
+                rows.append(
+                    {
+                        "P": p,
+                        "path": name,
+                        "seconds": seconds,
+                        "speedup_vs_baseline": base_seconds / seconds,
+                        "max_relerr": err,
+                        "vec_err": float(1.0 - cosines.min()),
+                    }
+                )
                 print(
                     ROW.format(
                         p,
@@ -121,6 +137,9 @@ def main() -> None:
                     ),
                     flush=True,
                 )
+    if not args.quick:  # a smoke run is not a result
+        settings = {"sizes": sizes, "rounds": rounds, "k": K, "threads": 1}
+        print(f"# wrote {write_results('dense_eigen', rows, settings, where)}")
 
 
 if __name__ == "__main__":

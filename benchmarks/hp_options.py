@@ -1,4 +1,4 @@
-"""What a full snapshot with H_p converged can cost at least, and what each knob buys (issue 16).
+"""What a full snapshot with H_p converged can cost at least, and what each knob buys.
 
 Usage:
     python benchmarks/hp_options.py            # mnist workload of spectra.py (about 5 minutes)

@@ -1,4 +1,4 @@
-"""Benchmark of curvature snapshots against curvlinops + scipy eigsh and PyHessian (issue 7).
+"""Benchmark of curvature snapshots against curvlinops + scipy eigsh and PyHessian.
 
 Usage:
     python benchmarks/spectra.py --workload all        # gauss10, mnist, cifar, density (minutes)
@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from results import machine, write_results
 from torch import nn
 
 from sgd_dynamics.curvature import compute_spectra
@@ -173,8 +174,27 @@ def header() -> str:
     )
 
 
+ROWS: list[dict[str, object]] = []  # every printed row, written to benchmarks/results/
+
+
+def _number(value) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
 def row(work, method, seconds, t_grad, base, matvecs, err) -> None:
     ratio = f"{base / seconds:.2f}" if base else "-"
+    ROWS.append(
+        {
+            "workload": work,
+            "method": method.strip(),
+            "seconds": _number(seconds),
+            "gradient_passes": _number(seconds / t_grad),
+            "speedup_vs_baseline": _number(base / seconds) if base else None,
+            "matvecs": _number(matvecs),
+            "max_relerr": _number(err),
+            "peak_mib": _number(peak_rss_mib()),
+        }
+    )
     print(
         ROW.format(
             work,
@@ -331,7 +351,7 @@ def run_mnist(w: Workload, quick: bool, repeats: int) -> None:
 
 def check_cost_rows(w: Workload, model, x, y, t_grad: float, rounds: int) -> None:
     """The cost of the correctness checks on the default (spectral callback's) snapshot, cold:
-    'before' = block 1, no multiplicity check, no self-check (the solver before issue 13);
+    'before' = block 1, no multiplicity check, no self-check (a solver without the checks);
     'no mult. check' = the defaults with check_steps=0; 'after' = the defaults. Interleaved
     rounds, medians. The self-check's share is its own timing (diagnostics m_self_check_seconds)
     over the default snapshot's; the multiplicity check's is (after - no mult. check) / after."""
@@ -498,12 +518,12 @@ def hp_start_rows(w: Workload, model, x, y, previous) -> None:
 
 
 def hp_cost_rows(w: Workload, model, x, y, previous, rounds: int) -> None:
-    """Where the H_p solve's time goes (issue 16): the solve alone (which="both", k, float32, tol
+    """Where the H_p solve's time goes: the solve alone (which="both", k, float32, tol
     1e-4, multiplicity check on, seed 2 and kept graphs as in the snapshot), cold and warm from
     `previous`, in interleaved rounds with the gradient pass timed in each. Per row: products
     (main Krylov-Schur run + check), the seconds inside the products and outside them
     (reorthogonalisation, Ritz steps, deflation), each over the round's gradient pass (medians
-    of the rounds' own ratios). Then the product counts of the variants measured for issue 16:
+    of the rounds' own ratios). Then the product counts of the variants measured:
     other start seeds, smaller bases (thick restarts), blocks of 2 and 3."""
     from sgd_dynamics.curvature.eigensolvers import block_eigsh
     from sgd_dynamics.curvature.inputs import prepare_data
@@ -585,13 +605,13 @@ def run_checks_only(w: Workload, repeats: int) -> None:
     check_cost_rows(w, model, x, y, t_grad, repeats)
 
 
-# ---------------------------------------------------------------- density rows (issue 17)
+# ---------------------------------------------------------------- density rows
 def run_density(w: Workload, quick: bool, repeats: int) -> None:
     """One density snapshot of H_f, M and H_p (docs/densities.md: M's Gram matrix and its
     eigenvalues, SLQ of H_f and H_p at the defaults, the smoothing) on the MNIST-sized MLP
     784-100-100-10 with n = 2000 spectral samples, float32, in full-data gradient passes timed in
     the same run, between the snapshots (`measure_cost` of benchmarks/density.py; medians of
-    --repeats snapshots). Issue 17's bound: <= 1000 gradient passes."""
+    --repeats snapshots). Bound: <= 1000 gradient passes."""
     from density import measure_cost  # benchmarks/density.py, beside this script
 
     cost = measure_cost(quick, repeats, "cpu")
@@ -654,7 +674,12 @@ def main(argv: list[str] | None = None) -> None:
     w = workload(args.workload, args.quick)
     if args.quick:
         args.repeats = 1
+    where = machine()
     RUNNERS[w.name](w, args.quick, args.repeats)
+    if not args.quick:  # a smoke run is not a result
+        settings = {"widths": list(w.widths), "n": w.n, "k": w.k, "sgd_steps": w.steps}
+        settings["repeats"] = args.repeats
+        print(f"# wrote {write_results(f'spectra_{w.name}', ROWS, settings, where)}")
 
 
 if __name__ == "__main__":

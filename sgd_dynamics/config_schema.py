@@ -8,8 +8,8 @@ anything is built: unknown keys, types, ranges, choices and the rules between ke
 against n_train, spectral k against the number of parameters P). Both raise `ConfigError` with
 the message ``<key>=<value>: <what is accepted>``.
 
-Adding a key is one line in `SCHEMA` (and one row in the README's configuration table, which a
-test compares with `SCHEMA`).
+Adding a key is one line in `SCHEMA`; `scripts/gen_docs.py` renders the table of keys in
+docs/configuration.md from it (a test checks that the page is current).
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class Key:
     Attributes:
         name: dotted path in the composed configuration (``spectral.k``).
         kind: the values it accepts.
-        meaning: one line for the README's configuration table.
+        meaning: one line for the table of keys in docs/configuration.md.
         only: the ``_target_`` values of its section it belongs to (empty: every one).
         set_by_group: chosen by a group option or interpolated from a top-level key (``_target_``,
             ``dataset.seed``, output folders): listed apart from the table of keys users set.
@@ -212,7 +212,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("dataset.noise_std", number(0, low_open=True), "Gauss-10: within-class standard deviation per input dimension", only=(GAUSS10,)),  # noqa: E501
     # model
     _target("model._target_", "sgd_dynamics.models.MLP"),
-    Key("model.depth", integer(0), "hidden layers (the seed's \"2-layer\" net is depth 1)"),
+    Key("model.depth", integer(0), "hidden layers (the paper's \"2-layer\" net is depth 1)"),
     Key("model.width", integer(1), "units per hidden layer"),
     Key("model.activation", choice(*ACTIVATIONS), "activation after each hidden layer"),
     Key("model.bias", BOOL, "layers with biases"),

@@ -1,11 +1,10 @@
-"""The configuration schema: it agrees with the README's table of keys and with conf/, it
+"""The configuration schema: it agrees with conf/ and with the classes it configures, it
 accepts every shipped option, and its kinds accept and refuse what they say."""
 
 from __future__ import annotations
 
 import ast
 import math
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,39 +24,12 @@ from sgd_dynamics.models import ACTIVATIONS
 from sgd_dynamics.utils import ConfigError
 
 CONF = REPO_ROOT / "conf"
-README = REPO_ROOT / "README.md"
 load_entry_point()  # registers the resolvers the configs use
 
 
-def readme_rows() -> list[tuple[str, str, str]]:
-    """(key, accepted, meaning) of every row of the README's table of keys."""
-    text = README.read_text()
-    table = text[text.index("| key | accepted | meaning |") :].split("\n\n")[0]
-    rows = []
-    for line in table.splitlines()[2:]:
-        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        assert len(cells) == 3, line
-        rows.append((cells[0].strip("`"), cells[1], cells[2]))
-    return rows
-
-
-def readme_set_by_group() -> set[str]:
-    text = README.read_text()
-    start = text.index("Set by the group options, Hydra or the top-level keys")
-    return set(re.findall(r"`([^`]+)`", text[start : text.index("\n\n", start)]))
-
-
-def test_the_readme_table_is_the_schema():
-    documented = readme_rows()
-    schema = [(k.name, k.kind.text, k.meaning) for k in SCHEMA if not k.set_by_group]
-    assert [r[0] for r in documented] == [r[0] for r in schema]  # same keys, same order
-    for row, expected in zip(documented, schema, strict=True):
-        assert row == expected
-    assert readme_set_by_group() == {k.name for k in SCHEMA if k.set_by_group}
-
-
 def documented_choices(key: str) -> list[str]:
-    accepted = {k: a for k, a, _ in readme_rows()}[key]
+    """The choices the schema documents for `key` (the text of docs/configuration.md's table)."""
+    accepted = next(k for k in SCHEMA if k.name == key).kind.text
     assert accepted.startswith("one of "), accepted
     return accepted.removeprefix("one of ").split(", ")
 
