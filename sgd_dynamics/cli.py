@@ -182,11 +182,40 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recorded_jobs(sweep_dir: str) -> dict[str, list[str]] | None:
+    """Job name -> overrides of every job in the sweep's record (SWEEP_DIR/multirun.yaml, see
+    `sgd_dynamics.launch.sweep_jobs`), or None without a record this project's sweeps write
+    (then the report knows the jobs by their folders only)."""
+    from pathlib import Path
+
+    from sgd_dynamics.utils.run_dir import MULTIRUN_MARKER
+
+    if not (Path(sweep_dir) / MULTIRUN_MARKER).is_file():
+        return None
+    from sgd_dynamics.launch.sweep_jobs import read_sweep_record
+    from sgd_dynamics.utils.errors import SetupError
+
+    try:
+        record = read_sweep_record(sweep_dir, check_overrides=False)
+    except SetupError as exc:
+        logging.getLogger(__name__).warning("jobs known by their folders only: %s", exc)
+        return None
+    return {str(job.number): list(job.overrides) for job in record.jobs}
+
+
 def _report(args: argparse.Namespace) -> int:
     from sgd_dynamics.plots.sweep import draw_report_figures
     from sgd_dynamics.report import report
 
-    result = report(args.sweep_dir, args.quantiles, args.by, args.out, args.top, args.threshold)
+    result = report(
+        args.sweep_dir,
+        args.quantiles,
+        args.by,
+        args.out,
+        args.top,
+        args.threshold,
+        expected=_recorded_jobs(args.sweep_dir),
+    )
     draw_report_figures(result)
     paths = [result.csv_path, result.bands_csv_path, result.groups_csv_path, *result.figure_paths]
     for path in paths:
