@@ -25,8 +25,10 @@ into RUN_DIR/figures/ (or --out) and their paths printed."""
 REPORT_HELP = """\
 Report on a Hydra multirun folder (SWEEP_DIR/<job>/ with .hydra/, status.json, summary.json,
 spectra/). Jobs are grouped by the overrides that differ between them, seeds and hydra.* keys
-ignored (or by --by KEY ...). Failed or running jobs and jobs without snapshots are listed and
-skipped. Writes into SWEEP_DIR/report/ (or --out): jobs.csv (one row per job: overrides, status,
+ignored (or by --by KEY ...). Failed, running and dead jobs (status running, no live process),
+jobs with a damaged summary.json or without snapshots are listed and skipped; the jobs that
+SWEEP_DIR/multirun.yaml lists but that have no folder are listed as missing, and a group with
+fewer used jobs than the sweep has is named incomplete (in the log, groups.csv and the figures). Writes into SWEEP_DIR/report/ (or --out): jobs.csv (one row per job: overrides, status,
 final train/test loss and accuracy, end-of-training spectral summary), bands.csv and
 alignment_bands.png (per group, the median and quantile bands across seeds of the mean top-10
 cosine, the number of top-10 cosines above 0.9, and the top eigenvalues of H_f and M, on a
