@@ -28,8 +28,9 @@ spectra/). Jobs are grouped by the overrides that differ between them, seeds and
 ignored (or by --by KEY ...). Failed, running and dead jobs (status running, no live process),
 jobs with a damaged summary.json or without snapshots are listed and skipped; the jobs that
 SWEEP_DIR/multirun.yaml lists but that have no folder are listed as missing, and a group with
-fewer used jobs than the sweep has is named incomplete (in the log, groups.csv and the figures). Writes into SWEEP_DIR/report/ (or --out): jobs.csv (one row per job: overrides, status,
-final train/test loss and accuracy, end-of-training spectral summary), bands.csv and
+fewer used jobs than the sweep has is named incomplete (in the log, groups.csv and the
+figures). Writes into SWEEP_DIR/report/ (or --out): jobs.csv (one row per job: overrides,
+status, final train/test loss and accuracy, end-of-training spectral summary), bands.csv and
 alignment_bands.png (per group, the median and quantile bands across seeds of the mean top-10
 cosine, the number of top-10 cosines above 0.9, and the top eigenvalues of H_f and M, on a
 common step grid: the jobs' shared steps, else their union within the range all jobs cover with
