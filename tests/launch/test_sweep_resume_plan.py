@@ -136,8 +136,12 @@ def test_the_report_names_dead_missing_and_damaged_jobs_and_incomplete_groups(sw
     (sweep / "2" / "status.json").write_text(json.dumps({"status": "completed"}))
     (sweep / "2" / "summary.json").write_text('{"train_loss": 0.1')
     save_snapshot(sweep / "2", snapshot(0))
+    from sgd_dynamics.report import report
+
+    expected = cli._recorded_jobs(str(sweep))  # what `sgd-dynamics report` reads (no figures)
+    assert expected == {str(j.number): list(j.overrides) for j in read_sweep_record(sweep).jobs}
     with caplog.at_level(logging.INFO, logger="sgd_dynamics.report"):
-        assert cli.main(["report", str(sweep), "--no-wandb"]) == 0
+        result = report(sweep, expected=expected)
     err = caplog.text
     assert "1 (dead (status running, no live process))" in err
     assert "2 (damaged summary.json (not a JSON object))" in err
@@ -154,6 +158,7 @@ def test_the_report_names_dead_missing_and_damaged_jobs_and_incomplete_groups(sw
     assert rows["batch_size=5"]["expected_jobs"] == "2"
     assert rows["batch_size=50"]["n_jobs"] == "0" and rows["batch_size=50"]["complete"] == "no"
     assert rows["batch_size=50"]["hf_top_1.median"] == ""
+    assert result.title.splitlines()[1].startswith("incomplete: batch_size=5 (1 of 2 jobs;")
     with open(sweep / "report" / "jobs.csv", newline="") as handle:
         jobs = {row["job"]: row for row in csv.DictReader(handle)}
     assert [jobs[j]["status"] for j in "0123"] == ["completed", "dead", "completed", "missing"]
@@ -174,3 +179,72 @@ def test_a_complete_sweep_gives_complete_groups(sweep):
     result = report(sweep, expected=expected)
     assert [g.complete for g in result.groups] == [True, True] and result.unused == []
     assert "incomplete" not in result.title
+
+
+FAKE_TRAIN = """\
+import json, sys
+from pathlib import Path
+
+args = sys.argv[1:]
+ckpt = [a.split("=", 1)[1].strip("'") for a in args if a.startswith("ckpt_path=")]
+run = [a.split("=", 1)[1].strip("'") for a in args if a.startswith("hydra.run.dir=")]
+folder = Path(ckpt[0]).parent.parent if ckpt else Path(run[0])
+folder.mkdir(parents=True, exist_ok=True)
+with open(folder.parent / "launched.txt", "a") as log:
+    log.write(json.dumps([folder.name, args]) + "\\n")
+code = int({codes!r}.get(folder.name, 0))
+status = "completed" if code == 0 else "interrupted"
+(folder / "status.json").write_text(json.dumps({{"status": status}}))
+sys.exit(code)
+"""
+
+
+def run_with_fake_train(sweep: Path, tmp_path: Path, codes: dict[str, int]):
+    from sgd_dynamics.launch.sweep_resume import run_planned_jobs
+
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN.format(codes=codes))
+    record = read_sweep_record(sweep)
+    lines: list[str] = []
+    results = run_planned_jobs(plan_resume(record), record, lines.append, script)
+    launched = [json.loads(line) for line in (sweep / "launched.txt").read_text().splitlines()]
+    return results, launched, lines
+
+
+def test_the_runner_runs_the_unfinished_jobs_in_order_and_moves_a_folder_without_checkpoint(
+    sweep, tmp_path
+):
+    before = digest(sweep / "0")
+    results, launched, lines = run_with_fake_train(sweep, tmp_path, {})
+    assert results == {1: 0, 2: 0, 3: 0}
+    assert [name for name, _ in launched] == ["1", "2", "3"]
+    record = read_sweep_record(sweep)
+    assert launched[2][1] == [
+        *record.jobs[3].overrides,
+        f"hydra.run.dir='{sweep.absolute() / '3'}'",
+    ]
+    assert digest(sweep / "0") == before
+    (moved,) = (sweep / ".replaced").iterdir()  # job 2's folder, without checkpoint
+    assert moved.name.startswith("2-") and (moved / ".hydra" / "overrides.yaml").is_file()
+    assert json.loads((moved / "status.json").read_text()) == {"status": "running"}
+    assert f"job 2: its folder had no checkpoint; moved to {moved}" in lines
+    assert "job 3: ended with exit status 0 (completed)" in lines
+    assert all(view_run(sweep / str(n)).state is RunState.COMPLETED for n in range(4))
+
+
+def test_an_interrupted_job_stops_the_jobs_not_yet_started(sweep, tmp_path):
+    results, launched, _ = run_with_fake_train(sweep, tmp_path, {"1": 130})
+    assert results == {1: 130} and [name for name, _ in launched] == ["1"]
+    assert not (sweep / "3").exists()
+
+
+def test_a_joblib_sweep_runs_its_jobs_with_its_launcher_settings(tmp_path):
+    from sgd_dynamics.launch.sweep_jobs import JOBLIB_LAUNCHER
+    from sgd_dynamics.launch.sweep_resume import workers
+
+    joblib = {"_target_": JOBLIB_LAUNCHER, "n_jobs": 2}
+    record = read_sweep_record(write_record(tmp_path / "s", TASK, launcher=joblib))
+    (planned, *_) = plan_resume(record)
+    command = job_command(planned, record, Path("train.py"))
+    assert command[-3:-1] == ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    assert workers(record) == 2
