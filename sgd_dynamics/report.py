@@ -430,11 +430,12 @@ def group_jobs(
     return ordered, unused
 
 
-def incomplete_groups(groups: Sequence[Group]) -> str:
-    """``batch_size=50 (1 of 2 jobs; not used: 3 (missing))``, one per incomplete group,
-    separated by ``; ``."""
+def incomplete_groups(groups: Sequence[Group], reasons: bool = True) -> str:
+    """``batch_size=50 (1 of 2 jobs; not used: 3 (missing))`` (without `reasons`:
+    ``batch_size=50 (1 of 2 jobs)``), one per incomplete group, separated by ``; ``."""
     return "; ".join(
-        f"{g.label} ({len(g.jobs)} of {g.expected} jobs; not used: {', '.join(g.unused)})"
+        f"{g.label} ({len(g.jobs)} of {g.expected} jobs"
+        + (f"; not used: {', '.join(g.unused)})" if reasons else ")")
         for g in groups
         if not g.complete
     )
@@ -472,7 +473,7 @@ def report(
     included = [job for job in jobs if job.included]
     title = ", ".join([f"sweep {sweep_dir.name}", *shared_settings(included, knobs, ignore)])
     if incomplete := incomplete_groups([*ordered, *unused]):
-        title += f"\nincomplete: {incomplete}"
+        title += f"\nincomplete groups: {incomplete_groups([*ordered, *unused], reasons=False)}"
     skipped = [f"{job.name} ({job.skip_reason})" for job in jobs if not job.included]
     logger.info(
         "report of %s: %d jobs, %d used in %d groups, %d skipped%s",

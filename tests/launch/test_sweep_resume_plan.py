@@ -158,7 +158,9 @@ def test_the_report_names_dead_missing_and_damaged_jobs_and_incomplete_groups(sw
     assert rows["batch_size=5"]["expected_jobs"] == "2"
     assert rows["batch_size=50"]["n_jobs"] == "0" and rows["batch_size=50"]["complete"] == "no"
     assert rows["batch_size=50"]["hf_top_1.median"] == ""
-    assert result.title.splitlines()[1].startswith("incomplete: batch_size=5 (1 of 2 jobs;")
+    assert result.title.splitlines()[1] == (
+        "incomplete groups: batch_size=5 (1 of 2 jobs); batch_size=50 (0 of 2 jobs)"
+    )
     with open(sweep / "report" / "jobs.csv", newline="") as handle:
         jobs = {row["job"]: row for row in csv.DictReader(handle)}
     assert [jobs[j]["status"] for j in "0123"] == ["completed", "dead", "completed", "missing"]
