@@ -250,3 +250,40 @@ def test_a_joblib_sweep_runs_its_jobs_with_its_launcher_settings(tmp_path):
     command = job_command(planned, record, Path("train.py"))
     assert command[-3:-1] == ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     assert workers(record) == 2
+
+
+SLEEPING_TRAIN = """\
+import json, signal, sys, time
+from pathlib import Path
+
+ckpt = [a.split("=", 1)[1].strip("'") for a in sys.argv[1:] if a.startswith("ckpt_path=")]
+folder = Path(ckpt[0]).parent.parent
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+(folder.parent / "started").write_text(folder.name)
+time.sleep(60)
+"""
+
+
+def test_sigterm_to_the_command_reaches_the_running_job_and_starts_no_other(sweep, tmp_path):
+    import signal
+    import threading
+
+    from sgd_dynamics.launch.sweep_resume import run_planned_jobs
+
+    script = tmp_path / "sleeping_train.py"
+    script.write_text(SLEEPING_TRAIN)
+    record = read_sweep_record(sweep)
+
+    def terminate_once_started() -> None:
+        for _ in range(600):
+            if (sweep / "started").exists():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            threading.Event().wait(0.05)
+
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=terminate_once_started, daemon=True).start()
+    results = run_planned_jobs(plan_resume(record), record, lambda line: None, script)
+    assert results == {1: 143}
+    assert (sweep / "started").read_text() == "1" and not (sweep / "3").exists()
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
