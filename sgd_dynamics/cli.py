@@ -1,8 +1,9 @@
-"""The ``sgd-dynamics`` command: redraw a run's figures, report on a sweep.
+"""The ``sgd-dynamics`` command: redraw a run's figures, report on a sweep, complete a sweep.
 
 Also runnable as ``python -m sgd_dynamics.cli``. Exit codes: 0 success, 1 a sweep with no
-usable job (the CSV is still written), 2 bad input (not a run / sweep folder, no snapshots,
-bad arguments) with a one-line message on stderr.
+usable job (the CSV is still written) or, for ``resume``, a job that did not complete, 2 bad
+input (not a run / sweep folder, no snapshots, bad arguments, a job in use) with a one-line
+message on stderr, 130 ``resume`` stopped by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ into RUN_DIR/figures/ (or --out) and their paths printed."""
 REPORT_HELP = """\
 Report on a Hydra multirun folder (SWEEP_DIR/<job>/ with .hydra/, status.json, summary.json,
 spectra/). Jobs are grouped by the overrides that differ between them, seeds and hydra.* keys
-ignored (or by --by KEY ...). Failed or running jobs and jobs without snapshots are listed and
-skipped. Writes into SWEEP_DIR/report/ (or --out): jobs.csv (one row per job: overrides, status,
-final train/test loss and accuracy, end-of-training spectral summary), bands.csv and
+ignored (or by --by KEY ...). Failed, running and dead jobs (status running, no live process),
+jobs with a damaged summary.json or without snapshots are listed and skipped; the jobs that
+SWEEP_DIR/multirun.yaml lists but that have no folder are listed as missing, and a group with
+fewer used jobs than the sweep has is named incomplete (in the log, groups.csv and the
+figures). Writes into SWEEP_DIR/report/ (or --out): jobs.csv (one row per job: overrides,
+status, final train/test loss and accuracy, end-of-training spectral summary), bands.csv and
 alignment_bands.png (per group, the median and quantile bands across seeds of the mean top-10
 cosine, the number of top-10 cosines above 0.9, and the top eigenvalues of H_f and M, on a
 common step grid: the jobs' shared steps, else their union within the range all jobs cover with
@@ -35,6 +39,19 @@ swept knob) and groups.csv (per group, median and quantiles of the end-of-traini
 When the jobs logged to wandb (a wandb logger in their .hydra/config.yaml), the report is also
 logged as a wandb run named <sweep>/report in the jobs' group <sweep>, offline by default, into
 SWEEP_DIR/report/wandb/ (upload later with `wandb sync`)."""
+
+RESUME_HELP = """\
+Complete a sweep (a Hydra multirun folder, SWEEP_DIR/multirun.yaml) that did not end: its jobs
+are read from the sweep's own record and expanded as Hydra's basic sweeper does (job numbers and
+overrides as Hydra gave them). A finished job (completed, or diverged) is left untouched; an
+unfinished one (dead, interrupted, failed) with a checkpoint is resumed from its own
+SWEEP_DIR/N/checkpoints/last.ckpt; a missing job, or one without a checkpoint, is run from the
+start into SWEEP_DIR/N (a folder without a checkpoint is first moved to SWEEP_DIR/.replaced/).
+Each job runs `train.py` in its own folder, so its wandb group and name, number and folder are
+those of the uninterrupted sweep; jobs run with the sweep's launcher (basic: one after the
+other; joblib: n_jobs at a time). A job folder in use by a live process stops the command before
+anything runs. Ends with the sweep's "Sweep outputs:" and "Report:" lines; exit status 1 when a
+job did not complete (run the command again)."""
 
 
 def _command(sub, name: str, summary: str, description: str) -> argparse.ArgumentParser:
@@ -97,7 +114,67 @@ def _parser() -> argparse.ArgumentParser:
         default="offline",
         help="wandb mode of the report run (default: offline; online needs `wandb login`)",
     )
+
+    res = _command(sub, "resume", "complete a sweep's unfinished and missing jobs", RESUME_HELP)
+    res.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a Hydra multirun folder")
+    res.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be done with each job, and the commands, and run nothing",
+    )
     return parser
+
+
+def _resume(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from sgd_dynamics.launch.sweep_jobs import read_sweep_record
+    from sgd_dynamics.launch.sweep_outputs import report_command
+    from sgd_dynamics.launch.sweep_resume import (
+        JobAction,
+        job_command,
+        plan_resume,
+        run_planned_jobs,
+        train_script,
+    )
+    from sgd_dynamics.lifecycle.run_state import view_run
+    from sgd_dynamics.utils.console import say
+
+    record = read_sweep_record(args.sweep_dir)
+    plan = plan_resume(record)
+    script = train_script()
+    total = len(record.jobs)
+    say(f"sweep {record.sweep_dir}: {total} jobs, {record.launcher} launcher")
+    for planned in plan:
+        say(planned.describe())
+    todo = [p for p in plan if p.action is not JobAction.KEEP]
+    if args.dry_run:
+        for planned in todo:
+            say(shlex.join(job_command(planned, record, script)))
+        return 0
+    if not todo:
+        say(f"all {total} jobs have ended: nothing to run")
+    else:
+        try:
+            run_planned_jobs(plan, record, say, script)
+        except KeyboardInterrupt:
+            print("sgd-dynamics resume: interrupted; run it again to go on", file=sys.stderr)
+            return 130
+    sweep_dir = Path(record.sweep_dir).resolve()
+    say(f"Sweep outputs: {sweep_dir}")
+    say(f"Report: {report_command(sweep_dir)}")
+    views = [view_run(job.folder) for job in record.jobs]
+    unfinished = [f"{v.path.name} ({v.describe()})" for v in views if not v.state.finished]
+    if unfinished:
+        print(
+            f"sgd-dynamics resume: {len(unfinished)} of {total} jobs have not ended: "
+            f"{', '.join(unfinished)}; run `sgd-dynamics resume {shlex.quote(str(sweep_dir))}` "
+            "again",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -108,11 +185,40 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recorded_jobs(sweep_dir: str) -> dict[str, list[str]] | None:
+    """Job name -> overrides of every job in the sweep's record (SWEEP_DIR/multirun.yaml, see
+    `sgd_dynamics.launch.sweep_jobs`), or None without a record this project's sweeps write
+    (then the report knows the jobs by their folders only)."""
+    from pathlib import Path
+
+    from sgd_dynamics.run_folder.location import MULTIRUN_MARKER
+
+    if not (Path(sweep_dir) / MULTIRUN_MARKER).is_file():
+        return None
+    from sgd_dynamics.launch.sweep_jobs import read_sweep_record
+    from sgd_dynamics.utils.errors import SetupError
+
+    try:
+        record = read_sweep_record(sweep_dir, check_overrides=False)
+    except SetupError as exc:
+        logging.getLogger(__name__).warning("jobs known by their folders only: %s", exc)
+        return None
+    return {str(job.number): list(job.overrides) for job in record.jobs}
+
+
 def _report(args: argparse.Namespace) -> int:
     from sgd_dynamics.report import report
     from sgd_dynamics.report.figures import draw_report_figures
 
-    result = report(args.sweep_dir, args.quantiles, args.by, args.out, args.top, args.threshold)
+    result = report(
+        args.sweep_dir,
+        args.quantiles,
+        args.by,
+        args.out,
+        args.top,
+        args.threshold,
+        expected=_recorded_jobs(args.sweep_dir),
+    )
     draw_report_figures(result)
     paths = [result.csv_path, result.bands_csv_path, result.groups_csv_path, *result.figure_paths]
     for path in paths:
@@ -135,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # no font fallbacks
     try:
-        return _plot(args) if args.command == "plot" else _report(args)
+        commands = {"plot": _plot, "report": _report, "resume": _resume}
+        return commands[args.command](args)
     except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
         message = " ".join(str(exc).split())
         print(f"sgd-dynamics {args.command}: error: {message}", file=sys.stderr)

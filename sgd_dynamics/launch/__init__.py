@@ -8,7 +8,9 @@
   of this model; `overrides`: Hydra's override grammar, and the guard on overrides replayed
   from a run folder;
 - `ddp`: Lightning's DDP re-launch of the script, in single runs and in sweeps;
-- `sweep_outputs`: the Hydra callback that prints a sweep's folder and report command.
+- `sweep_outputs`: the Hydra callback that prints a sweep's folder and report command;
+- `sweep_jobs`: a sweep's jobs from its multirun.yaml (Hydra's basic sweeper expansion);
+  `sweep_resume`: ``sgd-dynamics resume SWEEP_DIR``, which completes a sweep that did not end.
 
 It imports Hydra and OmegaConf, and torch and Lightning only inside the functions that need
 them (``train.py --help`` stays fast); it never imports the Lightning callbacks of

@@ -4,6 +4,6 @@ figures (`figures`). ``sgd-dynamics report SWEEP_DIR`` runs all three; a report 
 is `sgd_dynamics.wandb_io.report_run`.
 """
 
-from sgd_dynamics.report.analysis import report
+from sgd_dynamics.report.analysis import DEAD_REASON, report
 
-__all__ = ["report"]
+__all__ = ["DEAD_REASON", "report"]

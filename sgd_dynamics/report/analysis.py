@@ -4,14 +4,25 @@ A sweep folder has Hydra's multirun layout: ``SWEEP_DIR/<job>/`` with ``.hydra/c
 ``.hydra/overrides.yaml``, ``status.json``, ``summary.json`` and ``spectra/step_*.npz``.
 
 - Jobs: every non-hidden sub-folder (other than ``report``) holding ``.hydra``, ``spectra`` or
-  ``status.json``. A job is skipped (listed, logged, kept in the CSV with its reason, never
-  fatal) when its status is ``failed`` or ``running``, or it has no readable snapshot. A job
-  without ``status.json`` has status ``unknown`` and is used when it has snapshots.
+  ``status.json``, and, when the sweep's record lists its jobs (``expected``: job name ->
+  overrides, from ``SWEEP_DIR/multirun.yaml``, which ``sgd-dynamics report`` reads), every
+  listed job without a folder (status ``missing``). A job is skipped (listed, logged, kept in
+  the CSV with its reason, never fatal) when its status is ``failed``, ``running`` (a live
+  process runs it) or ``dead`` (``running`` in status.json, but no live process holds the
+  folder: `sgd_dynamics.lifecycle.run_state`), when it is missing, when its ``summary.json`` is
+  damaged (not a JSON object), or when it has no readable snapshot. A job without
+  ``status.json`` has status ``unknown`` and is used when it has snapshots.
 - Groups: jobs sharing the values of the knobs. The knobs are ``group_by`` when given (values
   from the overrides, else from the resolved config), otherwise the override keys whose values
   differ between the jobs used (not skipped), ignoring seeds (``seed``, ``*.seed``),
   ``hydra.*`` and ``ckpt_path`` (a resumed job's overrides.yaml gains ``ckpt_path=...``; it
-  stays in its group).
+  stays in its group). With ``expected``, the keys are those that vary between all the jobs
+  of the sweep (missing and skipped ones included), so that a group none of whose jobs can be
+  used is still named.
+- Complete groups: a group's expected jobs are the sweep's jobs with its knob values (listed
+  in the record, or found as folders); a group with fewer used jobs is *incomplete*: named so
+  in the log's summary, in groups.csv (``expected_jobs``, ``complete``; a group with no used
+  job gets a row without values) and in the figures' titles.
 - Series per job and snapshot: ``mean_top{m}_cos`` (mean of the defined cosines among the first
   m = 10; NaN cosines, beyond M's rank, are left out: docs/math.md),
   ``n_top{m}_cos_gt_{t}`` (how many of them exceed t = 0.9), ``hf_top_1`` and ``mt_top_1``
@@ -43,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from sgd_dynamics.lifecycle.run_state import RunState, view_run
 from sgd_dynamics.report.records import Band, Group, Job, ReportResult, value_sort_key
 from sgd_dynamics.run_folder.files import atomic_write, read_json
 from sgd_dynamics.run_folder.hydra_record import read_run_config, read_run_overrides
@@ -63,7 +75,9 @@ BANDS_CSV = "bands.csv"
 GROUPS_CSV = "groups.csv"
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 DEFAULT_IGNORE = ("seed", "*.seed", "ckpt_path", "hydra.*")
-SKIPPED_STATUSES = ("failed", "running")
+SKIPPED_STATUSES = ("failed", "running", "dead", "missing")
+DEAD_REASON = "dead (status running, no live process)"
+DAMAGED_SUMMARY = "damaged summary.json (not a JSON object)"
 
 # jobs.csv column -> the summary.json key train.py writes it under (`train_and_measure`; every
 # version of the project wrote these four flat keys)
@@ -120,7 +134,10 @@ def read_job(path: Path) -> Job:
     """Read a job folder's metadata and, unless it is to be skipped, its snapshots."""
     status_obj = read_json(path / "status.json")
     status = str(status_obj.get("status", "unknown")) if status_obj else "unknown"
+    if status == "running" and view_run(path).state is RunState.DEAD:
+        status = "dead"
     summary_obj = read_json(path / "summary.json")
+    damaged = summary_obj is None and (path / "summary.json").exists()
     job = Job(
         name=path.name,
         path=path,
@@ -130,7 +147,9 @@ def read_job(path: Path) -> Job:
         summary=_flatten(summary_obj) if summary_obj else {},
     )
     if status in SKIPPED_STATUSES:
-        job.skip_reason = status
+        job.skip_reason = DEAD_REASON if status == "dead" else status
+    elif damaged:
+        job.skip_reason = DAMAGED_SUMMARY
     elif not list_snapshots(path):
         job.skip_reason = "no snapshots"
     else:
@@ -320,8 +339,24 @@ def _check_levels(quantiles: Sequence[float]) -> tuple[float, ...]:
     return levels
 
 
-def _read_jobs(sweep_dir: Path, top: int, threshold: float) -> list[Job]:
-    """Every job folder of `sweep_dir`, read, with its end-of-training values when used."""
+def missing_job(sweep_dir: Path, name: str, overrides: Sequence[str]) -> Job:
+    """A job of the sweep's record that has no folder."""
+    return Job(
+        name=name,
+        path=sweep_dir / name,
+        overrides=parse_overrides(overrides),
+        config=None,
+        status="missing",
+        summary={},
+        skip_reason="missing",
+    )
+
+
+def _read_jobs(
+    sweep_dir: Path, top: int, threshold: float, expected: Mapping[str, Sequence[str]] | None
+) -> list[Job]:
+    """Every job folder of `sweep_dir`, read, with its end-of-training values when used, and
+    the jobs of `expected` that have no folder."""
     if not sweep_dir.is_dir():
         raise RunFolderError(f"sweep folder {sweep_dir} does not exist or is not a folder")
     if (sweep_dir / SPECTRA_DIRNAME).is_dir():
@@ -336,6 +371,9 @@ def _read_jobs(sweep_dir: Path, top: int, threshold: float) -> list[Job]:
             "SWEEP_DIR/<job>/ with .hydra/, status.json or spectra/)"
         )
     jobs = [read_job(path) for path in job_dirs]
+    found = {job.name for job in jobs}
+    jobs += [missing_job(sweep_dir, n, o) for n, o in (expected or {}).items() if n not in found]
+    jobs.sort(key=lambda job: _sort_key(job.name))
     for job in jobs:
         if job.included:
             job.end = end_of_training(job.history, top, threshold)
@@ -347,12 +385,14 @@ def _read_jobs(sweep_dir: Path, top: int, threshold: float) -> list[Job]:
 
 
 def _choose_knobs(
-    jobs: Sequence[Job], group_by: Sequence[str] | None, ignore: Sequence[str]
+    jobs: Sequence[Job], group_by: Sequence[str] | None, ignore: Sequence[str], recorded: bool
 ) -> list[str]:
     """`group_by` (each key must be found in some job), else the keys that vary between the
-    jobs used (skipped jobs, e.g. a failed one started with other overrides, make no knob)."""
+    jobs: all of them when the sweep's record listed them (`recorded`), else the jobs used
+    (skipped folders, e.g. a failed one started with other overrides, make no knob)."""
     if not group_by:
-        return varying_keys([job for job in jobs if job.included] or jobs, ignore)
+        used = jobs if recorded else [job for job in jobs if job.included]
+        return varying_keys(used or jobs, ignore)
     knobs = list(dict.fromkeys(group_by))
     unknown = [k for k in knobs if all(knob_value(job, k) is None for job in jobs)]
     if unknown:
@@ -362,24 +402,41 @@ def _choose_knobs(
 
 def group_jobs(
     jobs: Sequence[Job], knobs: Sequence[str], levels: tuple[float, ...], top: int, threshold: float
-) -> list[Group]:
-    """The used jobs grouped by their knob values (sets each job's ``group``), ordered by
-    `value_sort_key` of the values, each with its bands."""
+) -> tuple[list[Group], list[Group]]:
+    """(groups, unused groups): the used jobs grouped by their knob values (sets each used
+    job's ``group``), ordered by `value_sort_key` of the values, each with its bands; and the
+    groups whose jobs are all skipped. Every group's ``expected`` counts all its jobs, skipped
+    and missing ones included, and ``unused`` names those."""
     groups: dict[tuple, Group] = {}
     for job in jobs:
-        if not job.included:
-            continue
         settings = {key: knob_value(job, key) for key in knobs}
         label = ", ".join(f"{k}={_shown(v)}" for k, v in settings.items()) if knobs else "all jobs"
-        job.group = label
         key = tuple(value_sort_key(settings[k]) for k in knobs)
-        groups.setdefault(key, Group(label=label, settings=settings, jobs=[])).jobs.append(job)
-    ordered = [groups[key] for key in sorted(groups)]
+        group = groups.setdefault(key, Group(label=label, settings=settings, jobs=[]))
+        group.expected += 1
+        if job.included:
+            job.group = label
+            group.jobs.append(job)
+        else:
+            group.unused.append(f"{job.name} ({job.skip_reason})")
+    ordered = [groups[key] for key in sorted(groups) if groups[key].jobs]
+    unused = [groups[key] for key in sorted(groups) if not groups[key].jobs]
     for group in ordered:
         group.bands = group_bands(group.jobs, levels, top, threshold)
         if not group.bands:
             logger.warning("group %s: the jobs' step ranges do not overlap; no band", group.label)
-    return ordered
+    return ordered, unused
+
+
+def incomplete_groups(groups: Sequence[Group], reasons: bool = True) -> str:
+    """``batch_size=50 (1 of 2 jobs; not used: 3 (missing))`` (without `reasons`:
+    ``batch_size=50 (1 of 2 jobs)``), one per incomplete group, separated by ``; ``."""
+    return "; ".join(
+        f"{g.label} ({len(g.jobs)} of {g.expected} jobs"
+        + (f"; not used: {', '.join(g.unused)})" if reasons else ")")
+        for g in groups
+        if not g.complete
+    )
 
 
 def report(
@@ -390,11 +447,13 @@ def report(
     top: int = 10,
     threshold: float = 0.9,
     ignore: Sequence[str] = DEFAULT_IGNORE,
+    expected: Mapping[str, Sequence[str]] | None = None,
 ) -> ReportResult:
     """Read a sweep folder, analyse it and write its tables into ``out_dir`` (default
     ``SWEEP_DIR/report``): ``jobs.csv``, ``bands.csv`` and ``groups.csv`` (per group, the
     median and quantiles of the end-of-training values). See the module docstring for the
-    definitions. The figures (``alignment_bands.png``, ``comparison.png``) are drawn from the
+    definitions; `expected`: the jobs of the sweep's record (job name -> overrides), when
+    known. The figures (``alignment_bands.png``, ``comparison.png``) are drawn from the
     result by `sgd_dynamics.report.figures.draw_report_figures` (``sgd-dynamics report`` does).
 
     Raises ``RunFolderError`` when ``sweep_dir`` is missing, is a run folder, or holds no job
@@ -404,13 +463,15 @@ def report(
     levels = _check_levels(quantiles)
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")
-    jobs = _read_jobs(sweep_dir, top, threshold)
-    knobs = _choose_knobs(jobs, group_by, ignore)
-    ordered = group_jobs(jobs, knobs, levels, top, threshold)
+    jobs = _read_jobs(sweep_dir, top, threshold, expected)
+    knobs = _choose_knobs(jobs, group_by, ignore, recorded=expected is not None)
+    ordered, unused = group_jobs(jobs, knobs, levels, top, threshold)
     out = Path(out_dir) if out_dir is not None else sweep_dir / REPORT_DIRNAME
-    tables = _write_tables(out, jobs, ordered, knobs, levels, top, threshold)
+    tables = _write_tables(out, jobs, ordered, unused, knobs, levels, top, threshold)
     included = [job for job in jobs if job.included]
     title = ", ".join([f"sweep {sweep_dir.name}", *shared_settings(included, knobs, ignore)])
+    if incomplete := incomplete_groups([*ordered, *unused]):
+        title += f"\nincomplete groups: {incomplete_groups([*ordered, *unused], reasons=False)}"
     skipped = [f"{job.name} ({job.skip_reason})" for job in jobs if not job.included]
     logger.info(
         "report of %s: %d jobs, %d used in %d groups, %d skipped%s",
@@ -421,11 +482,15 @@ def report(
         len(skipped),
         (": " + ", ".join(skipped)) if skipped else "",
     )
+    if incomplete:
+        logger.warning("incomplete groups: %s", incomplete)
     if not ordered:
         logger.warning("no job of %s has usable snapshots: no figure to draw", sweep_dir)
     quantities = series_names(top, threshold)
     # fields in order: sweep_dir, out_dir, the three tables, jobs, groups, knobs, levels, ...
-    return ReportResult(sweep_dir, out, *tables, jobs, ordered, knobs, levels, quantities, title)
+    return ReportResult(
+        sweep_dir, out, *tables, jobs, ordered, knobs, levels, quantities, title, unused=unused
+    )
 
 
 # ----------------------------------------------------------------------------- CSV output
@@ -446,18 +511,21 @@ def _write_tables(
     out: Path,
     jobs: Sequence[Job],
     groups: Sequence[Group],
+    unused: Sequence[Group],
     knobs: Sequence[str],
     levels: tuple[float, ...],
     top: int,
     threshold: float,
 ) -> tuple[Path, Path | None, Path | None]:
-    """Write jobs.csv, and bands.csv and groups.csv when some job was used, into `out`."""
+    """Write jobs.csv, and bands.csv and groups.csv (the `unused` groups as rows without
+    values) when some job was used, into `out`."""
     jobs_csv = write_jobs_csv(out / JOBS_CSV, jobs, top, threshold)
     if not groups:
         return jobs_csv, None, None
     bands_csv = write_bands_csv(out / BANDS_CSV, groups)
     ends = end_quantities(top, threshold)
-    return jobs_csv, bands_csv, write_groups_csv(out / GROUPS_CSV, groups, knobs, levels, ends)
+    groups_csv = write_groups_csv(out / GROUPS_CSV, [*groups, *unused], knobs, levels, ends)
+    return jobs_csv, bands_csv, groups_csv
 
 
 def write_jobs_csv(path: Path, jobs: Sequence[Job], top: int = 10, threshold: float = 0.9) -> Path:
@@ -523,9 +591,10 @@ def write_groups_csv(
     levels: Sequence[float],
     quantities: Sequence[str],
 ) -> Path:
-    """One row per group: group, its knob values, n_jobs, then per end-of-training quantity
-    ``<quantity>.median`` and ``<quantity>.q<level>`` = ``numpy.quantile`` over its jobs."""
-    header = ["group", *knobs, "n_jobs"]
+    """One row per group: group, its knob values, n_jobs (used), expected_jobs (in the sweep),
+    complete (yes / no), then per end-of-training quantity ``<quantity>.median`` and
+    ``<quantity>.q<level>`` = ``numpy.quantile`` over its used jobs (empty without one)."""
+    header = ["group", *knobs, "n_jobs", "expected_jobs", "complete"]
     for name in quantities:
         header += [f"{name}.median", *(f"{name}.q{q:g}" for q in levels)]
     buffer = io.StringIO()
@@ -533,8 +602,12 @@ def write_groups_csv(
     writer.writerow(header)
     for group in groups:
         row: list[Any] = [group.label, *(group.settings[k] for k in knobs), len(group.jobs)]
+        row += [group.expected, "yes" if group.complete else "no"]
         for name in quantities:
             values = np.array([job.end[name] for job in group.jobs], dtype=np.float64)
+            if values.size == 0:
+                row += [None] * (1 + len(levels))
+                continue
             row += [np.quantile(values, 0.5), *np.quantile(values, levels)]
         writer.writerow([_cell(v) for v in row])
     with atomic_write(path, "w") as handle:

@@ -100,7 +100,11 @@ def bands_figure(groups: Sequence[Group], levels: Sequence[float], quantities: d
                     alpha=BAND_ALPHA,
                     lw=0,
                 )
-            n = band.values.shape[0]
+            n = (
+                f"{band.values.shape[0]}"
+                if group.complete
+                else f"{len(group.jobs)} of {group.expected}, incomplete"
+            )
             ax.plot(steps, band.median, color=color, lw=1.6, label=f"{group.label} (n = {n})")
             shown.append(band.quantiles)
             shown.append(band.median[None])

@@ -51,17 +51,27 @@ class Band:
 
 @dataclass
 class Group:
-    """Jobs that share the knob values ``settings``; ``bands`` maps quantity -> Band."""
+    """Jobs that share the knob values ``settings``: ``jobs`` the used ones, ``expected`` how
+    many the sweep has (skipped and missing ones included), ``unused`` the others as
+    ``<name> (<reason>)``; ``bands`` maps quantity -> Band."""
 
     label: str
     settings: dict[str, str]
     jobs: list[Job]
     bands: dict[str, Band] = field(default_factory=dict)
+    expected: int = 0
+    unused: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every job of the group was used."""
+        return len(self.jobs) >= self.expected
 
 
 @dataclass
 class ReportResult:
-    """What ``report`` read and wrote. ``jobs`` lists every job folder, skipped ones included;
+    """What ``report`` read and wrote. ``jobs`` lists every job, skipped and missing ones
+    included;
     ``figure_paths`` is filled by `sgd_dynamics.report.figures.draw_report_figures`."""
 
     sweep_dir: Path
@@ -76,6 +86,7 @@ class ReportResult:
     quantities: dict[str, str]
     title: str = ""
     figure_paths: list[Path] = field(default_factory=list)
+    unused: list[Group] = field(default_factory=list)  # groups none of whose jobs was used
 
     @property
     def skipped(self) -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from sgd_dynamics import cli
-from sgd_dynamics.report import report
+from sgd_dynamics.report import DEAD_REASON, report
 from sgd_dynamics.report.figures import draw_report_figures
 from sgd_dynamics.run_folder.files import write_json_atomic
 from sgd_dynamics.run_folder.snapshots import RunFolderError, save_snapshot
@@ -124,7 +124,7 @@ def test_csv_rows_match_the_snapshot_files_and_summaries(sweep, caplog):
     draw_report_figures(result)
     assert result.knobs == ["batch_size"]  # seed and dataset.seed ignored
     assert [g.label for g in result.groups] == ["batch_size=5", "batch_size=25"]
-    assert result.skipped == [("6", "failed"), ("7", "no snapshots"), ("8", "running")]
+    assert result.skipped == [("6", "failed"), ("7", "no snapshots"), ("8", DEAD_REASON)]
     log = caplog.text
     assert "skipping job 6 (failed)" in log and "skipping job 7 (no snapshots)" in log
     assert "9 jobs, 6 used in 2 groups, 3 skipped" in log
@@ -152,10 +152,10 @@ def test_csv_rows_match_the_snapshot_files_and_summaries(sweep, caplog):
         assert float(row["mt_top_1_end_over_peak"]) == pytest.approx(ratio, rel=1e-15)
         assert int(row["last_step"]) == files["step"][-1]
         assert int(row["n_snapshots"]) == len(files["step"])
-    for j, reason in (("6", "failed"), ("7", "no snapshots"), ("8", "running")):
+    for j, reason in (("6", "failed"), ("7", "no snapshots"), ("8", DEAD_REASON)):
         assert rows[j]["used"] == "no" and rows[j]["skip_reason"] == reason
         assert rows[j]["hf_top_1"] == "" and rows[j]["group"] == ""
-    assert rows["6"]["status"] == "failed" and rows["8"]["status"] == "running"
+    assert rows["6"]["status"] == "failed" and rows["8"]["status"] == "dead"
 
     names = sorted(p.name for p in result.figure_paths)
     assert names == ["alignment_bands.png", "comparison.png"]
@@ -239,7 +239,7 @@ def test_resumed_job_keeps_its_group_and_the_title_names_shared_settings(sweep):
         ["3", "4", "5"],
     ]
     # shared by all used jobs and named in the title: max_steps (not logger, nor ckpt_path)
-    assert result.title == f"sweep {sweep.name}, trainer.max_steps=60"
+    assert result.title.splitlines()[0] == f"sweep {sweep.name}, trainer.max_steps=60"
     assert report(sweep, group_by=["ckpt_path"]).knobs == ["ckpt_path"]
 
 
