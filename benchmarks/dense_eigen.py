@@ -34,7 +34,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from sgd_dynamics.curvature.dense import _lapack_top
+from sgd_dynamics.curvature.snapshot.dense import _lapack_top
 from sgd_dynamics.threads import limit_threads
 
 K = 15

@@ -30,7 +30,7 @@ import torch
 from callbacks.last_checkpoint import parameters_are_finite
 from callbacks.wandb_review import log_drawings, log_snapshot
 from sgd_dynamics.curvature import compute_spectra
-from sgd_dynamics.curvature.distributed import Reduction
+from sgd_dynamics.curvature.operators.distributed import Reduction
 from sgd_dynamics.curvature.options import SpectraOptions
 from sgd_dynamics.curvature.progress import reporting
 from sgd_dynamics.lightning.epochs import completed_epochs

@@ -10,38 +10,21 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
 
 from sgd_dynamics.utils.validate import integer_at_least, is_integer
 
-from .density import DensitySettings
-from .eigensolvers import default_tolerance
+from .choices import HpMethod, Method, MRoute, OnNonconvergence, check_choice
+from .density.densities import DensitySettings
+from .solvers.block_lanczos import default_tolerance
 from .thresholds import DENSE_MAX_PARAMS, method_for
 
-__all__ = [
-    "SpectraOptions",
-    "METHODS",
-    "HP_METHODS",
-    "M_ROUTES",
-    "ON_NONCONVERGENCE",
-    "DTYPES",
-    "check_choice",
-]
+__all__ = ["SpectraOptions", "DTYPES"]
 
-METHODS = ("auto", "dense", "iterative")
-HP_METHODS = ("solve", "ritz", "none")
-M_ROUTES = ("auto", "linear", "dense", "operator")
-ON_NONCONVERGENCE = ("warn", "raise", "ignore")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def check_choice(name: str, value: object, accepted: Collection[str]) -> None:
-    """ValueError naming `name` unless `value` is one of `accepted`."""
-    if not isinstance(value, str) or value not in accepted:
-        raise ValueError(f"{name} must be one of {', '.join(accepted)}, got {value!r}")
+# the computation dtypes by name (the configuration's spectral.dtype)
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def _positive_number(value: object) -> bool:
@@ -124,14 +107,14 @@ class SpectraOptions:
 
     def __post_init__(self) -> None:
         integer_at_least(self.k, "k", 1)
-        check_choice("method", self.method, METHODS)
+        object.__setattr__(self, "method", check_choice("method", self.method, Method))
         object.__setattr__(self, "dtype", _dtype(self.dtype))
         integer_at_least(self.chunk_size, "chunk_size", 1, optional=True)
         if self.tol is not None and not _positive_number(self.tol):
             raise ValueError(f"tol must be a finite number > 0 or None, got {self.tol!r}")
         integer_at_least(self.max_matvecs, "max_matvecs", 1, optional=True)
         integer_at_least(self.block_size, "block_size", 1, optional=True)
-        check_choice("m_route", self.m_route, M_ROUTES)
+        object.__setattr__(self, "m_route", check_choice("m_route", self.m_route, MRoute))
         if not _positive_number(self.memory_budget):
             raise ValueError(
                 f"memory_budget must be a number of bytes > 0, got {self.memory_budget!r}"
@@ -141,8 +124,11 @@ class SpectraOptions:
         integer_at_least(self.trace_probes, "trace_probes", 0)
         if not is_integer(self.seed):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        check_choice("on_nonconvergence", self.on_nonconvergence, ON_NONCONVERGENCE)
-        check_choice("hp_method", self.hp_method, HP_METHODS)
+        on_nonconvergence = check_choice(
+            "on_nonconvergence", self.on_nonconvergence, OnNonconvergence
+        )
+        object.__setattr__(self, "on_nonconvergence", on_nonconvergence)
+        object.__setattr__(self, "hp_method", check_choice("hp_method", self.hp_method, HpMethod))
         integer_at_least(self.check_steps, "check_steps", 0, optional=True)
         if self.density is not None and not isinstance(self.density, (bool, DensitySettings)):
             raise ValueError(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from .choices import Method
+
 __all__ = [
     "DENSE_MAX_PARAMS",
     "MAX_CHUNK_SAMPLES",
@@ -49,9 +51,9 @@ GRAM_BLOCK_SIZE = 16
 
 def method_for(n_params: int, method: str, dense_max_params: int = DENSE_MAX_PARAMS) -> str:
     """The method a snapshot runs: `method`, or for "auto" dense when P <= dense_max_params."""
-    if method != "auto":
+    if method != Method.AUTO:
         return method
-    return "dense" if n_params <= dense_max_params else "iterative"
+    return Method.DENSE.value if n_params <= dense_max_params else Method.ITERATIVE.value
 
 
 def keeps_gradient_graphs(n_samples: int, chunk_size: int) -> bool:

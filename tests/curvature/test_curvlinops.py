@@ -14,7 +14,7 @@ import torch
 from scipy.sparse.linalg import eigsh
 from torch import nn
 
-from sgd_dynamics.curvature import compute_spectra
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 
 
 def _top_eigenvalues(operator, k: int) -> np.ndarray:
@@ -31,7 +31,7 @@ def test_top_eigenvalues_match_curvlinops() -> None:
     x = torch.randn(2000, 784, dtype=torch.float64)
     y = torch.randint(0, 10, (2000,))
     k = 5
-    ours = compute_spectra(model, x, y, k=k, method="iterative", tol=1e-9)
+    ours = compute_spectra(model, x, y, SpectraOptions(k=k, method="iterative", tol=1e-9))
     params = [p for p in model.parameters()]
     data = [(x[i : i + 1000], y[i : i + 1000]) for i in range(0, 2000, 1000)]
     loss = nn.CrossEntropyLoss(reduction="mean")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sgd_dynamics.curvature import compute_spectra
-from sgd_dynamics.curvature.dense import hessian_matrix, second_moment_matrix
-from sgd_dynamics.curvature.functional import FunctionalModel
-from sgd_dynamics.curvature.operators import CurvatureOperators
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
+from sgd_dynamics.curvature.operators import CurvatureOperators, FunctionalModel
+from sgd_dynamics.curvature.snapshot.dense import hessian_matrix, second_moment_matrix
 
 from .conftest import make_data, make_model
 from .references import (
@@ -55,7 +54,7 @@ def test_identity_with_direct_residual(problem) -> None:
 def test_dense_spectra_match_reference_spectra(problem) -> None:
     model, x, y = problem
     k = 5
-    s = compute_spectra(model, x, y, k=k, method="dense", batch_size=3)
+    s = compute_spectra(model, x, y, SpectraOptions(k=k, method="dense"), batch_size=3)
     h_ref = mean_loss_hessian(model, x, y)
     m_ref = second_moment(model, x, y)
     hp_ref = residual_direct(model, x, y)
@@ -87,7 +86,7 @@ def test_minibatch_moment_matches_subset_enumeration(b: int) -> None:
     assert rel_error(ops.mb(eye, b), ref) <= TOL
     ref_top = torch.linalg.eigvalsh(ref).flip(0)[:4]
     for method in ("dense", "iterative"):
-        s = compute_spectra(model, x, y, k=4, method=method, batch_size=b)
+        s = compute_spectra(model, x, y, SpectraOptions(k=4, method=method), batch_size=b)
         assert rel_error(torch.as_tensor(s.mb_top), ref_top) <= 1e-9
         assert abs(s.trace_mb - float(torch.trace(ref))) <= 1e-9 * float(torch.trace(ref))
 
@@ -110,7 +109,7 @@ def test_more_samples_than_parameters() -> None:
     model = model.double()
     x = torch.randn(40, 2, dtype=torch.float64)
     y = torch.randint(0, 2, (40,))
-    s = compute_spectra(model, x, y, k=3, method="dense")
+    s = compute_spectra(model, x, y, SpectraOptions(k=3, method="dense"))
     assert s.n_params == 17
     m_ref = second_moment(model, x, y)
     assert rel_error(torch.as_tensor(s.mt_all), torch.linalg.eigvalsh(m_ref)) <= TOL
@@ -124,7 +123,7 @@ def test_k_above_the_rank_of_m(method: str) -> None:
     model = make_model("mlp_tanh")
     x, y = make_data("mlp_tanh", n=4)
     k = 7
-    s = compute_spectra(model, x, y, k=k, method=method)
+    s = compute_spectra(model, x, y, SpectraOptions(k=k, method=method))
     m_ref = second_moment(model, x, y)
     ref = torch.linalg.eigvalsh(m_ref).flip(0)[:k]
     top = torch.as_tensor(s.mt_top)

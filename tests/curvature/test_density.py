@@ -12,21 +12,22 @@ import pytest
 import torch
 from torch import nn
 
-from sgd_dynamics.curvature import compute_spectra
-from sgd_dynamics.curvature.dense import hessian_matrix, second_moment_matrix
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 from sgd_dynamics.curvature.density import (
     DensitySettings,
     Outliers,
+    SpectralMeasure,
     exact_densities,
+    relative_w1,
     second_moment_measure,
+    smoothed_density,
     spectral_densities,
 )
-from sgd_dynamics.curvature.functional import FunctionalModel
-from sgd_dynamics.curvature.gram_spectrum import gram_eigenvalues, per_sample_gram
-from sgd_dynamics.curvature.lanczos_quadrature import lanczos_quadrature
-from sgd_dynamics.curvature.measures import SpectralMeasure, relative_w1, smoothed_density
-from sgd_dynamics.curvature.operators import CurvatureOperators
-from sgd_dynamics.curvature.per_sample import linear_layer_gradients
+from sgd_dynamics.curvature.gram import gram_eigenvalues, per_sample_gram
+from sgd_dynamics.curvature.operators import CurvatureOperators, FunctionalModel
+from sgd_dynamics.curvature.operators.per_sample import linear_layer_gradients
+from sgd_dynamics.curvature.snapshot.dense import hessian_matrix, second_moment_matrix
+from sgd_dynamics.curvature.solvers import lanczos_quadrature
 from sgd_dynamics.data.gauss10 import make_gauss10
 from sgd_dynamics.models import MLP
 
@@ -91,7 +92,9 @@ def test_densities_match_dense_spectra(trained) -> None:
         hp_all = torch.linalg.eigvalsh(moment - hessian).numpy()
         mt_all = torch.linalg.eigvalsh(moment).numpy()
         spread = hf_all[-1] - hf_all[0]
-        solved = compute_spectra(model, x, y, k=K, method="iterative", m_route="operator")
+        solved = compute_spectra(
+            model, x, y, SpectraOptions(k=K, method="iterative", m_route="operator")
+        )
         result = spectral_densities(
             ops.hf,
             p,
@@ -233,8 +236,10 @@ def test_compute_spectra_density_matches_the_dense_spectra(m_route: str) -> None
     mt_all = torch.linalg.eigvalsh(moment).numpy()
     spread = hf_all[-1] - hf_all[0]
     p = hf_all.size
-    iterative = compute_spectra(model, x, y, k=K, method="iterative", m_route=m_route, density=True)
-    dense = compute_spectra(model, x, y, k=K, method="dense", density=True)
+    iterative = compute_spectra(
+        model, x, y, SpectraOptions(k=K, method="iterative", m_route=m_route, density=True)
+    )
+    dense = compute_spectra(model, x, y, SpectraOptions(k=K, method="dense", density=True))
     assert iterative.densities is not None and dense.densities is not None
     for name, exact in (("hf", hf_all), ("hp", hp_all)):
         part = getattr(iterative.densities, name)
@@ -256,11 +261,14 @@ def test_compute_spectra_density_matches_the_dense_spectra(m_route: str) -> None
         assert key in arrays and np.all(np.isfinite(arrays[key])), key
     assert arrays["density_seconds"] > 0 and arrays["density_exact"] == 0
     assert dense.to_arrays()["density_exact"] == 1
-    assert "hf_density" not in compute_spectra(model, x, y, k=K, method="dense").to_arrays()
+    assert (
+        "hf_density"
+        not in compute_spectra(model, x, y, SpectraOptions(k=K, method="dense")).to_arrays()
+    )
 
 
 def test_compute_spectra_density_argument_is_checked() -> None:
     """(DDP densities: tests/distributed/test_ddp_densities.py.)"""
     _, model, x, y = _snapshots("gauss10_20-32-10")[0]
     with pytest.raises(ValueError, match="density must be None, a bool or a DensitySettings"):
-        compute_spectra(model, x, y, k=3, density="yes")
+        compute_spectra(model, x, y, SpectraOptions(k=3, density="yes"))

@@ -196,8 +196,8 @@ def test_without_the_check_copies_are_missed_with_it_they_are_found() -> None:
 def test_gram_route_finds_every_copy() -> None:
     """M through K = G Gᵀ / n solved by Lanczos (n > DENSE_GRAM_MAX) with an eigenvalue of
     multiplicity 20, more than the Gram solver's block of 16."""
-    from sgd_dynamics.curvature.gram import DENSE_GRAM_MAX, second_moment_from_gram
-    from sgd_dynamics.curvature.per_sample import DenseGradients
+    from sgd_dynamics.curvature.gram.spectrum import DENSE_GRAM_MAX, second_moment_from_gram
+    from sgd_dynamics.curvature.operators.per_sample import DenseGradients
 
     n, p = DENSE_GRAM_MAX + 50, 500
     gen = torch.Generator().manual_seed(4)

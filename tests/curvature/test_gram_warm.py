@@ -8,8 +8,8 @@ import math
 import numpy as np
 import torch
 
-from sgd_dynamics.curvature import compute_spectra
-from sgd_dynamics.curvature.gram import GRAM_BLOCK_SIZE
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
+from sgd_dynamics.curvature.thresholds import GRAM_BLOCK_SIZE
 
 from .conftest import make_data, make_model
 from .references import mean_loss_hessian, per_sample_gradient_loop, second_moment
@@ -21,7 +21,7 @@ def test_gram_side_vectors_are_eigenvectors_of_k_and_start_the_next_solve() -> N
     model = make_model("mlp_tanh")
     x, y = make_data("mlp_tanh", n=N_LANCZOS)
     k = 4
-    cold = compute_spectra(model, x, y, k=k, method="iterative", trace_probes=0)
+    cold = compute_spectra(model, x, y, SpectraOptions(k=k, method="iterative", trace_probes=0))
     assert cold.m_route == "linear"
     g = per_sample_gradient_loop(model, x, y)
     kernel = g @ g.T / N_LANCZOS
@@ -34,7 +34,9 @@ def test_gram_side_vectors_are_eigenvectors_of_k_and_start_the_next_solve() -> N
     assert float(residual.max()) <= 1e-7
     assert torch.allclose(u.T @ u, torch.eye(k, dtype=u.dtype), atol=1e-10)
 
-    warm = compute_spectra(model, x, y, k=k, method="iterative", trace_probes=0, warm_start=cold)
+    warm = compute_spectra(
+        model, x, y, SpectraOptions(k=k, method="iterative", trace_probes=0), warm_start=cold
+    )
     np.testing.assert_allclose(warm.mt_top, expected, rtol=1e-9)
     # the first block holds K's eigenvectors already: converged after one block of products
     # with K (then the multiplicity check's products)
@@ -49,7 +51,9 @@ def test_hp_method_none_skips_hp_and_keeps_hf_and_m() -> None:
     model = make_model("mlp_relu")
     x, y = make_data("mlp_relu", n=20)
     k = 3
-    s = compute_spectra(model, x, y, k=k, method="iterative", hp_method="none", trace_probes=0)
+    s = compute_spectra(
+        model, x, y, SpectraOptions(k=k, method="iterative", hp_method="none", trace_probes=0)
+    )
     assert np.all(np.isnan(s.hp_top)) and np.all(np.isnan(s.hp_bottom))
     assert s.hp_top.shape == (k,) and s.hp_top_vecs is None
     hf = torch.linalg.eigvalsh(mean_loss_hessian(model, x, y)).flip(0)[:k].numpy()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from sgd_dynamics.curvature import compute_spectra
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 
 from .references import residual_direct
 
@@ -62,7 +62,7 @@ def test_every_copy_of_a_repeated_hp_extreme_is_returned(copies: int, m_route: s
         groups = end.reshape(2, copies)
         assert float((groups - groups[:, :1]).abs().max()) <= 1e-12 * float(values.abs().max())
         assert float((groups[0, 0] - groups[1, 0]).abs()) > 1e-3 * float(values.abs().max())
-    s = compute_spectra(model, x, y, k=k, method="iterative", m_route=m_route)
+    s = compute_spectra(model, x, y, SpectraOptions(k=k, method="iterative", m_route=m_route))
     assert s.diagnostics["hp_converged"] == 1.0
     assert worst(s.hp_top, top) <= TOL
     assert worst(s.hp_bottom, bottom) <= TOL
@@ -87,10 +87,10 @@ def test_warm_start_across_two_snapshots_of_a_training_model() -> None:
 
     kw = dict(k=4, method="iterative")
     train(20)
-    first = compute_spectra(model, x, y, **kw)
+    first = compute_spectra(model, x, y, SpectraOptions(**kw))
     train(5)
-    warm = compute_spectra(model, x, y, warm_start=first, **kw)
-    cold = compute_spectra(model, x, y, **kw)
+    warm = compute_spectra(model, x, y, SpectraOptions(**kw), warm_start=first)
+    cold = compute_spectra(model, x, y, SpectraOptions(**kw))
     values = torch.linalg.eigvalsh(residual_direct(model, x, y))
     for s in (warm, cold):
         assert s.diagnostics["hp_converged"] == 1.0

@@ -6,9 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from sgd_dynamics.curvature.functional import FunctionalModel
-from sgd_dynamics.curvature.operators import CurvatureOperators, minibatch_coefficient
-from sgd_dynamics.curvature.per_sample import (
+from sgd_dynamics.curvature.operators import (
+    CurvatureOperators,
+    FunctionalModel,
+    minibatch_coefficient,
+)
+from sgd_dynamics.curvature.operators.per_sample import (
     DenseGradients,
     LinearLayerGradients,
     gradient_factors,

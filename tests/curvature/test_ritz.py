@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sgd_dynamics.curvature import compute_spectra
-from sgd_dynamics.curvature.ritz import rayleigh_ritz
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
+from sgd_dynamics.curvature.solvers import rayleigh_ritz
 
 from .conftest import make_data, make_model
 from .references import residual_direct
@@ -42,7 +42,7 @@ def test_hp_ritz_interlaces_and_reports_true_residuals(kind: str) -> None:
     model = make_model(kind)
     x, y = make_data(kind, n=8)
     k = 4
-    s = compute_spectra(model, x, y, k=k, method="iterative", hp_method="ritz")
+    s = compute_spectra(model, x, y, SpectraOptions(k=k, method="iterative", hp_method="ritz"))
     hp = residual_direct(model, x, y)
     exact = torch.linalg.eigvalsh(hp).numpy()
     scale = float(np.abs(exact).max())
@@ -54,4 +54,4 @@ def test_hp_ritz_interlaces_and_reports_true_residuals(kind: str) -> None:
     assert abs(float(residuals.max()) - s.diagnostics["hp_max_residual"]) <= 1e-8
     assert s.diagnostics["hp_ritz"] == 1.0
     with pytest.raises(ValueError, match="hp_method"):
-        compute_spectra(model, x, y, k=k, method="iterative", hp_method="exact")
+        compute_spectra(model, x, y, SpectraOptions(k=k, method="iterative", hp_method="exact"))

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sgd_dynamics.curvature import compute_spectra, per_sample
-from sgd_dynamics.curvature.spectra import RouteWarning
+from sgd_dynamics.curvature import RouteWarning, SpectraOptions, compute_spectra
+from sgd_dynamics.curvature.operators import per_sample
 
 from .conftest import make_data, make_model
 from .references import second_moment
@@ -56,29 +56,29 @@ def test_weight_used_outside_its_layer_takes_the_general_route(
 ) -> None:
     model, x, y = reuse_problem(cls)
     with caplog.at_level(logging.INFO, logger="sgd_dynamics.curvature"):
-        s = compute_spectra(model, x, y, k=4, method="iterative", batch_size=3)
+        s = compute_spectra(model, x, y, SpectraOptions(k=4, method="iterative"), batch_size=3)
     assert s.m_route != "linear"
     assert any("enc.weight used by" in r.getMessage() for r in caplog.records)
     expected = torch.linalg.eigvalsh(second_moment(model, x, y)).flip(0)[:4].numpy()
     assert rel(s.mt_top, expected) <= 1e-9
     with pytest.raises(ValueError, match="m_route='linear' does not apply.*enc.weight used by"):
-        compute_spectra(model, x, y, k=4, method="iterative", m_route="linear")
+        compute_spectra(model, x, y, SpectraOptions(k=4, method="iterative", m_route="linear"))
 
 
 def test_self_check_catches_what_the_tracing_misses(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the tracing disabled the factors are wrong for this model: the self-check must
     notice (one probe against jvp/vjp), warn, and switch to the general route."""
     model, x, y = reuse_problem()
-    dense = compute_spectra(model, x, y, k=4, method="dense", batch_size=3)
+    dense = compute_spectra(model, x, y, SpectraOptions(k=4, method="dense"), batch_size=3)
     monkeypatch.setattr(
         per_sample._ParameterUseTracer,
         "__torch_function__",
         lambda self, func, types, args=(), kwargs=None: func(*args, **(kwargs or {})),
     )
-    blind = compute_spectra(model, x, y, k=4, method="iterative", self_check=False)
+    blind = compute_spectra(model, x, y, SpectraOptions(k=4, method="iterative", self_check=False))
     assert blind.m_route == "linear" and rel(blind.mt_top, dense.mt_top) > 1e-3  # wrong
     with pytest.warns(RouteWarning, match="disagree with jvp/vjp"):
-        s = compute_spectra(model, x, y, k=4, method="iterative", batch_size=3)
+        s = compute_spectra(model, x, y, SpectraOptions(k=4, method="iterative"), batch_size=3)
     assert s.m_route == "operator" and s.diagnostics["m_self_check"] > 1e-3
     for name in ("mt_top", "hp_top", "hp_bottom", "mb_top"):
         assert rel(getattr(s, name), getattr(dense, name)) <= 1e-8, name
@@ -89,7 +89,7 @@ def test_self_check_passes_on_a_plain_mlp() -> None:
     x, y = make_data("mlp_tanh", n=10)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RouteWarning)
-        s = compute_spectra(model, x, y, k=3, method="iterative")
+        s = compute_spectra(model, x, y, SpectraOptions(k=3, method="iterative"))
     assert s.m_route == "linear" and s.diagnostics["m_self_check"] <= 1e-13
 
 
@@ -98,8 +98,10 @@ def test_issue_reproduction_weight_reused_outside_its_layer() -> None:
     torch.manual_seed(0)
     model = Reuse(56).double()
     x, y = torch.randn(64, 56, dtype=torch.float64), torch.randint(0, 3, (64,))
-    s = compute_spectra(model, x, y, k=5, batch_size=8)  # P = 3363: iterative by default
-    dense = compute_spectra(model, x, y, k=5, batch_size=8, method="dense")
+    s = compute_spectra(
+        model, x, y, SpectraOptions(k=5), batch_size=8
+    )  # P = 3363: iterative by default
+    dense = compute_spectra(model, x, y, SpectraOptions(k=5, method="dense"), batch_size=8)
     assert s.method == "iterative" and s.m_route != "linear"
     for name in ("hf_top", "mt_top", "hp_top", "hp_bottom", "mb_top"):
         assert rel(getattr(s, name), getattr(dense, name)) <= 1e-8, name
@@ -114,8 +116,8 @@ def test_issue_reproduction_multiplicity_nine() -> None:
     nn.init.zeros_(model.bias)
     x = torch.randn(400, 300, dtype=torch.float64) * torch.linspace(0.2, 2.0, 300).double()
     y = torch.arange(400) % 10
-    s = compute_spectra(model, x, y, k=15)  # P = 3010: iterative by default
-    dense = compute_spectra(model, x, y, k=15, method="dense")
+    s = compute_spectra(model, x, y, SpectraOptions(k=15))  # P = 3010: iterative by default
+    dense = compute_spectra(model, x, y, SpectraOptions(k=15, method="dense"))
     assert s.method == "iterative" and s.diagnostics["hf_converged"] == 1.0
     assert np.sum(np.isclose(dense.hf_top, dense.hf_top[0], rtol=1e-12)) == 9
     for name in ("hf_top", "mt_top", "hp_top", "hp_bottom"):
@@ -128,7 +130,7 @@ def test_cosines_beyond_the_rank_of_m_are_nan() -> None:
     model = make_model("mlp_tanh")
     x, y = make_data("mlp_tanh", n=3)
     for method in ("dense", "iterative"):
-        s = compute_spectra(model, x, y, k=6, method=method)
+        s = compute_spectra(model, x, y, SpectraOptions(k=6, method=method))
         assert np.all(np.isfinite(s.cosines[:3])) and np.all(np.isnan(s.cosines[3:]))
         assert s.diagnostics["cosines_defined"] == 3.0
         assert np.all(s.hf_top > 0)
@@ -144,7 +146,7 @@ def test_cosines_stop_at_the_positive_eigenvalues_of_hf() -> None:
     model = nn.Linear(3, 2).double()  # P = 8; softmax regression: H_f is PSD of rank <= 3·1+1
     x = torch.randn(40, 3, dtype=torch.float64)
     y = torch.randint(0, 2, (40,))
-    s = compute_spectra(model, x, y, k=8, method="dense")
+    s = compute_spectra(model, x, y, SpectraOptions(k=8, method="dense"))
     positive = int((s.hf_top > 1e-12 * s.hf_top[0]).sum())
     assert positive < 8
     assert np.all(np.isnan(s.cosines[positive:]))
@@ -154,10 +156,12 @@ def test_cosines_stop_at_the_positive_eigenvalues_of_hf() -> None:
 def test_every_estimated_trace_has_a_standard_error() -> None:
     model = make_model("mlp_tanh")
     x, y = make_data("mlp_tanh", n=10)
-    dense = compute_spectra(model, x, y, k=3, method="dense")
+    dense = compute_spectra(model, x, y, SpectraOptions(k=3, method="dense"))
     assert dense.trace_hf_stderr == dense.trace_mt_stderr == dense.trace_hp_stderr == 0.0
     for route in ("auto", "operator"):
-        s = compute_spectra(model, x, y, k=3, method="iterative", m_route=route, trace_probes=64)
+        s = compute_spectra(
+            model, x, y, SpectraOptions(k=3, method="iterative", m_route=route, trace_probes=64)
+        )
         assert s.trace_hp_stderr > 0 and math.isfinite(s.trace_hp_stderr)
         for name in ("trace_hf", "trace_mt", "trace_hp"):
             err = getattr(s, f"{name}_stderr")

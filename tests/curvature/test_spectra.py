@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from sgd_dynamics.curvature import compute_spectra, principal_angles
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra, principal_angles
 
 from .conftest import make_data, make_model
 from .references import subspace_cosines
@@ -37,8 +37,8 @@ def assert_iterative_matches_dense(it, dense) -> None:
 def test_iterative_matches_dense_on_tiny_networks(kind: str, m_route: str) -> None:
     model = make_model(kind)
     x, y = make_data(kind, n=8)
-    dense = compute_spectra(model, x, y, k=4, method="dense")
-    it = compute_spectra(model, x, y, k=4, method="iterative", m_route=m_route)
+    dense = compute_spectra(model, x, y, SpectraOptions(k=4, method="dense"))
+    it = compute_spectra(model, x, y, SpectraOptions(k=4, method="iterative", m_route=m_route))
     assert dense.method == "dense" and it.method == "iterative"
     assert it.m_route == (
         "linear"
@@ -61,8 +61,8 @@ def test_iterative_matches_dense_gauss10_sized_mlp() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 10))
     x, y = torch.randn(100, 20), torch.randint(0, 10, (100,))
-    dense = compute_spectra(model, x, y, k=15, method="auto", batch_size=5)
-    it = compute_spectra(model, x, y, k=15, method="iterative", batch_size=5)
+    dense = compute_spectra(model, x, y, SpectraOptions(k=15, method="auto"), batch_size=5)
+    it = compute_spectra(model, x, y, SpectraOptions(k=15, method="iterative"), batch_size=5)
     assert dense.method == "dense" and dense.n_params == 1002
     assert_iterative_matches_dense(it, dense)
     assert rel(it.mb_top, dense.mb_top) <= EIG_TOL
@@ -75,13 +75,19 @@ def test_iterative_matches_dense_gauss10_sized_mlp() -> None:
 def test_results_do_not_depend_on_chunk_size() -> None:
     model = make_model("mlp_tanh")
     x, y = make_data("mlp_tanh", n=9)
-    ref = compute_spectra(model, x, y, k=4, method="dense", batch_size=2)
+    ref = compute_spectra(model, x, y, SpectraOptions(k=4, method="dense"), batch_size=2)
     for chunk in (1, 4):
-        s = compute_spectra(model, x, y, k=4, method="dense", chunk_size=chunk, batch_size=2)
+        s = compute_spectra(
+            model, x, y, SpectraOptions(k=4, method="dense", chunk_size=chunk), batch_size=2
+        )
         for name in ("hf_all", "mt_all", "hp_all", "mb_top", "cosines"):
             assert rel(getattr(s, name), getattr(ref, name)) <= 1e-10, name
-    it_ref = compute_spectra(model, x, y, k=4, method="iterative", m_route="operator")
-    it = compute_spectra(model, x, y, k=4, method="iterative", m_route="operator", chunk_size=2)
+    it_ref = compute_spectra(
+        model, x, y, SpectraOptions(k=4, method="iterative", m_route="operator")
+    )
+    it = compute_spectra(
+        model, x, y, SpectraOptions(k=4, method="iterative", m_route="operator", chunk_size=2)
+    )
     for name in ("hf_top", "mt_top", "hp_top", "hp_bottom"):
         assert rel(getattr(it, name), getattr(it_ref, name)) <= 1e-10, name
 
@@ -90,14 +96,18 @@ def test_warm_start_needs_fewer_products() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 32), nn.Tanh(), nn.Linear(32, 10)).double()
     x, y = torch.randn(100, 20, dtype=torch.float64), torch.randint(0, 10, (100,))
-    first = compute_spectra(model, x, y, k=5, method="iterative", m_route="operator")
+    first = compute_spectra(
+        model, x, y, SpectraOptions(k=5, method="iterative", m_route="operator")
+    )
     nearby = copy.deepcopy(model)
     with torch.no_grad():
         for p in nearby.parameters():
             p.add_(1e-3 * torch.randn_like(p))
-    cold = compute_spectra(nearby, x, y, k=5, method="iterative", m_route="operator")
+    cold = compute_spectra(
+        nearby, x, y, SpectraOptions(k=5, method="iterative", m_route="operator")
+    )
     warm = compute_spectra(
-        nearby, x, y, k=5, method="iterative", m_route="operator", warm_start=first
+        nearby, x, y, SpectraOptions(k=5, method="iterative", m_route="operator"), warm_start=first
     )
     for key in ("hf_matvecs", "mt_matvecs", "hp_matvecs"):
         assert warm.diagnostics[key] < cold.diagnostics[key], key
@@ -107,8 +117,7 @@ def test_warm_start_needs_fewer_products() -> None:
         compute_spectra(
             make_model("mlp_relu"),
             *make_data("mlp_relu", 5),
-            k=2,
-            method="iterative",
+            SpectraOptions(k=2, method="iterative"),
             warm_start=first,
         )
 
@@ -117,9 +126,9 @@ def test_float32_agrees_with_float64() -> None:
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 10))
     x, y = torch.randn(100, 20), torch.randint(0, 10, (100,))
-    ref = compute_spectra(model, x, y, k=5, method="dense")
+    ref = compute_spectra(model, x, y, SpectraOptions(k=5, method="dense"))
     for method in ("dense", "iterative"):
-        s = compute_spectra(model, x, y, k=5, method=method, dtype=torch.float32)
+        s = compute_spectra(model, x, y, SpectraOptions(k=5, method=method, dtype=torch.float32))
         assert s.dtype == "float32" and s.hf_vecs.dtype == torch.float32
         for name in ("hf_top", "mt_top", "hp_top", "hp_bottom"):
             assert rel(getattr(s, name), getattr(ref, name)) <= 1e-4, (method, name)
@@ -152,7 +161,7 @@ def test_model_state_is_left_untouched(method: str) -> None:
     flags = {name: m.training for name, m in model.named_modules()}
     requires = {name: p.requires_grad for name, p in model.named_parameters()}
     x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
-    s = compute_spectra(model, x, y, k=3, method=method, dtype=torch.float64)
+    s = compute_spectra(model, x, y, SpectraOptions(k=3, method=method, dtype=torch.float64))
     assert s.hf_vecs.dtype == torch.float64
     after = model.state_dict()
     for name, value in before.items():
@@ -165,19 +174,19 @@ def test_model_state_is_left_untouched(method: str) -> None:
     with torch.no_grad():
         logits = copy.deepcopy(model).double().eval()(x.double())
     assert s.loss == pytest.approx(float(nn.functional.cross_entropy(logits, y)), rel=1e-12)
-    again = compute_spectra(model, x, y, k=3, method=method, dtype=torch.float64)
+    again = compute_spectra(model, x, y, SpectraOptions(k=3, method=method, dtype=torch.float64))
     assert np.array_equal(again.hf_top, s.hf_top)
 
 
 def test_works_under_no_grad_and_inference_mode() -> None:
     model = make_model("mlp_tanh")
     x, y = make_data("mlp_tanh", n=6)
-    ref = compute_spectra(model, x, y, k=3, method="iterative")
+    ref = compute_spectra(model, x, y, SpectraOptions(k=3, method="iterative"))
     with torch.no_grad():
-        quiet = compute_spectra(model, x, y, k=3, method="iterative")
+        quiet = compute_spectra(model, x, y, SpectraOptions(k=3, method="iterative"))
     with torch.inference_mode():
         x_inf, y_inf = x.clone(), y.clone()
-        inferred = compute_spectra(model, x_inf, y_inf, k=3, method="dense")
+        inferred = compute_spectra(model, x_inf, y_inf, SpectraOptions(k=3, method="dense"))
     assert np.allclose(quiet.hf_top, ref.hf_top, rtol=1e-12)
     assert rel(inferred.hf_top, ref.hf_top) <= 1e-6
 
@@ -185,8 +194,10 @@ def test_works_under_no_grad_and_inference_mode() -> None:
 def test_to_arrays() -> None:
     model = make_model("mlp_relu")
     x, y = make_data("mlp_relu", n=6)
-    dense = compute_spectra(model, x, y, k=3, method="dense", batch_size=2).to_arrays()
-    it = compute_spectra(model, x, y, k=3, method="iterative").to_arrays()
+    dense = compute_spectra(
+        model, x, y, SpectraOptions(k=3, method="dense"), batch_size=2
+    ).to_arrays()
+    it = compute_spectra(model, x, y, SpectraOptions(k=3, method="iterative")).to_arrays()
     common = {
         "hf_top",
         "mt_top",
@@ -231,5 +242,5 @@ def test_progress_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     model = make_model("mlp_relu")
     x, y = make_data("mlp_relu", n=5)
     with caplog.at_level(logging.DEBUG, logger="sgd_dynamics.curvature"):
-        compute_spectra(model, x, y, k=2, method="auto")
+        compute_spectra(model, x, y, SpectraOptions(k=2, method="auto"))
     assert any("dense method" in r.getMessage() for r in caplog.records)

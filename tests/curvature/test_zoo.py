@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sgd_dynamics.curvature import compute_spectra
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 from sgd_dynamics.curvature.operators import minibatch_coefficient
 
 from .references import mean_loss_hessian, per_sample_gradient_loop, residual_direct
@@ -264,11 +264,15 @@ def check_case(model, x, y, k: int, batch_size: int = 3) -> dict[str, dict[str, 
     ref = Reference(model, x, y, k, batch_size)
     assert ref.identity_error <= 1e-12
     results: dict[str, dict[str, float]] = {}
-    dense = compute_spectra(model, x, y, k=k, method="dense", batch_size=batch_size)
+    dense = compute_spectra(model, x, y, SpectraOptions(k=k, method="dense"), batch_size=batch_size)
     results["dense"] = errors_against(dense, ref)
     for route in M_ROUTES:
         s = compute_spectra(
-            model, x, y, k=k, method="iterative", m_route=route, batch_size=batch_size
+            model,
+            x,
+            y,
+            SpectraOptions(k=k, method="iterative", m_route=route),
+            batch_size=batch_size,
         )
         assert s.method == "iterative"
         for key in ("hf", "hp"):
@@ -327,12 +331,16 @@ def test_frozen_parameters_are_not_in_p() -> None:
     model.net[0].weight.requires_grad_(False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     ref = Reference(model, x, y, 4, 3)  # over the trainable parameters
-    s = compute_spectra(model, x, y, k=4, method="dense")
+    s = compute_spectra(model, x, y, SpectraOptions(k=4, method="dense"))
     assert s.n_params == trainable and s.hf_vecs.shape == (trainable, 4)
     errors = errors_against(s, ref)
     assert max(errors.values()) <= DENSE_TOL
-    head_only = compute_spectra(model, x, y, k=4, method="dense", params=["net.4.weight"])
+    head_only = compute_spectra(
+        model, x, y, SpectraOptions(k=4, method="dense"), params=["net.4.weight"]
+    )
     assert head_only.n_params == 32
-    everything = compute_spectra(model, x, y, k=4, method="dense", params=model.parameters())
+    everything = compute_spectra(
+        model, x, y, SpectraOptions(k=4, method="dense"), params=model.parameters()
+    )
     assert everything.n_params == sum(p.numel() for p in model.parameters())
     assert math.isfinite(everything.trace_hf) and math.isfinite(head_only.trace_hf)

@@ -43,6 +43,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from ..choices import OnNonconvergence, check_choice
+
 __all__ = [
     "ConvergenceWarning",
     "ConvergenceError",
@@ -536,8 +538,7 @@ def _check_arguments(
     """Raise a ValueError naming the bad argument; returns x0 as a (P, j) block (or None)."""
     if which not in _WHICH:
         raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
-    if on_failure not in ("warn", "raise", "ignore"):
-        raise ValueError(f"on_failure must be 'warn', 'raise' or 'ignore', got {on_failure!r}")
+    check_choice("on_failure", on_failure, OnNonconvergence)
     if not 1 <= k <= size:
         raise ValueError(f"k must satisfy 1 <= k <= {size} (the operator size), got {k}")
     if check_steps is not None and (isinstance(check_steps, bool) or check_steps < 0):
@@ -569,9 +570,9 @@ def _report(result: EigResult, plan: _Plan, on_failure: str) -> None:
         f"reaching the relative residual tolerance {plan.tol:.1e} with a clean multiplicity check "
         f"(max residual {result.max_residual:.2e}); raise max_matvecs or tol"
     )
-    if on_failure == "raise":
+    if on_failure == OnNonconvergence.RAISE:
         raise ConvergenceError(message)
-    if on_failure == "warn":
+    if on_failure == OnNonconvergence.WARN:
         warnings.warn(message, ConvergenceWarning, stacklevel=3)
 
 

@@ -5,6 +5,7 @@ With G (n×P) the per-sample gradients and K = G Gᵀ / n:
 - M and K have the same nonzero eigenvalues; an eigenvector u of K with eigenvalue λ > 0 maps to
   the unit eigenvector v = Gᵀ u / sqrt(n λ) of M. M's other P - rank eigenvalues are 0, with
   eigenvectors spanning null(G) = {v : G v = 0}.
+- M's exact spectrum: all n eigenvalues of K (`gram_eigenvalues`) and P - n zeros.
 - M_b = μμᵀ + c_b Σ = Gᵀ W G / n with W = c_b I + (1 - c_b) 11ᵀ/n (μ = Gᵀ1/n, Σ = M - μμᵀ), so
   its nonzero eigenvalues are those of W^½ K W^½, where W^½ = √c_b (I - 11ᵀ/n) + 11ᵀ/n.
 """
@@ -20,15 +21,16 @@ from torch import Tensor
 
 from sgd_dynamics.threads import limit_threads
 
-from .eigensolvers import EigResult, block_eigsh
-from .per_sample import GradientFactors
-from .thresholds import DENSE_GRAM_MAX, GRAM_BLOCK_SIZE, gram_solved_densely
+from ..operators.per_sample import GradientFactors
+from ..solvers.block_lanczos import EigResult, block_eigsh
+from ..thresholds import DENSE_GRAM_MAX, GRAM_BLOCK_SIZE, gram_solved_densely
 
 __all__ = [
     "GramSpectrum",
     "second_moment_from_gram",
     "minibatch_gram",
     "top_eigenvalues",
+    "gram_eigenvalues",
     "DENSE_GRAM_MAX",
     "GRAM_BLOCK_SIZE",
 ]
@@ -265,3 +267,15 @@ def top_eigenvalues(
     out = torch.zeros(k, dtype=matrix.dtype, device=matrix.device)
     out[:k_small] = values
     return out, info
+
+
+def gram_eigenvalues(source: GradientFactors | Tensor, dense_threads: int | None = 1) -> Tensor:
+    """All n eigenvalues of K, descending: `source` is K itself (n, n) or gradient factors."""
+    if isinstance(source, GradientFactors):
+        kernel = source.gram().div_(source.n_samples)
+    else:
+        kernel = source
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
+        raise ValueError(f"the Gram matrix must be square (n, n), got {tuple(kernel.shape)}")
+    values, _ = top_eigenvalues(kernel, kernel.shape[0], dense_threads=dense_threads, name="K")
+    return values

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .eigensolvers import EigResult
+from .block_lanczos import EigResult
 
 __all__ = ["rayleigh_ritz"]
 

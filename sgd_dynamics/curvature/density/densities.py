@@ -27,7 +27,7 @@ from torch import Tensor
 
 from sgd_dynamics.utils.validate import positive_int
 
-from .lanczos_quadrature import PROBE_KINDS, lanczos_quadrature, random_probes
+from ..solvers.lanczos_quadrature import PROBE_KINDS, lanczos_quadrature, random_probes
 from .measures import SpectralMeasure, relative_w1, smoothed_density
 
 __all__ = [

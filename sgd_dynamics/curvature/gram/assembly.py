@@ -1,5 +1,10 @@
-"""The n×n Gram matrix K = G Gᵀ / n of the per-sample gradients (G: n×P, row i = ∇f_i) when the
-samples are sharded over R processes (DDP), each holding only its shard's gradient factors.
+"""The n×n Gram matrix K = G Gᵀ / n of the per-sample gradients (G: n×P, row i = ∇f_i), on one
+process or assembled across R processes (DDP) that each hold only a shard of the samples.
+
+`snapshot_gram` is the entry: K over a snapshot's samples from its gradient factors (layer by
+layer for networks of nn.Linear layers, never forming G) or, for any other model, block by block
+from per-sample gradients of chunks of samples (G never held whole: the chunk pairs (a, b),
+b >= a, recompute chunk b's gradients, about (n / chunk)² / 2 chunk passes).
 
 A shard's *source* of G's rows is one of
 - `LinearLayerGradients`: the layer-wise factors A_l (n_r, in_l + 1) and D_l (n_r, out_l);
@@ -30,18 +35,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .distributed import Reduction
-from .functional import FunctionalModel
-from .per_sample import (
+from ..operators.distributed import Reduction
+from ..operators.functional import FunctionalModel
+from ..operators.per_sample import (
     GRAM_ROW_BLOCK,
     DenseGradients,
     GradientFactors,
     LinearLayerGradients,
     per_sample_gradients,
 )
-from .progress import tick
+from ..operators.products import CurvatureOperators
+from ..progress import tick
 
 __all__ = [
+    "snapshot_gram",
+    "per_sample_gram",
     "SampleShard",
     "GramSource",
     "assigned_blocks",
@@ -253,3 +261,25 @@ def sharded_gram(source: GramSource, reduction: Reduction, n_samples: int) -> Te
             kernel[cols, rows] = block.T
     reduction.sum(kernel)
     return kernel.div_(n_samples)
+
+
+def per_sample_gram(
+    fm: FunctionalModel, inputs: Tensor, targets: Tensor, chunk_size: int
+) -> Tensor:
+    """K = G Gᵀ / n (n, n) in fm.dtype, from per-sample gradients of pairs of chunks."""
+    return self_gram(SampleShard(fm, inputs, targets, chunk_size)).div_(inputs.shape[0])
+
+
+def snapshot_gram(ops: CurvatureOperators, factors: GradientFactors | None) -> Tensor:
+    """K = G Gᵀ / n (n, n) over all ops.n_samples samples: from `factors` (per-sample gradient
+    factors of ops' samples), else from per-sample gradients chunk by chunk. Under
+    ops.distributed (a shard's factors or samples on each process) assembled across the
+    processes, identical on every one (`sharded_gram`; from the samples on every
+    process when the processes' factors are not of one kind)."""
+    samples = SampleShard(ops.fm, ops.inputs, ops.targets, ops.chunk_size)
+    source = samples if factors is None else factors
+    if ops.distributed is None or ops.distributed.world_size == 1:
+        return self_gram(source).div_(ops.n_samples)
+    if not same_kind_everywhere(source, ops.distributed):  # e.g. factors on some ranks only
+        source = samples
+    return sharded_gram(source, ops.distributed, ops.n_samples)

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .density import SpectralDensities
-from .eigensolvers import EigResult, block_eigsh
-from .operators import CurvatureOperators
-from .options import SpectraOptions
-from .per_sample import GradientFactors
+from ..density.densities import SpectralDensities
+from ..gram.spectrum import minibatch_gram, top_eigenvalues
+from ..operators.per_sample import GradientFactors
+from ..operators.products import CurvatureOperators
+from ..options import SpectraOptions
+from ..solvers.block_lanczos import EigResult, block_eigsh
 
 
 def to_numpy(x: Tensor) -> np.ndarray:
@@ -114,3 +115,13 @@ def snapshot_eigsh(
         name=name,
         **options.solver_settings(),
     )
+
+
+def minibatch_top_from_gram(
+    gram: Tensor, c: float, options: SpectraOptions
+) -> tuple[Tensor, dict[str, float]]:
+    """(k,) largest eigenvalues of M_b = c M + (1 - c) μμᵀ, descending, from the Gram side
+    W^½ K W^½ (`gram` = K, formed by the snapshot), and the solver figures."""
+    matrix, settings = minibatch_gram(gram, c), options.gram_solver_settings()
+    values, info = top_eigenvalues(matrix, options.k, name="M_b (Gram)", **settings)
+    return values, {f"mb_{key}": value for key, value in info.items()}

@@ -15,9 +15,10 @@ import warnings
 
 import torch
 
-from .operators import CurvatureOperators
-from .options import SpectraOptions
+from ..choices import MRoute
+from ..options import SpectraOptions
 from .per_sample import DenseGradients, GradientFactors, gradient_factors
+from .products import CurvatureOperators
 
 logger = logging.getLogger("sgd_dynamics.curvature")
 
@@ -72,7 +73,7 @@ def m_factors(
                 f"(relative difference {discrepancy:.2e} > {tolerance:.0e}): M through jvp/vjp "
                 "products",
                 RouteWarning,
-                stacklevel=5,  # compute_spectra's caller
+                stacklevel=4,  # compute_spectra's caller
             )
             factors = ops.gradients = None
     return factors, info
@@ -80,15 +81,15 @@ def m_factors(
 
 def m_route_of(factors: GradientFactors | None) -> str:
     """ "operator" (jvp/vjp), "dense" (per-sample gradient matrix) or "linear" (layer factors)."""
-    route = "operator" if factors is None else "dense"
+    route = MRoute.OPERATOR if factors is None else MRoute.DENSE
     if factors is not None and not isinstance(factors, DenseGradients):
-        route = "linear"
+        route = MRoute.LINEAR
     logger.debug(
         "M through %s",
         {
-            "operator": "jvp/vjp products",
-            "dense": "the per-sample gradient matrix and its Gram",
-            "linear": "layer-wise factors and the Gram matrix",
+            MRoute.OPERATOR: "jvp/vjp products",
+            MRoute.DENSE: "the per-sample gradient matrix and its Gram",
+            MRoute.LINEAR: "layer-wise factors and the Gram matrix",
         }[route],
     )
-    return route
+    return route.value

@@ -8,13 +8,15 @@ import time
 
 import torch
 
-from .density import Outliers, SpectralDensities, exact_densities
-from .density import spectral_densities as slq_densities
-from .gram_spectrum import gram_eigenvalues, snapshot_gram
-from .operators import CurvatureOperators
-from .options import SpectraOptions
-from .snapshot_parts import SnapshotParts, to_numpy
-from .thresholds import keeps_gradient_graphs
+from ..choices import HpMethod
+from ..density.densities import Outliers, SpectralDensities, exact_densities
+from ..density.densities import spectral_densities as slq_densities
+from ..gram.assembly import snapshot_gram
+from ..gram.spectrum import gram_eigenvalues
+from ..operators.products import CurvatureOperators
+from ..options import SpectraOptions
+from ..thresholds import keeps_gradient_graphs
+from .parts import SnapshotParts, to_numpy
 
 logger = logging.getLogger("sgd_dynamics.curvature")
 
@@ -31,7 +33,7 @@ def _iterative_densities(
         gram = snapshot_gram(ops, parts.factors)
     gram_values = gram_eigenvalues(gram, options.dense_threads)
     hp_outliers = None
-    if options.hp_method == "solve" and parts.hp_top_vecs is not None:
+    if options.hp_method == HpMethod.SOLVE and parts.hp_top_vecs is not None:
         assert parts.hp_bottom_vecs is not None
         hp_outliers = Outliers(
             torch.cat([parts.hp_top, parts.hp_bottom]).detach(),

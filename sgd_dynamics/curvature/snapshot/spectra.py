@@ -40,20 +40,19 @@ from torch import Tensor, nn
 
 from sgd_dynamics.threads import limit_threads
 
-from .cosines import defined_cosines
-from .dense_snapshot import dense_snapshot
-from .density import DensitySettings, SpectralDensities
-from .distributed import Reduction, check_reduction
-from .functional import FunctionalModel, evaluation_mode
-from .inputs import check_batch_size, check_k, prepare_data
-from .iterative_snapshot import iterative_snapshot
-from .m_factors import RouteWarning
-from .operators import CurvatureOperators, minibatch_coefficient
-from .options import SpectraOptions
-from .snapshot_densities import snapshot_densities
-from .snapshot_parts import SnapshotParts, to_numpy
-from .thresholds import DENSE_MAX_PARAMS
-from .warm_start import check_warm_start
+from ..choices import Method
+from ..density.densities import SpectralDensities
+from ..operators.distributed import Reduction, check_reduction
+from ..operators.functional import FunctionalModel, evaluation_mode
+from ..operators.m_route import RouteWarning
+from ..operators.products import CurvatureOperators, minibatch_coefficient
+from ..options import SpectraOptions
+from ..solvers.angles import defined_cosines
+from .arguments import check_batch_size, check_k, check_warm_start, prepare_data
+from .dense import dense_snapshot
+from .densities import snapshot_densities
+from .iterative import iterative_snapshot
+from .parts import SnapshotParts, to_numpy
 
 __all__ = ["RouteWarning", "Spectra", "SpectraOptions", "compute_spectra"]
 
@@ -151,7 +150,7 @@ class Spectra:
             "n_samples": self.n_samples,
             "n_params": self.n_params,
             "k": self.k,
-            "dense": float(self.method == "dense"),
+            "dense": float(self.method == Method.DENSE),
             "seconds": self.seconds,
         }
         if self.batch_size is not None:
@@ -201,7 +200,7 @@ def _to_spectra(
         trace_mb = c * parts.trace_mt + (1.0 - c) * grad_norm**2
     vectors = {name: _cpu(getattr(parts, name)) for name in _VECTOR_FIELDS}
     rel_zero = 10.0 * min(n, p) * torch.finfo(options.dtype).eps
-    if method != "dense":
+    if method != Method.DENSE:
         rel_zero = max(rel_zero, options.solver_tolerance)
     cosines = defined_cosines(
         parts.hf_top, parts.mt_top, vectors["hf_vecs"], vectors["mt_vecs"], rel_zero
@@ -226,17 +225,52 @@ def _to_spectra(
     )
 
 
-def _measure(
+def compute_spectra(
     model: nn.Module,
     inputs: Tensor,
     targets: Tensor,
-    options: SpectraOptions,
-    batch_size: int | None,
-    warm_start: Spectra | dict | None,
-    distributed: Reduction | None,
-    params: Iterable[Tensor] | Iterable[str] | None,
+    options: SpectraOptions | None = None,
+    *,
+    batch_size: int | None = None,
+    warm_start: Spectra | dict | None = None,
+    distributed: Reduction | None = None,
+    params: Iterable[Tensor] | Iterable[str] | None = None,
 ) -> Spectra:
-    """`compute_spectra` with its settings checked: one snapshot, timed in `Spectra.seconds`."""
+    """Spectra of H_f, M, H_p (and M_b) of the mean cross-entropy at the model's parameters.
+
+    Args:
+        model: any nn.Module classifier, model(inputs) -> (n, C) logits; evaluated in eval mode
+            on a detached copy of its parameters (left untouched), on its own device.
+        inputs: (n, ...) samples, one tensor (or array) of real numbers.
+        targets: (n,) integer labels in [0, C).
+        options: the settings (k, method, dtype, solver tolerances, densities, ...), documented
+            and checked by `SpectraOptions`; None: its defaults.
+        batch_size: b, to also return the k largest eigenvalues of M_b (mb_top) and tr(M_b).
+        warm_start: a previous snapshot (same model shape): its eigenvectors start the
+            iterative solvers (H_f, H_p, and M: its P-side vectors when M goes through
+            operator products, its Gram-side `mt_sample_vecs` when it goes through K).
+        distributed: a `Reduction` when DDP ranks share the snapshot: every rank passes the
+            same samples, applies the operators to its shard, the sums are all-reduced and
+            every rank gets the same result. M goes through P×P sums (dense) or a Lanczos solve
+            on its products (iterative), not through the n×n Gram matrix.
+        params: the parameters θ spans (the model's own tensors or their names); default: the
+            trainable ones (requires_grad=True). The others are held fixed.
+
+    Returns:
+        The snapshot as a `Spectra` (float64 numpy eigenvalues, CPU eigenvectors), timed in
+        `Spectra.seconds`.
+
+    Raises:
+        ValueError: for C < 2 classes, non-finite inputs or parameters, inputs that are not one
+            tensor (dicts, tuples: wrap the model), parametrised weights, and bad arguments.
+    """
+    if options is None:
+        options = SpectraOptions()
+    elif not isinstance(options, SpectraOptions):
+        raise ValueError(
+            f"options must be a SpectraOptions (the settings k, method, dtype, ...) or None, "
+            f"got {type(options).__name__}"
+        )
     started = time.perf_counter()
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -259,7 +293,7 @@ def _measure(
             options.dtype_name,
             fm.device,
         )
-        if method == "dense":
+        if method == Method.DENSE:
             with limit_threads(options.dense_threads):  # small problems: oversubscription costs
                 parts = dense_snapshot(ops, k, batch_size, options)
         else:
@@ -277,84 +311,3 @@ def _measure(
         " ".join(f"{key}={value:.3g}" for key, value in spectra.diagnostics.items()),
     )
     return spectra
-
-
-def compute_spectra(
-    model: nn.Module,
-    inputs: Tensor,
-    targets: Tensor,
-    k: int = 15,
-    method: str = "auto",
-    dtype: torch.dtype = torch.float64,
-    batch_size: int | None = None,
-    chunk_size: int | None = None,
-    warm_start: Spectra | dict | None = None,
-    *,
-    tol: float | None = None,
-    max_matvecs: int | None = None,
-    block_size: int | None = None,
-    m_route: str = "auto",
-    memory_budget: int = 1 << 30,
-    dense_max_params: int = DENSE_MAX_PARAMS,
-    dense_threads: int | None = 1,
-    trace_probes: int = 16,
-    seed: int = 0,
-    on_nonconvergence: str = "warn",
-    distributed: Reduction | None = None,
-    hp_method: str = "solve",
-    params: Iterable[Tensor] | Iterable[str] | None = None,
-    self_check: bool = True,
-    check_steps: int | None = None,
-    density: bool | DensitySettings | None = None,
-    options: SpectraOptions | None = None,
-) -> Spectra:
-    """Spectra of H_f, M, H_p (and M_b) of the mean cross-entropy at the model's parameters.
-
-    Args:
-        model: any nn.Module classifier, model(inputs) -> (n, C) logits; evaluated in eval mode
-            on a detached copy of its parameters (left untouched), on its own device.
-        inputs: (n, ...) samples; targets: (n,) integer labels in [0, C).
-        batch_size: b, to also return the k largest eigenvalues of M_b (mb_top) and tr(M_b).
-        warm_start: a previous snapshot (same model shape): its eigenvectors start the
-            iterative solvers (H_f, H_p, and M: its P-side vectors when M goes through
-            operator products, its Gram-side `mt_sample_vecs` when it goes through K).
-        distributed: a `distributed.Reduction` when DDP ranks share the snapshot: every rank
-            passes the same samples, applies the operators to its shard, the sums are
-            all-reduced and every rank gets the same result. M goes through P×P sums (dense)
-            or a Lanczos solve on its products (iterative), not through the n×n Gram matrix.
-        params: the parameters θ spans (the model's own tensors or their names); default: the
-            trainable ones (requires_grad=True). The others are held fixed.
-        k, method, dtype, chunk_size, tol, ..., density: the settings, documented and checked
-            by `SpectraOptions`; or all at once as `options=` (these left at their defaults).
-
-    Raises ValueError for C < 2 classes, non-finite inputs or parameters, inputs that are not one
-    tensor (dicts, tuples: wrap the model), parametrised weights, and bad arguments.
-    """
-    settings = SpectraOptions(
-        k=k,
-        method=method,
-        dtype=dtype,
-        chunk_size=chunk_size,
-        tol=tol,
-        max_matvecs=max_matvecs,
-        block_size=block_size,
-        m_route=m_route,
-        memory_budget=memory_budget,
-        dense_max_params=dense_max_params,
-        dense_threads=dense_threads,
-        trace_probes=trace_probes,
-        seed=seed,
-        on_nonconvergence=on_nonconvergence,
-        hp_method=hp_method,
-        self_check=self_check,
-        check_steps=check_steps,
-        density=density,
-    )
-    if options is not None:
-        if settings != SpectraOptions():
-            raise ValueError(
-                "compute_spectra takes its settings either as options= or as keyword "
-                "arguments, not both: put them all in the SpectraOptions"
-            )
-        settings = options
-    return _measure(model, inputs, targets, settings, batch_size, warm_start, distributed, params)

@@ -43,9 +43,9 @@ from torch.overrides import TorchFunctionMode
 
 from sgd_dynamics.utils.validate import positive_int
 
+from ..choices import MRoute, check_choice
+from ..progress import tick
 from .functional import FunctionalModel
-from .options import M_ROUTES, check_choice
-from .progress import tick
 
 __all__ = [
     "GradientFactors",
@@ -377,29 +377,29 @@ def gradient_factors(
     "linear", "dense", or "operator" (None: M through jvp/vjp products).
     The n×n Gram matrix must fit the budget as well.
     """
-    check_choice("m_route", route, M_ROUTES)  # the same check as SpectraOptions.m_route
-    if route == "operator":
+    check_choice("m_route", route, MRoute)  # the same check as SpectraOptions.m_route
+    if route == MRoute.OPERATOR:
         return None
     n, p = inputs.shape[0], fm.n_params
     itemsize = torch.empty((), dtype=fm.dtype).element_size()
     gram_bytes = 3 * n * n * itemsize
-    if route in ("auto", "linear"):
+    if route in (MRoute.AUTO, MRoute.LINEAR):
         layout = _linear_layout(fm)
         if layout is not None:
             widths = sum(m.in_features + 1 + m.out_features for m, _, _ in layout)
-            if route == "linear" or (n * widths * itemsize + gram_bytes <= memory_budget):
+            if route == MRoute.LINEAR or (n * widths * itemsize + gram_bytes <= memory_budget):
                 factors = _linear_factors(fm, inputs, targets, chunk_size)
                 if not isinstance(factors, str):
                     return factors
-                if route == "linear":
+                if route == MRoute.LINEAR:
                     raise ValueError(f"m_route='linear' does not apply to this model: {factors}")
                 logger.info("M: no layer-wise factors (%s): general route", factors)
-        if route == "linear":
+        if route == MRoute.LINEAR:
             raise ValueError(
                 "m_route='linear' needs a model whose parameters all belong to "
                 "nn.Linear layers, each called once per forward on (n, in) inputs"
             )
-    if route == "dense":
+    if route == MRoute.DENSE:
         return DenseGradients(per_sample_gradients(fm, inputs, targets, chunk_size))
     if n * p * itemsize + gram_bytes <= memory_budget:
         try:

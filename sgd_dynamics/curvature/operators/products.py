@@ -28,11 +28,11 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp, vjp, vmap
 
+from ..progress import tick
+from ..thresholds import MAX_CHUNK_SAMPLES
 from .distributed import Reduction, sum_scalars
 from .functional import FunctionalModel
 from .per_sample import GradientFactors
-from .progress import tick
-from .thresholds import MAX_CHUNK_SAMPLES
 
 __all__ = ["CurvatureOperators", "minibatch_coefficient", "default_chunk_size"]
 
