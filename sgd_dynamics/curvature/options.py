@@ -1,9 +1,10 @@
 """The settings of a curvature snapshot, checked once: `SpectraOptions`.
 
-`compute_spectra(..., k=..., method=..., ...)` builds one from its keyword arguments (or takes one
-as `options=`); the spectral callback builds one when it is constructed, so a bad setting is
-refused before training. A bad value raises one ValueError that starts with the setting's name
-and says what is accepted (the callback prefixes it with ``spectral.``).
+`compute_spectra(model, inputs, targets, options)` takes one (None: the defaults); the spectral
+callback builds one when it is constructed, so a bad setting is refused before training. A bad
+value raises one ValueError that starts with the setting's name and says what is accepted (the
+callback prefixes it with ``spectral.``). The choice settings accept the members of the
+`choices` Enums or their strings, and keep the string.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ class SpectraOptions:
         k extra H_f products instead of a third solve; relative residuals in
         diagnostics["hp_max_residual"]) or "none" (hp_top and hp_bottom NaN; traces kept).
     self_check: with per-sample gradient factors, compare one M product through them with the
-        jvp/vjp product; a relative difference above `m_factors.SELF_CHECK_TOLERANCE` abandons
-        the factors with a `RouteWarning` (diagnostics["m_self_check"]).
+        jvp/vjp product; a relative difference above `m_route.SELF_CHECK_TOLERANCE` (in
+        `operators`) abandons the factors with a `RouteWarning` (diagnostics["m_self_check"]).
     check_steps: products of each solver's multiplicity check (None: 20; 0 skips it, and then a
         converged solve may miss copies of a repeated eigenvalue beyond the block size).
     density: None/False: off; True (the defaults of `DensitySettings`, probes from `seed`) or a

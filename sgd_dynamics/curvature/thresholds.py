@@ -34,8 +34,9 @@ DENSE_MAX_PARAMS = 3000
 MAX_CHUNK_SAMPLES = 2048
 
 # Through all the H_f products of an iterative snapshot the gradient graphs of the data chunks
-# are kept when the data are at most this many chunks: a product then costs about 1.2-1.4
-# gradient passes instead of 2, for the memory of this many chunks' graphs.
+# are kept when the data are at most this many chunks: a product then backpropagates through the
+# kept graphs instead of rebuilding them (no forward pass), for the memory of this many chunks'
+# graphs.
 KEEP_GRAPHS_MAX_CHUNKS = 4
 
 # Up to this n (and whenever k >= n) the n×n Gram matrix K is solved by a dense eigh (O(n³),

@@ -12,9 +12,9 @@ every rank (an all_reduce leaves identical values everywhere). Everything after 
 eigensolvers' vector operations, orthogonalisation, dense eigendecompositions) runs replicated
 on every rank from identical inputs and seeded generators, so every rank takes the same
 iterations and ends with the same eigenpairs; only the products are sharded. The one exception
-is the n×n Gram matrix of the per-sample gradients (M's exact spectrum, `sharded_gram`): its
-blocks between shards are exchanged with `Reduction.broadcast` and the matrix assembled with
-one all_reduce.
+is the n×n Gram matrix of the per-sample gradients (M's exact spectrum,
+`gram.assembly.sharded_gram`): its blocks between shards are exchanged with
+`Reduction.broadcast` and the matrix assembled with one all_reduce.
 
 With one process (or torch.distributed not initialised) use ``distributed=None``: no collective
 is called anywhere.
@@ -100,7 +100,7 @@ def check_reduction(distributed: object) -> Reduction | None:
     if distributed is None or isinstance(distributed, Reduction):
         return distributed
     raise ValueError(
-        "distributed must be a sgd_dynamics.curvature.distributed.Reduction or None, "
+        "distributed must be a sgd_dynamics.curvature.operators.Reduction or None, "
         f"got {type(distributed).__name__}"
     )
 

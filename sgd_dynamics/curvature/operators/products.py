@@ -9,8 +9,8 @@ With per-sample losses f_i(θ) = -log p_i(θ), i = 1..n (docs/math.md):
 
 H_p = (1/n) Σ ∇²p_i / p_i = M - H_f (docs/math.md) is the Hessian at θ₀ of the mean of ψ_i, whose
 denominator is held at the current parameters θ₀ (∇²ψ_i = ψ_i (∇f_i ∇f_iᵀ - ∇²f_i), ψ_i(θ₀) = 1):
-one H_p product costs one Hessian-vector product (about 1.3 gradient passes with a kept graph),
-not an M product plus an H_f product (`hp_difference`, about 2.2).
+one H_p product costs one Hessian-vector product, not an M product plus an H_f product
+(`hp_difference`).
 
 Every product takes a block V of shape (P, m) (or one vector (P,)) and returns the same shape; the
 m columns go through `torch.func.vmap` together, and the data are summed in chunks of
@@ -158,8 +158,8 @@ class CurvatureOperators:
     @contextmanager
     def kept_gradient_graphs(self) -> Iterator[None]:
         """Inside the block, H_f and H_p products keep each chunk's gradient graph (the first
-        product builds it, later ones only backpropagate through it, column by column: about 1.2
-        instead of 2 gradient passes per column). Memory: the double-backward graphs of all
+        product builds it, later ones only backpropagate through it, column by column, with no
+        forward pass). Memory: the double-backward graphs of all
         chunks (one set for H_f, one for H_p once an H_p product was made)."""
         self._graphs = {}
         try:
@@ -193,8 +193,8 @@ class CurvatureOperators:
         keep = self._graphs is not None
         if keep or rows.shape[0] == 1:
             # double backward through the chunk's gradient graph, one column at a time: with a
-            # kept graph about 1.2 gradient passes per column, as cheap as vmap over 16 columns
-            # and cheaper than vmap over a few (its per-call overhead)
+            # kept graph only the backward pass runs per column, and vmap's per-call overhead
+            # makes it no cheaper for a few columns
             theta, gradient = self._gradient_graph(x, y, kind)
             return torch.stack(
                 [torch.autograd.grad(gradient, theta, row, retain_graph=keep)[0] for row in rows]

@@ -176,7 +176,7 @@ def iterative_snapshot(
     laps = Laps(diagnostics)
     keep_graphs = keeps_gradient_graphs(ops.n_samples, ops.chunk_size)
     # the chunks' gradient graphs are kept through every H_f product of the snapshot (H_f solve,
-    # H_p solve or Ritz step, traces): ~1.2 instead of 2 gradient passes per product
+    # H_p solve or Ritz step, traces): no forward pass per product
     with ops.kept_gradient_graphs() if keep_graphs else contextlib.nullcontext():
         hf = snapshot_eigsh(ops, "H_f", ops.hf, "largest", start.get("hf"), k, options)
         diagnostics.update(solver_info("hf", hf))

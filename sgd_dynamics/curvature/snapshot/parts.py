@@ -1,9 +1,10 @@
 """What the two methods of a snapshot share before the `Spectra` is assembled.
 
-`SnapshotParts`: what one method (dense_snapshot.py, iterative_snapshot.py) measured, as tensors
-on the computation device; `Laps`: the timings of an iterative snapshot's parts; `snapshot_eigsh`:
-`block_eigsh` on one of the snapshot's P×P operators with its settings, and `solver_info`, the
-solver figures that go into `Spectra.diagnostics`.
+`SnapshotParts`: what one method (`dense`, `iterative`) measured, as tensors on the computation
+device; `Laps`: the timings of an iterative snapshot's parts; `snapshot_eigsh`: `block_eigsh` on
+one of the snapshot's P×P operators with its settings, and `solver_info`, the solver figures
+that go into `Spectra.diagnostics`; `minibatch_top_from_gram`: M_b's top eigenvalues from the
+Gram side when the snapshot formed K (both methods).
 """
 
 from __future__ import annotations

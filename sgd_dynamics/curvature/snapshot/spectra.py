@@ -8,20 +8,20 @@ cast to `dtype`; the model itself (parameters, dtype, requires_grad flags, train
 left exactly as found.
 
 Two methods:
-- "dense" (dense_snapshot.py): the exact P×P matrices and their full spectra (all P eigenvalues
+- "dense" (`snapshot.dense`): the exact P×P matrices and their full spectra (all P eigenvalues
   of H_f, M, H_p); M's spectrum from the n×n Gram matrix when n < P. Exact traces.
-- "iterative" (iterative_snapshot.py): matrix-free products and `block_eigsh`: k largest of H_f
-  and M, k largest and k smallest of H_p = M - H_f (hp_extremes.py: a solve, Rayleigh-Ritz
-  estimates with hp_method="ritz", or none), M through per-sample gradient factors and their
-  Gram matrix when they fit `memory_budget`, else jvp/vjp products (m_factors.py, with a
-  self-check of the fast route), Hutchinson traces (traces.py). A previous snapshot passed as
-  `warm_start` provides the starting vectors of the solvers (warm_start.py).
+- "iterative" (`snapshot.iterative`): matrix-free products and `block_eigsh`: k largest of H_f
+  and M, k largest and k smallest of H_p = M - H_f (a solve, Rayleigh-Ritz estimates with
+  hp_method="ritz", or none), M through per-sample gradient factors and their Gram matrix when
+  they fit `memory_budget`, else jvp/vjp products (`operators.m_route`, with a self-check of
+  the fast route), Hutchinson traces. A previous snapshot passed as `warm_start` provides the
+  starting vectors of the solvers.
 "auto" picks "dense" when P <= dense_max_params (`thresholds.DENSE_MAX_PARAMS`).
 
-The settings are checked once, by `options.SpectraOptions`. Each method fills one
-`SnapshotParts` (snapshot_parts.py; M_b's top eigenvalues from minibatch_top.py or a Lanczos
-solve on its products); the shared steps (densities: snapshot_densities.py, principal angles:
-cosines.py, ||μ||, tr(M_b)) complete it into the `Spectra` (`_to_spectra`).
+The settings are checked once, by `SpectraOptions`; the per-call arguments by
+`snapshot.arguments`. Each method fills one `SnapshotParts`; the shared steps (densities:
+`snapshot.densities`, principal angles where defined: `solvers.angles.defined_cosines`, ||μ||,
+tr(M_b)) complete it into the `Spectra` (`_to_spectra`).
 
 Timings of the parts and solver figures are in `Spectra.diagnostics`; progress goes to the logger
 "sgd_dynamics.curvature" (INFO: method and route, DEBUG: solver iterations).

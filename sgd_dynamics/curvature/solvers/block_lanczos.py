@@ -280,7 +280,7 @@ class _KrylovRelation:
     float64), the next block `front` (P×b, orthonormal, ⊥ Q_s) and the coupling B (b×s, float64).
 
     Q_s is stored as the first s rows of a preallocated buffer: projections on the basis then read
-    contiguous memory (about 2x faster than columns)."""
+    contiguous rows rather than strided columns."""
 
     def __init__(self, plan: _Plan, front: Tensor) -> None:
         self.f64 = dict(dtype=torch.float64, device=plan.device)
