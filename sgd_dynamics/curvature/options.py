@@ -54,37 +54,39 @@ class SpectraOptions:
     """Settings of `compute_spectra` (the per-call data: model, samples, batch size, warm start,
     DDP reduction and parameter selection are its arguments, not settings).
 
-    k: eigenpairs per operator, an integer >= 1 (at most P, checked against the model).
-    method: "dense" (exact P×P matrices, all eigenvalues), "iterative" (matrix-free), or "auto"
-        (dense when P <= dense_max_params, `thresholds.DENSE_MAX_PARAMS` = 3000 by default).
-    dtype: torch.float64 or torch.float32 (or their names) for all computations.
-    chunk_size: samples per forward/backward pass (None: `operators.default_chunk_size`).
-    tol: relative residual tolerance of the iterative solvers, ||A x - θ x|| <= tol · ||A||
-        (None: 1e-8 in float64, 1e-4 in float32; `solver_tolerance`).
-    max_matvecs: product budget of each iterative solve (None: `block_eigsh`'s default).
-    block_size: vectors per operator call in the P-side solvers (None: 1, thick-restart Lanczos).
-    m_route: how M is applied in the iterative method: "auto", "linear" (layer-wise factors of
-        nn.Linear networks), "dense" (per-sample gradient matrix), "operator" (jvp/vjp).
-    memory_budget: bytes allowed for per-sample gradient factors and the Gram matrix.
-    dense_max_params: largest P for which method="auto" picks the dense method.
-    dense_threads: thread limit for the dense method and every dense eigendecomposition (1:
-        small dense problems gain little from threads and collapse when the threads outnumber
-        the free cores; None: leave the thread pools as they are).
-    trace_probes: Hutchinson probes for tr(H_f) in the iterative method (0: NaN).
-    seed: seed of the random starting blocks and probes (results are reproducible).
-    on_nonconvergence: "warn" (ConvergenceWarning), "raise" (ConvergenceError) or "ignore".
-    hp_method: H_p's extremes in the iterative method: "solve" (a converged block Lanczos solve
-        on H_p = M - H_f), "ritz" (Rayleigh-Ritz estimates on span(top-k of H_f, top-k of M):
-        k extra H_f products instead of a third solve; relative residuals in
-        diagnostics["hp_max_residual"]) or "none" (hp_top and hp_bottom NaN; traces kept).
-    self_check: with per-sample gradient factors, compare one M product through them with the
-        jvp/vjp product; a relative difference above `m_route.SELF_CHECK_TOLERANCE` (in
-        `operators`) abandons the factors with a `RouteWarning` (diagnostics["m_self_check"]).
-    check_steps: products of each solver's multiplicity check (None: 20; 0 skips it, and then a
-        converged solve may miss copies of a repeated eigenvalue beyond the block size).
-    density: None/False: off; True (the defaults of `DensitySettings`, probes from `seed`) or a
-        DensitySettings: also the spectral densities of H_f, M and H_p (docs/densities.md);
-        under DDP M's Gram matrix is assembled from the ranks' shards, the same on every rank.
+    Attributes:
+        k: eigenpairs per operator, an integer >= 1 (at most P, checked against the model).
+        method: "dense" (exact P×P matrices, all eigenvalues), "iterative" (matrix-free), or "auto"
+            (dense when P <= dense_max_params, `thresholds.DENSE_MAX_PARAMS` = 3000 by default).
+        dtype: torch.float64 or torch.float32 (or their names) for all computations.
+        chunk_size: samples per forward/backward pass (None: `operators.default_chunk_size`).
+        tol: relative residual tolerance of the iterative solvers, ||A x - θ x|| <= tol · ||A||
+            (None: 1e-8 in float64, 1e-4 in float32; `solver_tolerance`).
+        max_matvecs: product budget of each iterative solve (None: `block_eigsh`'s default).
+        block_size: vectors per operator call in the P-side solvers (None: 1, thick-restart
+            Lanczos).
+        m_route: how M is applied in the iterative method: "auto", "linear" (layer-wise factors of
+            nn.Linear networks), "dense" (per-sample gradient matrix), "operator" (jvp/vjp).
+        memory_budget: bytes allowed for per-sample gradient factors and the Gram matrix.
+        dense_max_params: largest P for which method="auto" picks the dense method.
+        dense_threads: thread limit for the dense method and every dense eigendecomposition (1:
+            small dense problems gain little from threads and collapse when the threads outnumber
+            the free cores; None: leave the thread pools as they are).
+        trace_probes: Hutchinson probes for tr(H_f) in the iterative method (0: NaN).
+        seed: seed of the random starting blocks and probes (results are reproducible).
+        on_nonconvergence: "warn" (ConvergenceWarning), "raise" (ConvergenceError) or "ignore".
+        hp_method: H_p's extremes in the iterative method: "solve" (a converged block Lanczos solve
+            on H_p = M - H_f), "ritz" (Rayleigh-Ritz estimates on span(top-k of H_f, top-k of M): k
+            extra H_f products instead of a third solve; relative residuals in
+            diagnostics["hp_max_residual"]) or "none" (hp_top and hp_bottom NaN; traces kept).
+        self_check: with per-sample gradient factors, compare one M product through them with the
+            jvp/vjp product; a relative difference above `m_route.SELF_CHECK_TOLERANCE` (in
+            `operators`) abandons the factors with a `RouteWarning` (diagnostics["m_self_check"]).
+        check_steps: products of each solver's multiplicity check (None: 20; 0 skips it, and then a
+            converged solve may miss copies of a repeated eigenvalue beyond the block size).
+        density: None/False: off; True (the defaults of `DensitySettings`, probes from `seed`) or a
+            DensitySettings: also the spectral densities of H_f, M and H_p (docs/densities.md);
+            under DDP M's Gram matrix is assembled from the ranks' shards, the same on every rank.
     """
 
     k: int = 15

@@ -63,34 +63,38 @@ logger = logging.getLogger("sgd_dynamics.curvature")
 class Spectra:
     """A curvature snapshot. Eigenvalue arrays are float64 numpy; eigenvectors CPU tensors.
 
-    hf_top, mt_top: (k,) largest eigenvalues of H_f and M, descending.
-    hp_top: (k,) largest eigenvalues of H_p, descending; hp_bottom: (k,) smallest, ascending.
-    hf_vecs, mt_vecs: (P, k) orthonormal eigenvectors (the trainable parameters, or `params`,
-        flattened in model.named_parameters() order), columns matching hf_top / mt_top.
-    cosines: (k,) cosines of the principal angles between the top eigenspaces of H_f and M,
-        descending, where defined: between span(hf_vecs[:, :a]) and span(mt_vecs[:, :r]) with r
-        the numerical rank of M among the k (eigenvalues > ρ λ_1(M)) and a the number of positive
-        H_f eigenvalues among the k (> ρ max|λ|), ρ = max(10 min(n, P) eps, solver tolerance
-        in the iterative method). Entries from min(a, r) on are NaN: beyond M's rank its
-        eigenvectors are an arbitrary basis of its null space, and the angles would be
-        arbitrary (diagnostics["cosines_defined"] = min(a, r)).
-    hf_all, mt_all, hp_all: (P,) all eigenvalues ascending (dense method), else None.
-    trace_hf, trace_mt, trace_hp: traces, each with its standard error (trace_hf_stderr,
-        trace_mt_stderr, trace_hp_stderr; 0 where exact). Exact in the dense method; in the
-        iterative method trace_hf is a Hutchinson estimate (`trace_probes` Rademacher probes,
-        standard error std / sqrt(probes)), trace_mt is exact when M goes through per-sample
-        gradient factors and a Hutchinson estimate on the same probes otherwise, and
-        trace_hp = trace_mt - trace_hf (its standard error from the per-probe differences).
-    grad_norm: ||μ||, μ = ∇F; loss, accuracy: mean loss and accuracy on the samples (eval mode).
-    batch_size, mb_top, trace_mb: the size-b mini-batch second moment M_b (when batch_size given).
-    hp_top_vecs, hp_bottom_vecs: (P, k) eigenvectors of H_p (iterative method; for warm starts).
-    mt_sample_vecs: (n, min(k, n)) eigenvectors of the Gram matrix K = G Gᵀ / n matching mt_top
-        (iterative method, M through the Gram matrix; they start the next snapshot's solve on K).
-    densities: spectral densities of H_f, M and H_p and W1(H_p, -H_f) (`density=` on), else None.
-    diagnostics: solver figures (matvecs, iterations, max relative residuals, converged flags)
-        and the iterative method's timings (`*_seconds`). `hp_matvecs` counts H_p products with
-        hp_method="solve" (each one M and one H_f product) and only the k H_f products of the
-        Rayleigh-Ritz step with hp_method="ritz" (its 2k M products are not counted).
+    Attributes:
+        hf_top, mt_top: (k,) largest eigenvalues of H_f and M, descending.
+        hp_top: (k,) largest eigenvalues of H_p, descending; hp_bottom: (k,) smallest, ascending.
+        hf_vecs, mt_vecs: (P, k) orthonormal eigenvectors (the trainable parameters, or `params`,
+            flattened in model.named_parameters() order), columns matching hf_top / mt_top.
+        cosines: (k,) cosines of the principal angles between the top eigenspaces of H_f and M,
+            descending, where defined: between span(hf_vecs[:, :a]) and span(mt_vecs[:, :r]) with r
+            the numerical rank of M among the k (eigenvalues > ρ λ_1(M)) and a the number of
+            positive H_f eigenvalues among the k (> ρ max|λ|), ρ = max(10 min(n, P) eps, solver
+            tolerance in the iterative method). Entries from min(a, r) on are NaN: beyond M's rank
+            its eigenvectors are an arbitrary basis of its null space, and the angles would be
+            arbitrary (diagnostics["cosines_defined"] = min(a, r)).
+        hf_all, mt_all, hp_all: (P,) all eigenvalues ascending (dense method), else None.
+        trace_hf, trace_mt, trace_hp: traces, each with its standard error (trace_hf_stderr,
+            trace_mt_stderr, trace_hp_stderr; 0 where exact). Exact in the dense method; in the
+            iterative method trace_hf is a Hutchinson estimate (`trace_probes` Rademacher probes,
+            standard error std / sqrt(probes)), trace_mt is exact when M goes through per-sample
+            gradient factors and a Hutchinson estimate on the same probes otherwise, and trace_hp =
+            trace_mt - trace_hf (its standard error from the per-probe differences).
+        grad_norm: ||μ||, μ = ∇F; loss, accuracy: mean loss and accuracy on the samples (eval mode).
+        batch_size, mb_top, trace_mb: the size-b mini-batch second moment M_b (when batch_size
+            given).
+        hp_top_vecs, hp_bottom_vecs: (P, k) eigenvectors of H_p (iterative method; for warm starts).
+        mt_sample_vecs: (n, min(k, n)) eigenvectors of the Gram matrix K = G Gᵀ / n matching mt_top
+            (iterative method, M through the Gram matrix; they start the next snapshot's solve on
+            K).
+        densities: spectral densities of H_f, M and H_p and W1(H_p, -H_f) (`density=` on), else
+            None.
+        diagnostics: solver figures (matvecs, iterations, max relative residuals, converged flags)
+            and the iterative method's timings (`*_seconds`). `hp_matvecs` counts H_p products with
+            hp_method="solve" (each one M and one H_f product) and only the k H_f products of the
+            Rayleigh-Ritz step with hp_method="ritz" (its 2k M products are not counted).
     """
 
     k: int
@@ -239,20 +243,20 @@ def compute_spectra(
     """Spectra of H_f, M, H_p (and M_b) of the mean cross-entropy at the model's parameters.
 
     Args:
-        model: any nn.Module classifier, model(inputs) -> (n, C) logits; evaluated in eval mode
-            on a detached copy of its parameters (left untouched), on its own device.
+        model: any nn.Module classifier, model(inputs) -> (n, C) logits; evaluated in eval mode on a
+            detached copy of its parameters (left untouched), on its own device.
         inputs: (n, ...) samples, one tensor (or array) of real numbers.
         targets: (n,) integer labels in [0, C).
-        options: the settings (k, method, dtype, solver tolerances, densities, ...), documented
-            and checked by `SpectraOptions`; None: its defaults.
+        options: the settings (k, method, dtype, solver tolerances, densities, ...), documented and
+            checked by `SpectraOptions`; None: its defaults.
         batch_size: b, to also return the k largest eigenvalues of M_b (mb_top) and tr(M_b).
-        warm_start: a previous snapshot (same model shape): its eigenvectors start the
-            iterative solvers (H_f, H_p, and M: its P-side vectors when M goes through
-            operator products, its Gram-side `mt_sample_vecs` when it goes through K).
-        distributed: a `Reduction` when DDP ranks share the snapshot: every rank passes the
-            same samples, applies the operators to its shard, the sums are all-reduced and
-            every rank gets the same result. M goes through P×P sums (dense) or a Lanczos solve
-            on its products (iterative), not through the n×n Gram matrix.
+        warm_start: a previous snapshot (same model shape): its eigenvectors start the iterative
+            solvers (H_f, H_p, and M: its P-side vectors when M goes through operator products, its
+            Gram-side `mt_sample_vecs` when it goes through K).
+        distributed: a `Reduction` when DDP ranks share the snapshot: every rank passes the same
+            samples, applies the operators to its shard, the sums are all-reduced and every rank
+            gets the same result. M goes through P×P sums (dense) or a Lanczos solve on its products
+            (iterative), not through the n×n Gram matrix.
         params: the parameters θ spans (the model's own tensors or their names); default: the
             trainable ones (requires_grad=True). The others are held fixed.
 

@@ -75,18 +75,19 @@ class ConvergenceError(RuntimeError):
 class EigResult:
     """Eigenpairs from `block_eigsh`.
 
-    eigenvalues: (w,) in the order asked for: "largest" descending, "smallest" ascending, "both"
-        the k largest descending followed by the k smallest ascending (w = 2k).
-    eigenvectors: (P, w), orthonormal columns, matching eigenvalues.
-    residuals: (w,) relative residual norms ||A x - θ x|| / scale.
-    scale: the estimate of ||A|| (largest |Ritz value| seen) used for the relative residuals.
-    iterations: blocks applied; matvecs: columns applied (operator products); restarts.
-    converged: whether every residual is <= tol and the multiplicity check (when run) found no
-        eigenvalue beyond the k-th.
-    images: (P, w) A applied to the eigenvectors, from the Krylov relation A Q = Q T + Q_front B
-        (A x_i = θ_i x_i + Q_front B y_i), at no extra product.
-    check_matvecs: products spent by the multiplicity checks and the solves they triggered.
-    check_rounds: multiplicity checks run (1 when nothing was missed, 0 when not run).
+    Attributes:
+        eigenvalues: (w,) in the order asked for: "largest" descending, "smallest" ascending, "both"
+            the k largest descending followed by the k smallest ascending (w = 2k).
+        eigenvectors: (P, w), orthonormal columns, matching eigenvalues.
+        residuals: (w,) relative residual norms ||A x - θ x|| / scale.
+        scale: the estimate of ||A|| (largest |Ritz value| seen) used for the relative residuals.
+        iterations: blocks applied; matvecs: columns applied (operator products); restarts.
+        converged: whether every residual is <= tol and the multiplicity check (when run) found no
+            eigenvalue beyond the k-th.
+        images: (P, w) A applied to the eigenvectors, from the Krylov relation A Q = Q T + Q_front B
+            (A x_i = θ_i x_i + Q_front B y_i), at no extra product.
+        check_matvecs: products spent by the multiplicity checks and the solves they triggered.
+        check_rounds: multiplicity checks run (1 when nothing was missed, 0 when not run).
     """
 
     eigenvalues: Tensor
