@@ -57,12 +57,13 @@ DEFAULT_LINTHRESH = 0.03  # τ as a fraction of λmax(H_f) - λmin(H_f): about t
 class DensitySettings:
     """How densities are estimated and smoothed.
 
-    probes: m random probes per estimated operator; steps: q Lanczos steps per probe.
-    probe_kind: "gaussian" or "rademacher" entries (normalised after deflation).
-    width: σ, the Gaussian smoothing's standard deviation in t = asinh(λ / τ).
-    linthresh: τ as a fraction of the spread λmax(H_f) - λmin(H_f) of the snapshot.
-    grid_points: points of each density's grid.
-    seed: seed of the probes (all processes of a distributed snapshot draw the same ones).
+    Attributes:
+        probes: m random probes per estimated operator; steps: q Lanczos steps per probe.
+        probe_kind: "gaussian" or "rademacher" entries (normalised after deflation).
+        width: σ, the Gaussian smoothing's standard deviation in t = asinh(λ / τ).
+        linthresh: τ as a fraction of the spread λmax(H_f) - λmin(H_f) of the snapshot.
+        grid_points: points of each density's grid.
+        seed: seed of the probes (all processes of a distributed snapshot draw the same ones).
     """
 
     probes: int = DEFAULT_PROBES
@@ -296,13 +297,21 @@ def spectral_densities(
     """Densities of H_f (SLQ), M (exact, from `gram_values`) and H_p = M - H_f (SLQ, when `m`
     is given) at one snapshot, and W1(H_p, -H_f) relative to H_f's spread.
 
-    hf, m: V (P, b) -> H_f V, M V (e.g. `CurvatureOperators.hf` / `.m`), in `dtype` on
-        `device`; under DDP every process passes the same settings (same probes) and
-        all-reducing products.
-    gram_values: the n eigenvalues of K = G Gᵀ / n (M's exact measure), or None (no M).
-    hf_outliers, hp_outliers: known extreme eigenpairs (top-k of H_f; top-k and bottom-k of H_p
-        together), merged in exactly; None: pure SLQ.
     Cost: q·m H_f columns for H_f, q·m H_f and q·m M columns for H_p, in q block calls each.
+
+    Args:
+        hf: V (P, b) -> H_f V (e.g. `CurvatureOperators.hf`), in `dtype` on `device`; under DDP
+            every process passes the same settings (same probes) and all-reducing products.
+        n_params: P.
+        m: V (P, b) -> M V, or None (no H_p density).
+        gram_values: the n eigenvalues of K = G Gᵀ / n (M's exact measure), or None (no M).
+        hf_outliers, hp_outliers: known extreme eigenpairs (top-k of H_f; top-k and bottom-k of H_p
+            together), merged in exactly; None: pure SLQ.
+        settings: probes, steps and smoothing (None: the defaults of `DensitySettings`).
+        dtype, device: of the probes.
+
+    Returns:
+        The `SpectralDensities` of the snapshot (H_p's and W1 NaN without `m`).
     """
     settings = settings or DensitySettings()
     counts = {"hf": 0, "mt": 0}
@@ -343,8 +352,15 @@ def exact_densities(
     hp_all: np.ndarray,
     settings: DensitySettings | None = None,
 ) -> SpectralDensities:
-    """The same result from all P eigenvalues of each (the dense method): exact measures and an
-    exact W1(H_p, -H_f)."""
+    """The densities from all P eigenvalues of each operator (the dense method).
+
+    Args:
+        hf_all, mt_all, hp_all: (P,) all eigenvalues of H_f, M and H_p.
+        settings: the smoothing (None: the defaults of `DensitySettings`).
+
+    Returns:
+        `SpectralDensities` with exact measures and an exact W1(H_p, -H_f).
+    """
     settings = settings or DensitySettings()
     measures = {
         name: (SpectralMeasure.from_eigenvalues(values), True, np.zeros(0))

@@ -70,7 +70,18 @@ class SpectralMeasure:
 
 
 def relative_w1(first: SpectralMeasure, second: SpectralMeasure, spread: float) -> float:
-    """W1(first, second) / spread (spread > 0, e.g. λmax - λmin of a reference spectrum)."""
+    """The Wasserstein-1 distance of two measures relative to a spread.
+
+    Args:
+        first, second: the measures.
+        spread: > 0, e.g. λmax - λmin of a reference spectrum.
+
+    Returns:
+        W1(first, second) / spread.
+
+    Raises:
+        ValueError: for a spread that is not positive.
+    """
     if not spread > 0:
         raise ValueError(f"the spread must be positive, got {spread!r}")
     distance = wasserstein_distance(first.nodes, second.nodes, first.weights, second.weights)
@@ -78,7 +89,16 @@ def relative_w1(first: SpectralMeasure, second: SpectralMeasure, spread: float) 
 
 
 def symlog_grid(low: float, high: float, linthresh: float, points: int = 512) -> np.ndarray:
-    """`points` values from low to high, uniform in t = asinh(λ / linthresh)."""
+    """A grid uniform in t = asinh(λ / linthresh).
+
+    Args:
+        low, high: its ends.
+        linthresh: τ > 0, the width of the linear part around 0.
+        points: its size.
+
+    Returns:
+        (points,) values from low to high.
+    """
     t = np.linspace(np.arcsinh(low / linthresh), np.arcsinh(high / linthresh), points)
     return linthresh * np.sinh(t)
 
@@ -90,10 +110,22 @@ def smoothed_density(
     grid: np.ndarray | None = None,
     points: int = 512,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(grid (G,), density (G,)): the measure smoothed by a Gaussian of standard deviation
-    `width` in t = asinh(λ / linthresh) (see the module docstring), as a density in λ.
+    """The measure smoothed by a Gaussian of standard deviation `width` in
+    t = asinh(λ / linthresh) (see the module docstring), as a density in λ.
 
-    The default grid spans the nodes ± 5 widths, uniform in t, `points` values.
+    Args:
+        measure: the atoms to smooth.
+        linthresh: τ > 0.
+        width: σ > 0, in t.
+        grid: (G,) where to evaluate the density; None: the nodes ± 5 widths, uniform in t, `points`
+            values.
+        points: the default grid's size.
+
+    Returns:
+        (grid (G,), density (G,)), float64; the density integrates to 1 over λ.
+
+    Raises:
+        ValueError: unless linthresh and width are positive.
     """
     if not (linthresh > 0 and width > 0):
         raise ValueError(f"linthresh and width must be positive, got {linthresh!r}, {width!r}")

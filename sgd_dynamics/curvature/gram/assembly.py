@@ -266,16 +266,34 @@ def sharded_gram(source: GramSource, reduction: Reduction, n_samples: int) -> Te
 def per_sample_gram(
     fm: FunctionalModel, inputs: Tensor, targets: Tensor, chunk_size: int
 ) -> Tensor:
-    """K = G Gᵀ / n (n, n) in fm.dtype, from per-sample gradients of pairs of chunks."""
+    """K = G Gᵀ / n from per-sample gradients of pairs of chunks (G never held whole).
+
+    Args:
+        fm: the model as a function of θ.
+        inputs: (n, ...) samples; targets: (n,) labels.
+        chunk_size: samples per pass.
+
+    Returns:
+        (n, n) K in fm.dtype.
+    """
     return self_gram(SampleShard(fm, inputs, targets, chunk_size)).div_(inputs.shape[0])
 
 
 def snapshot_gram(ops: CurvatureOperators, factors: GradientFactors | None) -> Tensor:
-    """K = G Gᵀ / n (n, n) over all ops.n_samples samples: from `factors` (per-sample gradient
-    factors of ops' samples), else from per-sample gradients chunk by chunk. Under
-    ops.distributed (a shard's factors or samples on each process) assembled across the
-    processes, identical on every one (`sharded_gram`; from the samples on every
-    process when the processes' factors are not of one kind)."""
+    """K = G Gᵀ / n over all ops.n_samples samples of a snapshot.
+
+    Under ops.distributed (a shard's factors or samples on each process) K is assembled across
+    the processes, identical on every one (`sharded_gram`; from the samples on every process
+    when the processes' factors are not of one kind).
+
+    Args:
+        ops: the snapshot's operators (samples, model, chunk size, reduction).
+        factors: per-sample gradient factors of ops' samples (of this process's shard under DDP), or
+            None: per-sample gradients chunk by chunk.
+
+    Returns:
+        (n, n) K in the computation dtype.
+    """
     samples = SampleShard(ops.fm, ops.inputs, ops.targets, ops.chunk_size)
     source = samples if factors is None else factors
     if ops.distributed is None or ops.distributed.world_size == 1:

@@ -53,12 +53,14 @@ _MINIBATCH_FIGURES = ("matvecs", "max_residual", "converged", "check_matvecs")
 class GramSpectrum:
     """Top of M from its Gram matrix.
 
-    top: (k,) the k largest eigenvalues of M, descending (zeros beyond rank n).
-    vectors: (P, k) orthonormal eigenvectors of M matching `top`.
-    sample_vectors: (n, k') unit eigenvectors u of K matching `top` (k' = min(k, n)); they start
-        the next solve on a nearby K (same samples, moved parameters).
-    gram_values: (n,) all eigenvalues of K = G Gᵀ / n ascending (None when only the top was found).
-    info: diagnostics (matvecs on K, residual, ...).
+    Attributes:
+        top: (k,) the k largest eigenvalues of M, descending (zeros beyond rank n).
+        vectors: (P, k) orthonormal eigenvectors of M matching `top`.
+        sample_vectors: (n, k') unit eigenvectors u of K matching `top` (k' = min(k, n)); they start
+            the next solve on a nearby K (same samples, moved parameters).
+        gram_values: (n,) all eigenvalues of K = G Gᵀ / n ascending (None when only the top was
+            found).
+        info: diagnostics (matvecs on K, residual, ...).
     """
 
     top: Tensor
@@ -173,14 +175,23 @@ def second_moment_from_gram(
 ) -> GramSpectrum:
     """k largest eigenpairs of M = Gᵀ G / n through K = G Gᵀ / n (n×n).
 
-    all_values: compute all n eigenvalues of K (a dense `eigh` of K, also used when
-    `thresholds.gram_solved_densely`); otherwise the top of K comes from `block_eigsh`.
-    gram: K if already computed.
-    x0: (n, j) starting vectors of the Lanczos solve on K (warm start: a previous snapshot's
-        `sample_vectors` on the same samples); ignored when K is solved densely.
-    check_steps: the Lanczos solve's multiplicity check (`block_eigsh`).
     Eigenvalues of K at or below 10·n·eps·λ_max count as zero: their eigenvectors of M are
     orthonormal vectors of null(G) rather than mapped ones.
+
+    Args:
+        factors: the per-sample gradient factors of G (n×P).
+        k: eigenpairs of M.
+        all_values: compute all n eigenvalues of K (a dense `eigh` of K, also used when
+            `thresholds.gram_solved_densely`); otherwise the top of K comes from `block_eigsh`.
+        tol, seed, on_failure, check_steps: of the Lanczos solve on K (`block_eigsh`).
+        dense_threads: thread limit of a dense eigendecomposition of K (None: no limit).
+        gram: K if already computed.
+        x0: (n, j) starting vectors of the Lanczos solve on K (warm start: a previous snapshot's
+            `sample_vectors` on the same samples); ignored when K is solved densely.
+
+    Returns:
+        A `GramSpectrum`: M's top eigenpairs, K's eigenvectors, K's eigenvalues with
+        `all_values`, and the solve's figures.
     """
     n = factors.n_samples
     # K is symmetric by construction (to rounding for a dense G): no symmetrizing copy of n² numbers
@@ -228,7 +239,15 @@ def _orthonormal_in_order(vectors: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def minibatch_gram(kernel: Tensor, coefficient: float) -> Tensor:
-    """W^½ K W^½ with W^½ = √c (I - 11ᵀ/n) + 11ᵀ/n: its eigenvalues are those of M_b (nonzero)."""
+    """The Gram side of M_b: W^½ K W^½ with W^½ = √c (I - 11ᵀ/n) + 11ᵀ/n.
+
+    Args:
+        kernel: K = G Gᵀ / n (n, n).
+        coefficient: c = c_b (`minibatch_coefficient`).
+
+    Returns:
+        (n, n) matrix whose nonzero eigenvalues are those of M_b.
+    """
     root = math.sqrt(coefficient)
     left = root * kernel + (1.0 - root) * kernel.mean(dim=0, keepdim=True)
     return root * left + (1.0 - root) * left.mean(dim=1, keepdim=True)
@@ -245,7 +264,20 @@ def top_eigenvalues(
     name: str = "matrix",
     check_steps: int | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """k largest eigenvalues (descending) of a symmetric n×n matrix, zero-padded when k > n."""
+    """k largest eigenvalues of a symmetric n×n matrix: a dense eigh when
+    `thresholds.gram_solved_densely`, else a Lanczos solve.
+
+    Args:
+        matrix: (n, n) symmetric.
+        k: eigenvalues wanted (may exceed n).
+        tol, seed, on_failure, check_steps: of the Lanczos solve (`block_eigsh`).
+        dense_threads: thread limit of the dense eigh (None: no limit).
+        name: the matrix's name in log lines and messages.
+
+    Returns:
+        ((k,) eigenvalues descending, zero-padded beyond n; the Lanczos solve's figures, empty
+        after a dense eigh).
+    """
     n = matrix.shape[0]
     k_small = min(k, n)
     if gram_solved_densely(n, k):
@@ -270,7 +302,18 @@ def top_eigenvalues(
 
 
 def gram_eigenvalues(source: GradientFactors | Tensor, dense_threads: int | None = 1) -> Tensor:
-    """All n eigenvalues of K, descending: `source` is K itself (n, n) or gradient factors."""
+    """All n eigenvalues of K = G Gᵀ / n: M's nonzero spectrum (M has P - n more zeros).
+
+    Args:
+        source: K itself (n, n), or the per-sample gradient factors of G.
+        dense_threads: thread limit of the eigendecomposition (None: no limit).
+
+    Returns:
+        (n,) eigenvalues, descending.
+
+    Raises:
+        ValueError: when K is not square.
+    """
     if isinstance(source, GradientFactors):
         kernel = source.gram().div_(source.n_samples)
     else:

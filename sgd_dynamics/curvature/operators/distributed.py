@@ -85,8 +85,12 @@ class Reduction:
 
 
 def default_reduction() -> Reduction | None:
-    """A `Reduction` over torch.distributed's default group when it is initialised with more
-    than one process, else None."""
+    """The reduction over torch.distributed's default group.
+
+    Returns:
+        A `Reduction` over the default group when it is initialised with more than one process,
+        else None (one process: no collective is needed).
+    """
     if not (dist.is_available() and dist.is_initialized()):
         return None
     world_size = dist.get_world_size()

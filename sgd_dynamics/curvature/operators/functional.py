@@ -31,7 +31,11 @@ __all__ = ["FunctionalModel", "evaluation_mode", "select_parameters"]
 
 @contextmanager
 def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Put `model` in eval mode inside the block; restore each submodule's `training` flag after."""
+    """Put `model` in eval mode inside the block; restore each submodule's `training` flag after.
+
+    Args:
+        model: any module; its submodules' flags are restored even when the block raises.
+    """
     flags = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
@@ -92,8 +96,8 @@ class FunctionalModel:
     Args:
         model: any nn.Module.
         dtype: torch.float64 or torch.float32.
-        params: the parameters spanning θ (see `select_parameters`; default: the trainable
-            ones). The others are held fixed at their current values.
+        params: the parameters spanning θ (see `select_parameters`; default: the trainable ones).
+            The others are held fixed at their current values.
 
     Attributes:
         theta: the selected parameters, detached, cast to `dtype`, flattened (P,).

@@ -371,11 +371,22 @@ def gradient_factors(
     memory_budget: int,
     route: str = "auto",
 ) -> GradientFactors | None:
-    """Per-sample gradient factors within `memory_budget` bytes, or None.
+    """Per-sample gradient factors of M within `memory_budget` bytes, or None.
 
-    route: "auto" (linear-layer factors when the model allows, else dense G when n·P fits),
-    "linear", "dense", or "operator" (None: M through jvp/vjp products).
-    The n×n Gram matrix must fit the budget as well.
+    Args:
+        fm: the model as a function of θ.
+        inputs: (n, ...) samples on fm's device; targets: (n,) int64 labels.
+        chunk_size: samples per pass.
+        memory_budget: bytes the factors and the n×n Gram matrix may take together.
+        route: an `MRoute`: "auto" (linear-layer factors when the model allows, else dense G when
+            n·P fits), "linear", "dense", or "operator".
+
+    Returns:
+        The factors (`LinearLayerGradients` or `DenseGradients`), or None: M through jvp/vjp
+        products ("operator", or nothing fits).
+
+    Raises:
+        ValueError: for an unknown route, or "linear" on a model it does not apply to.
     """
     check_choice("m_route", route, MRoute)  # the same check as SpectraOptions.m_route
     if route == MRoute.OPERATOR:

@@ -38,7 +38,18 @@ __all__ = ["CurvatureOperators", "minibatch_coefficient", "default_chunk_size"]
 
 
 def minibatch_coefficient(n_samples: int, batch_size: int) -> float:
-    """c_b = (n - b) / (b (n - 1)), the weight of Σ in M_b = μμᵀ + c_b Σ (c_1 = 1, c_n = 0)."""
+    """The weight of Σ in M_b = μμᵀ + c_b Σ for size-b batches drawn without replacement.
+
+    Args:
+        n_samples: n, the population size.
+        batch_size: b, with 1 <= b <= n.
+
+    Returns:
+        c_b = (n - b) / (b (n - 1)) (c_1 = 1, c_n = 0; 1 when n = 1).
+
+    Raises:
+        ValueError: unless 1 <= b <= n.
+    """
     if not 1 <= batch_size <= n_samples:
         raise ValueError(f"batch_size must satisfy 1 <= b <= n = {n_samples}, got {batch_size}")
     if n_samples == 1:
@@ -47,7 +58,14 @@ def minibatch_coefficient(n_samples: int, batch_size: int) -> float:
 
 
 def default_chunk_size(n_samples: int) -> int:
-    """Samples per pass: all of them up to `thresholds.MAX_CHUNK_SAMPLES` (2048)."""
+    """Samples per pass by default.
+
+    Args:
+        n_samples: n.
+
+    Returns:
+        min(n, `thresholds.MAX_CHUNK_SAMPLES`).
+    """
     return min(n_samples, MAX_CHUNK_SAMPLES)
 
 
@@ -61,9 +79,9 @@ class CurvatureOperators:
         chunk_size: samples per forward/backward pass (None: `default_chunk_size`).
         gradients: per-sample gradient factors G; when given, M products use Gᵀ (G V) / n.
         column_chunk: at most this many columns of a block go through vmap at once (None: all).
-        distributed: a `distributed.Reduction` when several processes share the work: this
-            process keeps only its shard of (inputs, targets) and every sum over samples is
-            all-reduced, so products are still means over all n samples (n_samples = n).
+        distributed: a `distributed.Reduction` when several processes share the work: this process
+            keeps only its shard of (inputs, targets) and every sum over samples is all-reduced, so
+            products are still means over all n samples (n_samples = n).
     """
 
     def __init__(
@@ -107,7 +125,11 @@ class CurvatureOperators:
 
     # ---------------------------------------------------------------- loss and gradient
     def loss_gradient(self) -> tuple[float, float, Tensor]:
-        """(mean loss F, accuracy, μ = ∇F (P,)) on all samples, in eval mode."""
+        """The loss, accuracy and mean gradient at θ₀ (summed over the processes under DDP).
+
+        Returns:
+            (mean loss F, accuracy, μ = ∇F (P,)) on all samples, in eval mode.
+        """
         total_loss = 0.0
         correct = 0
         gradient = torch.zeros_like(self.theta)
@@ -226,13 +248,28 @@ class CurvatureOperators:
         return self._vmap(lambda u: pullback(u)[0], jv)
 
     def hf(self, block: Tensor) -> Tensor:
-        """H_f V = (1/n) Σ_i ∇²f_i V for V (P, m) or (P,)."""
+        """H_f V = (1/n) Σ_i ∇²f_i V.
+
+        Args:
+            block: V, (P, m) or (P,).
+
+        Returns:
+            H_f V, the shape of V.
+        """
         tick("H_f products", block.shape[1] if block.ndim > 1 else 1)
         with torch.enable_grad():
             return self._apply(block, self._hf_chunk)
 
     def m(self, block: Tensor) -> Tensor:
-        """M V = (1/n) Σ_i g_i (g_iᵀ V) for V (P, m) or (P,)."""
+        """M V = (1/n) Σ_i g_i (g_iᵀ V), through the per-sample gradient factors when set
+        (`gradients`), else jvp/vjp products.
+
+        Args:
+            block: V, (P, m) or (P,).
+
+        Returns:
+            M V, the shape of V.
+        """
         tick("M products", block.shape[1] if block.ndim > 1 else 1)
         if self.gradients is not None:
             vector = block.ndim == 1
@@ -247,7 +284,15 @@ class CurvatureOperators:
 
     def mb(self, block: Tensor, batch_size: int) -> Tensor:
         """M_b V = c_b M V + (1 - c_b) μ (μᵀ V), the second moment of size-b mini-batch gradients
-        drawn without replacement."""
+        drawn without replacement.
+
+        Args:
+            block: V, (P, m) or (P,).
+            batch_size: b, 1 <= b <= n.
+
+        Returns:
+            M_b V, the shape of V.
+        """
         c = minibatch_coefficient(self.n_samples, batch_size)
         mu = self.mean_gradient
         columns = block.reshape(self.n_params, -1).to(self.theta.dtype)
@@ -255,7 +300,14 @@ class CurvatureOperators:
         return result.reshape(-1) if block.ndim == 1 else result
 
     def hp(self, block: Tensor) -> Tensor:
-        """H_p V = (1/n) Σ_i ∇²ψ_i V, ψ_i = p_i / p_i(θ₀): one Hessian-vector product per column."""
+        """H_p V = (1/n) Σ_i ∇²ψ_i V, ψ_i = p_i / p_i(θ₀): one Hessian-vector product per column.
+
+        Args:
+            block: V, (P, m) or (P,).
+
+        Returns:
+            H_p V = M V - H_f V, the shape of V.
+        """
         tick("H_p products", block.shape[1] if block.ndim > 1 else 1)
         with torch.enable_grad():
             return self._apply(block, self._hp_chunk)

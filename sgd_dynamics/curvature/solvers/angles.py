@@ -12,8 +12,18 @@ __all__ = ["principal_angles", "defined_cosines"]
 def principal_angles(basis_u: Tensor | np.ndarray, basis_v: Tensor | np.ndarray) -> np.ndarray:
     """Cosines of the principal angles between span(U) and span(V), descending.
 
-    U (P×k) and V (P×l) are any bases (orthonormalized here by QR); the cosines are the singular
-    values of Qᵤᵀ Qᵥ, clipped to [0, 1]: min(k, l) values, float64 numpy.
+    The bases are orthonormalized by QR; the cosines are the singular values of Qᵤᵀ Qᵥ, clipped
+    to [0, 1].
+
+    Args:
+        basis_u: U (P, k), any basis (tensor or array).
+        basis_v: V (P, l), any basis with the same P.
+
+    Returns:
+        (min(k, l),) float64 numpy cosines, descending.
+
+    Raises:
+        ValueError: for bases that are not 2-D with the same P, or have no column.
     """
     u = torch.as_tensor(np.asarray(basis_u) if not isinstance(basis_u, Tensor) else basis_u)
     v = torch.as_tensor(np.asarray(basis_v) if not isinstance(basis_v, Tensor) else basis_v)
@@ -37,13 +47,20 @@ def principal_angles(basis_u: Tensor | np.ndarray, basis_v: Tensor | np.ndarray)
 def defined_cosines(
     hf_top: Tensor, mt_top: Tensor, hf_vecs: Tensor, mt_vecs: Tensor, rel_zero: float
 ) -> np.ndarray:
-    """Principal-angle cosines (k,) between the top eigenspaces of H_f and M, NaN where undefined.
+    """Principal-angle cosines between the top eigenspaces of H_f and M, NaN where undefined.
 
     M's eigenvectors beyond its numerical rank r (eigenvalues <= rel_zero · λ_1(M)) and H_f's
     eigenvectors of non-positive eigenvalues (<= rel_zero · max|λ(H_f)|) are arbitrary vectors of
     a degenerate or non-top eigenspace, so the cosines are those between span(hf_vecs[:, :a]) and
-    span(mt_vecs[:, :r]), a = the number of positive H_f eigenvalues among the k: min(a, r)
-    values, then NaN up to k.
+    span(mt_vecs[:, :r]), a = the number of positive H_f eigenvalues among the k.
+
+    Args:
+        hf_top, mt_top: (k,) top eigenvalues of H_f and M, descending.
+        hf_vecs, mt_vecs: (P, k) their orthonormal eigenvectors.
+        rel_zero: the relative threshold below which an eigenvalue counts as zero.
+
+    Returns:
+        (k,) float64 numpy: min(a, r) cosines, descending, then NaN.
     """
     k = hf_vecs.shape[1]
     out = np.full(k, np.nan)

@@ -109,7 +109,14 @@ class EigResult:
 
 
 def default_tolerance(dtype: torch.dtype) -> float:
-    """Relative residual tolerance: 1e-8 in float64, 1e-4 in float32."""
+    """The default relative residual tolerance of the solvers.
+
+    Args:
+        dtype: the computation dtype.
+
+    Returns:
+        1e-8 in float64, 1e-4 otherwise (float32).
+    """
     return 1e-8 if dtype == torch.float64 else 1e-4
 
 
@@ -595,28 +602,45 @@ def block_eigsh(
     name: str = "operator",
     check_steps: int | None = None,
 ) -> EigResult:
-    """k extreme eigenpairs of the symmetric operator `matmat` (P×m -> P×m, P = `size`).
+    """k extreme eigenpairs of a symmetric operator given by its block products.
 
-    which: "largest" (k largest, descending), "smallest" (k smallest, ascending), or "both"
-        (the k largest and the k smallest from one Krylov space).
-    tol: relative residual tolerance, ||A x - θ x|| <= tol · ||A|| (default: `default_tolerance`).
-    block_size: vectors applied per operator call (default DEFAULT_BLOCK_SIZE = 1: thick-restart
-        Lanczos, the fewest products on Hessian-like spectra; a block of b sees up to b copies of
-        a repeated eigenvalue by itself, and larger blocks amortize passes over the data; the
-        multiplicity check finds the copies whatever the block).
-    max_basis: basis columns before a thick restart (default: about 3x the number kept).
-    max_matvecs: budget of operator columns, checks included (default: max(2000, 50 · max_basis)).
-    x0: (P, j) starting vectors (warm start, e.g. the eigenvectors of a nearby operator). The first
-        block is x0, completed with random columns when j < block_size, or with its columns
-        summed in block_size groups when j > block_size (with one starting vector, the Krylov
-        space of Σ x_i contains the x_i after about j steps, up to their error).
-    on_failure: "warn" (`ConvergenceWarning`), "raise" (`ConvergenceError`) or "ignore" when the
-        tolerance is not reached within `max_matvecs`; the best Ritz pairs are returned.
-    check_steps: products of each multiplicity check's Krylov run, from one random vector
-        (default CHECK_STEPS = 20; 0 skips the check, and "converged" then only means small
-        residuals).
     Operators with P <= max_basis + 2 · block_size are solved exactly from their dense matrix.
-    Returns an `EigResult`; `converged` means small residuals and a clean multiplicity check.
+
+    Args:
+        matmat: V (P, m) -> A V (P, m) for a symmetric A.
+        size: P.
+        k: eigenpairs at each wanted end, 1 <= k <= P.
+        which: "largest" (k largest, descending), "smallest" (k smallest, ascending), or "both" (the
+            k largest and the k smallest from one Krylov space).
+        tol: relative residual tolerance, ||A x - θ x|| <= tol · ||A|| (default:
+            `default_tolerance`).
+        block_size: vectors applied per operator call (default DEFAULT_BLOCK_SIZE = 1: thick-restart
+            Lanczos, the fewest products on Hessian-like spectra; a block of b sees up to b copies
+            of a repeated eigenvalue by itself, and larger blocks amortize passes over the data; the
+            multiplicity check finds the copies whatever the block).
+        max_basis: basis columns before a thick restart (default: three times the number kept).
+        max_matvecs: budget of operator columns, checks included (default: max(2000, 50 ·
+            max_basis)).
+        x0: (P, j) starting vectors (warm start, e.g. the eigenvectors of a nearby operator). The
+            first block is x0, completed with random columns when j < block_size, or with its
+            columns summed in block_size groups when j > block_size (with one starting vector, the
+            Krylov space of Σ x_i contains the x_i after about j steps, up to their error).
+        dtype, device: of the basis and the products.
+        seed: seed of the random starting and check vectors.
+        on_failure: an `OnNonconvergence`: "warn" (`ConvergenceWarning`), "raise"
+            (`ConvergenceError`) or "ignore" when the tolerance is not reached within `max_matvecs`;
+            the best Ritz pairs are returned.
+        name: the operator's name in log lines and messages.
+        check_steps: products of each multiplicity check's Krylov run, from one random vector
+            (default CHECK_STEPS = 20; 0 skips the check, and "converged" then only means small
+            residuals).
+
+    Returns:
+        An `EigResult`; `converged` means small residuals and a clean multiplicity check.
+
+    Raises:
+        ValueError: for a bad `which`, `on_failure`, `k`, `check_steps` or `x0` shape.
+        ConvergenceError: unconverged, with on_failure="raise".
     """
     x0 = _check_arguments(size, k, which, on_failure, check_steps, x0)
     device = torch.device(device) if device is not None else torch.device("cpu")

@@ -35,11 +35,12 @@ _BREAKDOWN = 1e3  # a residual below _BREAKDOWN · eps · ||A|| ends a probe's r
 class Quadrature:
     """Gauss quadrature nodes and weights of m probes.
 
-    nodes, weights: (m, q) float64; row r holds probe r's Ritz values and squared first
-        components (each row's weights sum to 1). A probe whose Krylov space became invariant
-        after s < q steps has weight 0 on its last q - s entries (nodes there are 0).
-    steps: (m,) the number of Lanczos steps each probe made.
-    products: operator calls made (each on a (P, m) block).
+    Attributes:
+        nodes, weights: (m, q) float64; row r holds probe r's Ritz values and squared first
+            components (each row's weights sum to 1). A probe whose Krylov space became invariant
+            after s < q steps has weight 0 on its last q - s entries (nodes there are 0).
+        steps: (m,) the number of Lanczos steps each probe made.
+        products: operator calls made (each on a (P, m) block).
     """
 
     nodes: np.ndarray
@@ -56,7 +57,20 @@ def random_probes(
     dtype: torch.dtype,
     device: torch.device | str,
 ) -> Tensor:
-    """(P, count) random probes: standard Gaussian or Rademacher (±1) entries, not normalised."""
+    """Random probe vectors, not normalised.
+
+    Args:
+        n_params: P.
+        count: probes.
+        kind: "gaussian" (standard normal entries) or "rademacher" (±1).
+        generator, dtype, device: where they are drawn.
+
+    Returns:
+        (P, count) probes.
+
+    Raises:
+        ValueError: for another kind.
+    """
     if kind == "gaussian":
         return torch.randn(n_params, count, generator=generator, dtype=dtype, device=device)
     if kind == "rademacher":
@@ -79,13 +93,19 @@ def lanczos_quadrature(
     steps: int,
     deflate: Tensor | None = None,
 ) -> Quadrature:
-    """q = `steps` Lanczos steps on each column of `probes` (P, m) at once; returns their Gauss
-    quadratures.
+    """Gauss quadratures of the spectral measure of A seen from each probe, by Lanczos.
 
-    matmat: V (P, m) -> A V (P, m) for a symmetric A, in the probes' dtype and device.
-    deflate: (P, k) orthonormal columns to keep every Lanczos vector orthogonal to, or None.
     The steps stop early for a probe whose residual vanishes (an invariant Krylov space: its
     quadrature is then exact).
+
+    Args:
+        matmat: V (P, m) -> A V (P, m) for a symmetric A, in the probes' dtype and device.
+        probes: (P, m) starting vectors, one Lanczos recurrence each, run together.
+        steps: q, Lanczos steps per probe.
+        deflate: (P, k) orthonormal columns to keep every Lanczos vector orthogonal to, or None.
+
+    Returns:
+        A `Quadrature`: each probe's nodes and weights.
     """
     n_params, count = probes.shape
     dimension = n_params - (0 if deflate is None else deflate.shape[1])

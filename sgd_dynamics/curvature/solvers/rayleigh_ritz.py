@@ -27,13 +27,22 @@ def rayleigh_ritz(
 ) -> EigResult:
     """The k largest (descending) then k smallest (ascending) Ritz pairs of A on span(basis).
 
-    basis: (P, m) any columns S; images: (P, m) A S for a symmetric A.
-    scale: the norm used for relative residuals (default: the largest |Ritz value|).
-    drop_tol: singular values of S (columns scaled to unit norm) below drop_tol · their maximum
-        are dropped as numerically dependent directions.
-    Returns an `EigResult` (matvecs 0; converged means every residual <= INVARIANT_TOL, i.e. the
-    subspace was invariant), whose `residuals` are exact relative residuals of the returned
-    pairs. With m' < 2k independent directions, the two ends share Ritz pairs.
+    Args:
+        basis: (P, m) any columns S.
+        images: (P, m) A S for a symmetric A.
+        k: Ritz pairs at each end.
+        scale: the norm used for relative residuals (default: the largest |Ritz value|).
+        drop_tol: singular values of S (columns scaled to unit norm) below drop_tol · their maximum
+            are dropped as numerically dependent directions.
+
+    Returns:
+        An `EigResult` (matvecs 0; converged means every residual <= INVARIANT_TOL, i.e. the
+        subspace was invariant), whose `residuals` are exact relative residuals of the returned
+        pairs and `images` A applied to them. With m' < 2k independent directions, the two ends
+        share Ritz pairs.
+
+    Raises:
+        ValueError: when basis and images are not both (P, m).
     """
     if basis.shape != images.shape or basis.ndim != 2:
         raise ValueError(
