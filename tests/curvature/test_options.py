@@ -12,12 +12,7 @@ from sgd_dynamics.curvature.choices import HpMethod, Method
 from sgd_dynamics.curvature.density import DensitySettings
 from sgd_dynamics.curvature.options import DTYPES, SpectraOptions
 from sgd_dynamics.curvature.thresholds import (
-    DENSE_GRAM_MAX,
     DENSE_MAX_PARAMS,
-    KEEP_GRAPHS_MAX_CHUNKS,
-    gram_solved_densely,
-    keeps_gradient_graphs,
-    method_for,
 )
 
 from .conftest import make_data, make_model
@@ -89,14 +84,3 @@ def test_the_schema_offers_the_engine_choices() -> None:
     assert KEYS["spectral.hp_method"].kind.values == HpMethod.values()
     assert KEYS["spectral.dtype"].kind.values == tuple(DTYPES)
     assert not KEYS["spectral.hp_method"].kind.accepts(HpMethod.RITZ)  # the configuration: str
-
-
-def test_thresholds_at_their_boundaries() -> None:
-    assert method_for(DENSE_MAX_PARAMS, "auto") == "dense"
-    assert method_for(DENSE_MAX_PARAMS + 1, "auto") == "iterative"
-    assert method_for(1, "iterative") == "iterative"
-    assert keeps_gradient_graphs(KEEP_GRAPHS_MAX_CHUNKS * 100, 100)
-    assert not keeps_gradient_graphs(KEEP_GRAPHS_MAX_CHUNKS * 100 + 1, 100)
-    assert gram_solved_densely(DENSE_GRAM_MAX, 15)
-    assert not gram_solved_densely(DENSE_GRAM_MAX + 1, 15)
-    assert gram_solved_densely(DENSE_GRAM_MAX + 1, DENSE_GRAM_MAX + 1)  # k >= n: every pair

@@ -9,8 +9,8 @@ import torch
 from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 from sgd_dynamics.curvature.solvers import rayleigh_ritz
 
-from .conftest import make_data, make_model
-from .references import residual_direct
+from ..conftest import make_data, make_model
+from ..references import residual_direct
 
 
 def test_invariant_subspace_gives_exact_pairs() -> None:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 from sgd_dynamics.curvature.operators import minibatch_coefficient
 
-from .references import mean_loss_hessian, per_sample_gradient_loop, residual_direct
+from ..references import mean_loss_hessian, per_sample_gradient_loop, residual_direct
 
 DENSE_TOL = 1e-10  # dense method against the references (rounding: ~1e-14)
 ITERATIVE_TOL = 1e-7  # iterative method (residual tolerance 1e-8 · ||A||)

@@ -1,4 +1,4 @@
-"""compute_spectra: iterative against dense, chunk independence, warm start, model state, errors."""
+"""compute_spectra: iterative against dense, chunk independence, warm start, model state, arrays."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from sgd_dynamics.curvature import SpectraOptions, compute_spectra, principal_angles
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 
-from .conftest import make_data, make_model
-from .references import subspace_cosines
+from ..conftest import make_data, make_model
+from ..references import subspace_cosines
 
 EIG_TOL = 1e-6
 COS_TOL = 1e-3
@@ -223,19 +223,6 @@ def test_to_arrays() -> None:
         assert int(arrays["n_params"]) == 51 and int(arrays["n_samples"]) == 6
     assert dense["hf_all"].shape == (51,)
     assert dense["trace_hp"] == pytest.approx(dense["trace_mt"] - dense["trace_hf"])
-
-
-def test_principal_angles_match_scipy() -> None:
-    gen = torch.Generator().manual_seed(0)
-    u = torch.randn(30, 4, generator=gen, dtype=torch.float64)
-    v = torch.randn(30, 4, generator=gen, dtype=torch.float64)
-    v[:, 0] = u[:, 0] + u[:, 1]  # one common direction: cosine 1
-    cos = principal_angles(u, v)
-    assert np.allclose(cos, subspace_cosines(u, v).numpy(), atol=1e-12)
-    assert np.all(np.diff(cos) <= 0) and cos[0] == pytest.approx(1.0, abs=1e-12)
-    assert np.allclose(principal_angles(u.numpy(), u.numpy() @ np.diag([1.0, 2, 3, 4])), 1.0)
-    with pytest.raises(ValueError, match="same P"):
-        principal_angles(u, v[:20])
 
 
 def test_progress_is_logged(caplog: pytest.LogCaptureFixture) -> None:

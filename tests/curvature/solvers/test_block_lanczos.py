@@ -9,7 +9,7 @@ import torch
 
 from sgd_dynamics.curvature import ConvergenceError, ConvergenceWarning, block_eigsh
 
-from .references import subspace_cosines
+from ..references import subspace_cosines
 
 
 def spectrum_matrix(size: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -20,14 +20,12 @@ from sgd_dynamics.curvature.density import (
     exact_densities,
     relative_w1,
     second_moment_measure,
-    smoothed_density,
     spectral_densities,
 )
 from sgd_dynamics.curvature.gram import gram_eigenvalues, per_sample_gram
 from sgd_dynamics.curvature.operators import CurvatureOperators, FunctionalModel
 from sgd_dynamics.curvature.operators.per_sample import linear_layer_gradients
 from sgd_dynamics.curvature.snapshot.dense import hessian_matrix, second_moment_matrix
-from sgd_dynamics.curvature.solvers import lanczos_quadrature
 from sgd_dynamics.data.gauss10 import make_gauss10
 from sgd_dynamics.models import MLP
 
@@ -155,49 +153,6 @@ def test_exact_densities_and_second_moment_measure() -> None:
     # the smoothed densities integrate to 1 over λ
     for part in (result.hf, result.mt, result.hp):
         assert np.trapezoid(part.density, part.grid) == pytest.approx(1.0, abs=2e-3)
-
-
-def test_quadrature_is_gauss_quadrature() -> None:
-    """q steps integrate polynomials of degree <= 2q - 1 exactly: Σ τ_j θ_j^d = vᵀ A^d v."""
-    generator = torch.Generator().manual_seed(3)
-    a = torch.randn(30, 30, generator=generator, dtype=torch.float64)
-    a = (a + a.T) / 6
-    probes = torch.randn(30, 3, generator=generator, dtype=torch.float64)
-    q = 5
-    quad = lanczos_quadrature(lambda v: a @ v, probes, q)
-    unit = probes / probes.norm(dim=0)
-    power = unit.clone()
-    for degree in range(2 * q):
-        moments = (unit * power).sum(0).numpy()
-        assert np.allclose((quad.weights * quad.nodes**degree).sum(1), moments, atol=1e-12)
-        power = a @ power
-    assert quad.products == q and np.all(quad.steps == q)
-
-
-def test_deflated_quadrature_stays_in_the_complement() -> None:
-    """Deflating the top-3 eigenvectors: nodes within the other eigenvalues' range, and a
-    full Krylov space (q = P - 3) reproduces their measure exactly."""
-    generator = torch.Generator().manual_seed(4)
-    basis, _ = torch.linalg.qr(torch.randn(12, 12, generator=generator, dtype=torch.float64))
-    values = torch.tensor([-2.0, -1.0, -0.5, 0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 5.0, 7.0, 9.0])
-    values = values.double()
-    a = basis @ torch.diag(values) @ basis.T
-    probes = torch.randn(12, 2, generator=generator, dtype=torch.float64)
-    quad = lanczos_quadrature(lambda v: a @ v, probes, 9, deflate=basis[:, -3:])
-    used = quad.weights > 1e-14
-    assert quad.nodes[used].min() >= -2.0 - 1e-10 and quad.nodes[used].max() <= 1.0 + 1e-10
-    for row in range(2):
-        kept = quad.weights[row] > 1e-14
-        assert np.allclose(np.sort(quad.nodes[row][kept]), values[:9].numpy(), atol=1e-10)
-
-
-def test_smoothed_density_of_one_atom_is_a_gaussian_in_t() -> None:
-    measure = SpectralMeasure(np.array([2.0]), np.array([1.0]))
-    grid, density = smoothed_density(measure, linthresh=0.5, width=0.2, points=2001)
-    t = np.arcsinh(grid / 0.5)
-    expected = np.exp(-0.5 * ((t - np.arcsinh(4.0)) / 0.2) ** 2) / (0.2 * np.sqrt(2 * np.pi))
-    assert np.allclose(density * np.hypot(grid, 0.5), expected)
-    assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize(

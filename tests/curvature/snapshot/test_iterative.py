@@ -1,10 +1,11 @@
 """The converged H_p solve (H_p products as Hessian-vector products of Σ p_i / p_i(θ₀)) against
 the explicit float64 matrices: every copy of a repeated extreme eigenvalue, and warm starts
-across two snapshots of a model being trained."""
+across two snapshots of a model being trained; a standard error for every estimated trace."""
 
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -12,7 +13,8 @@ from torch import Tensor, nn
 
 from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 
-from .references import residual_direct
+from ..conftest import make_data, make_model
+from ..references import residual_direct
 
 TOL = 1e-7  # iterative float64 solve (residual tolerance 1e-8 · ||A||), relative to max |λ|
 
@@ -97,3 +99,20 @@ def test_warm_start_across_two_snapshots_of_a_training_model() -> None:
         assert worst(s.hp_top, values.flip(0)[:4]) <= TOL
         assert worst(s.hp_bottom, values[:4]) <= TOL
     assert float((first.hp_top_vecs.T @ warm.hp_top_vecs).abs().max()) > 0.5  # nearby
+
+
+def test_every_estimated_trace_has_a_standard_error() -> None:
+    model = make_model("mlp_tanh")
+    x, y = make_data("mlp_tanh", n=10)
+    dense = compute_spectra(model, x, y, SpectraOptions(k=3, method="dense"))
+    assert dense.trace_hf_stderr == dense.trace_mt_stderr == dense.trace_hp_stderr == 0.0
+    for route in ("auto", "operator"):
+        s = compute_spectra(
+            model, x, y, SpectraOptions(k=3, method="iterative", m_route=route, trace_probes=64)
+        )
+        assert s.trace_hp_stderr > 0 and math.isfinite(s.trace_hp_stderr)
+        for name in ("trace_hf", "trace_mt", "trace_hp"):
+            err = getattr(s, f"{name}_stderr")
+            assert abs(getattr(s, name) - getattr(dense, name)) <= 5 * err + 1e-12, name
+        arrays = s.to_arrays()
+        assert float(arrays["trace_hp_stderr"]) == s.trace_hp_stderr

@@ -11,8 +11,8 @@ import torch
 from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 from sgd_dynamics.curvature.thresholds import GRAM_BLOCK_SIZE
 
-from .conftest import make_data, make_model
-from .references import mean_loss_hessian, per_sample_gradient_loop, second_moment
+from ..conftest import make_data, make_model
+from ..references import mean_loss_hessian, per_sample_gradient_loop, second_moment
 
 N_LANCZOS = 450  # above gram.DENSE_GRAM_MAX: the top of K comes from the Lanczos solver
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 
-from .conftest import make_data, make_model
+from ..conftest import make_data, make_model
 
 
 @pytest.fixture

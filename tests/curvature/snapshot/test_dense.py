@@ -9,8 +9,8 @@ from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 from sgd_dynamics.curvature.operators import CurvatureOperators, FunctionalModel
 from sgd_dynamics.curvature.snapshot.dense import hessian_matrix, second_moment_matrix
 
-from .conftest import make_data, make_model
-from .references import (
+from ..conftest import make_data, make_model
+from ..references import (
     mean_loss_hessian,
     minibatch_moment_enumerated,
     per_sample_gradient_loop,
