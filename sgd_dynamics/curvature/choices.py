@@ -63,8 +63,19 @@ class OnNonconvergence(Choice):
 
 
 def check_choice(name: str, value: object, accepted: type[Choice]) -> str:
-    """`value` as the plain string of a member of `accepted`; ValueError naming `name` and the
-    accepted values otherwise."""
+    """Check a choice setting.
+
+    Args:
+        name: the setting's name, for the message.
+        value: a member of `accepted` or its string.
+        accepted: the Enum of the accepted values.
+
+    Returns:
+        The value as a plain string.
+
+    Raises:
+        ValueError: ``<name> must be one of <values>, got <value>`` for anything else.
+    """
     values = accepted.values()
     if not isinstance(value, str) or value not in values:
         raise ValueError(f"{name} must be one of {', '.join(values)}, got {value!r}")

@@ -63,21 +63,52 @@ GRAM_ROW_BLOCK = 1000  # rows per block of the layer-wise Gram matrix (one block
 
 
 class GradientFactors:
-    """Interface: the per-sample gradient matrix G (n×P) through products."""
+    """Interface: the per-sample gradient matrix G (n×P), row i = ∇f_i, through products.
+
+    Attributes:
+        n_samples: n.
+        n_params: P.
+    """
 
     n_samples: int
     n_params: int
 
     def gram(self) -> Tensor:
+        """The Gram matrix of the rows.
+
+        Returns:
+            G Gᵀ (n, n), not divided by n.
+        """
         raise NotImplementedError
 
     def sq_norms(self) -> Tensor:
+        """The squared row norms.
+
+        Returns:
+            ||g_i||² (n,).
+        """
         raise NotImplementedError
 
     def matmat(self, block: Tensor) -> Tensor:
+        """The product with G.
+
+        Args:
+            block: V (P, m).
+
+        Returns:
+            G V (n, m).
+        """
         raise NotImplementedError
 
     def rmatmat(self, block: Tensor) -> Tensor:
+        """The product with Gᵀ.
+
+        Args:
+            block: U (n, m).
+
+        Returns:
+            Gᵀ U (P, m).
+        """
         raise NotImplementedError
 
 

@@ -133,7 +133,13 @@ class Spectra:
     diagnostics: dict[str, float] = field(default_factory=dict)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Everything storable (no P×k eigenvector blocks) as float64 numpy arrays (0-d scalars)."""
+        """Everything storable: the snapshot without its P×k eigenvector blocks.
+
+        Returns:
+            Name -> float64 numpy array (0-d for scalars): the eigenvalue arrays, traces, sizes,
+            `dense` (1.0 for the dense method), `seconds`, the diagnostics and, with densities,
+            their arrays.
+        """
         out: dict[str, np.ndarray] = {}
         for name in ("hf_top", "mt_top", "hp_top", "hp_bottom", "cosines"):
             out[name] = np.asarray(getattr(self, name), dtype=np.float64)
