@@ -281,7 +281,7 @@ def _last_step(trainer: pl.Trainer) -> int:
 
 def _reduction(trainer: pl.Trainer) -> Reduction | None:
     """Under DDP (world_size > 1): every rank computes the snapshot on its shard of the spectral
-    samples and the products are all-reduced (`sgd_dynamics.curvature.distributed`), so every
+    samples and the products are all-reduced (`sgd_dynamics.curvature.operators`), so every
     rank must take the same snapshots; only rank 0 writes them."""
     if trainer.world_size <= 1:
         return None

@@ -19,8 +19,6 @@ import numbers
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from sgd_dynamics.curvature.choices import HpMethod, Method
-from sgd_dynamics.curvature.options import DTYPES
 from sgd_dynamics.models import ACTIVATIONS
 from sgd_dynamics.utils.dotted import get_dotted as _get
 from sgd_dynamics.utils.errors import ConfigError
@@ -260,14 +258,14 @@ SCHEMA: tuple[Key, ...] = (
     _target("spectral._target_", "callbacks.spectral.SpectralSnapshots"),
     _derived("spectral.run_dir", PATH, "= run_dir"),
     Key("spectral.k", integer(1), "top eigenpairs of H_f, M and H_p and principal angles per snapshot; at most P"),  # noqa: E501
-    Key("spectral.method", choice(*Method.values()), "dense: exact P×P matrices, all eigenvalues; iterative: matrix-free; auto: dense when P ≤ 3000"),  # noqa: E501
+    Key("spectral.method", choice("auto", "dense", "iterative"), "dense: exact P×P matrices, all eigenvalues; iterative: matrix-free; auto: dense when P ≤ 3000"),  # noqa: E501
     Key("spectral.n_samples", INT_OR_NULL_1, "fixed subset of the training set the spectra are computed on (null: all); at least batch_size"),  # noqa: E501
-    Key("spectral.dtype", choice(*DTYPES), "precision of the curvature computation"),
+    Key("spectral.dtype", choice("float64", "float32"), "precision of the curvature computation"),
     Key("spectral.log_points", NULL | integer(2), "about this many snapshots spaced evenly in log(step + 1) (null: off)"),  # noqa: E501
     Key("spectral.every_n_steps", INT_OR_NULL_1, "and/or one snapshot every this many steps (null: off)"),  # noqa: E501
     Key("spectral.chunk_size", INT_OR_NULL_1, "samples per chunk in the matrix-free products (null: the engine's choice)"),  # noqa: E501
     Key("spectral.warm_start", BOOL, "start each iterative solve from the previous snapshot's eigenvectors"),  # noqa: E501
-    Key("spectral.hp_method", choice(*HpMethod.values()), "H_p's extremes (iterative): converged solve, Rayleigh-Ritz estimates, or none"),  # noqa: E501
+    Key("spectral.hp_method", choice("solve", "ritz", "none"), "H_p's extremes (iterative): converged solve, Rayleigh-Ritz estimates, or none"),  # noqa: E501
     Key("spectral.draw_every", integer(0), "redraw the figures every this many snapshots (0: only at the end)"),  # noqa: E501
     Key("spectral.progress_every", number(0, low_open=True), "seconds between progress lines inside a long snapshot"),  # noqa: E501
     Key("spectral.draw_at_end", BOOL, "draw the figures at the end of training (false: later with `sgd-dynamics plot`)"),  # noqa: E501

@@ -22,10 +22,13 @@ from .density.densities import DensitySettings
 from .solvers.block_lanczos import default_tolerance
 from .thresholds import DENSE_MAX_PARAMS, method_for
 
-__all__ = ["SpectraOptions", "DTYPES"]
+__all__ = ["SpectraOptions", "DTYPES", "METHODS", "HP_METHODS"]
 
 # the computation dtypes by name (the configuration's spectral.dtype)
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# the accepted strings of the choice settings the configuration exposes, read by its schema
+METHODS = Method.values()
+HP_METHODS = HpMethod.values()
 
 
 def _positive_number(value: object) -> bool:
