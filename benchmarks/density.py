@@ -18,7 +18,7 @@ cost: MLP 784-100-100-10 (P = 89,610) on seeded 10-class Gaussian-mixture data, 
     snapshot. Medians of --repeats runs; the ratio is the density snapshot's time over the
     gradient pass's. The same measurement is the density row of
     `python benchmarks/spectra.py --workload density` (`measure_cost`).
-accuracy: the two models of tests/curvature/test_density.py (MLP 20-32-10 on Gauss-10; MLP
+accuracy: the two models of tests/curvature/density/test_densities.py (MLP 20-32-10 on Gauss-10; MLP
     12-24-24-5 tanh on a 5-class Gauss-10 variant), float64, at SGD steps 0, 50 and 400: the worst
     over 3 probe seeds of W1(estimate, exact) / (λmax(H_f) - λmin(H_f)) for H_f and H_p, with the
     outliers merged in (top-15 of H_f; top/bottom-15 of H_p, exact eigenpairs of the dense
