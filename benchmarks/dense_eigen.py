@@ -36,7 +36,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from sgd_dynamics.curvature.dense import _lapack_top
+from sgd_dynamics.curvature.snapshot.dense import _lapack_top
 from sgd_dynamics.threads import limit_threads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

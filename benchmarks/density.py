@@ -18,7 +18,7 @@ cost: MLP 784-100-100-10 (P = 89,610) on seeded 10-class Gaussian-mixture data, 
     snapshot. Medians of --repeats runs; the ratio is the density snapshot's time over the
     gradient pass's. The same measurement is the density row of
     `python benchmarks/spectra.py --workload density` (`measure_cost`).
-accuracy: the two models of tests/curvature/test_density.py (MLP 20-32-10 on Gauss-10; MLP
+accuracy: the two models of tests/curvature/density/test_densities.py (MLP 20-32-10 on Gauss-10; MLP
     12-24-24-5 tanh on a 5-class Gauss-10 variant), float64, at SGD steps 0, 50 and 400: the worst
     over 3 probe seeds of W1(estimate, exact) / (λmax(H_f) - λmin(H_f)) for H_f and H_p, with the
     outliers merged in (top-15 of H_f; top/bottom-15 of H_p, exact eigenpairs of the dense
@@ -41,19 +41,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from sgd_dynamics.curvature import compute_spectra
-from sgd_dynamics.curvature.dense import hessian_matrix, second_moment_matrix
-from sgd_dynamics.curvature.density import DensitySettings, Outliers, spectral_densities
-from sgd_dynamics.curvature.functional import FunctionalModel
-from sgd_dynamics.curvature.gram_spectrum import gram_eigenvalues, snapshot_gram
-from sgd_dynamics.curvature.measures import (
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
+from sgd_dynamics.curvature.density import (
+    DensitySettings,
+    Outliers,
     SpectralMeasure,
     relative_w1,
     smoothed_density,
+    spectral_densities,
     symlog_grid,
 )
-from sgd_dynamics.curvature.operators import CurvatureOperators
-from sgd_dynamics.curvature.per_sample import gradient_factors
+from sgd_dynamics.curvature.gram import gram_eigenvalues, snapshot_gram
+from sgd_dynamics.curvature.operators import CurvatureOperators, FunctionalModel
+from sgd_dynamics.curvature.operators.per_sample import gradient_factors
+from sgd_dynamics.curvature.snapshot.dense import hessian_matrix, second_moment_matrix
 from sgd_dynamics.data.gauss10 import make_gauss10
 from sgd_dynamics.models import MLP
 
@@ -116,7 +117,10 @@ def measure_cost(quick: bool, repeats: int, device: str) -> DensityCost:
     model, x, y = model.to(device), x.to(device), y.to(device)
     settings = DensitySettings(steps=40 if not quick else 8)
     solved = compute_spectra(
-        model, x, y, k=K, method="iterative", dtype=torch.float32, on_nonconvergence="ignore"
+        model,
+        x,
+        y,
+        SpectraOptions(k=K, method="iterative", dtype=torch.float32, on_nonconvergence="ignore"),
     )
     fm = FunctionalModel(model, torch.float32)
     ops = CurvatureOperators(fm, x.float(), y)

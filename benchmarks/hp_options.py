@@ -37,11 +37,13 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from spectra import make_problem, rel_err, t_grad_of, timed, workload  # noqa: E402
 
-from sgd_dynamics.curvature import compute_spectra  # noqa: E402
-from sgd_dynamics.curvature.eigensolvers import block_eigsh  # noqa: E402
-from sgd_dynamics.curvature.functional import FunctionalModel  # noqa: E402
-from sgd_dynamics.curvature.inputs import prepare_data  # noqa: E402
-from sgd_dynamics.curvature.operators import CurvatureOperators  # noqa: E402
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra  # noqa: E402
+from sgd_dynamics.curvature.operators import (
+    CurvatureOperators,  # noqa: E402
+    FunctionalModel,  # noqa: E402
+)
+from sgd_dynamics.curvature.snapshot.arguments import prepare_data  # noqa: E402
+from sgd_dynamics.curvature.solvers import block_eigsh  # noqa: E402
 
 
 def relu_mlp_hvp(model: nn.Sequential, x: Tensor, y: Tensor):
@@ -156,7 +158,9 @@ def snapshot_costs(model, x, y, k: int, rounds: int) -> float:
     for _ in range(rounds):
         t_grad = t_grad_of(model, x, y, torch.float32, 5)
         start = time.perf_counter()
-        s = compute_spectra(model, x, y, k=k, method="iterative", dtype=torch.float32, tol=1e-4)
+        s = compute_spectra(
+            model, x, y, SpectraOptions(k=k, method="iterative", dtype=torch.float32, tol=1e-4)
+        )
         full_ratios.append((time.perf_counter() - start) / t_grad)
         m_ratios.append((s.diagnostics["factors_seconds"] + s.diagnostics["mt_seconds"]) / t_grad)
     m_cost = statistics.median(m_ratios)
@@ -178,7 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     model, x, y, sgd = make_problem(w)
     sgd(w.steps)
     ref = compute_spectra(
-        model, x, y, k=w.k, method="iterative", dtype=torch.float64, tol=1e-10, trace_probes=0
+        model,
+        x,
+        y,
+        SpectraOptions(k=w.k, method="iterative", dtype=torch.float64, tol=1e-10, trace_probes=0),
     )
     fm = FunctionalModel(model, torch.float32)
     ops = CurvatureOperators(fm, *prepare_data(fm, x, y))

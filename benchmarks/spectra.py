@@ -53,9 +53,8 @@ import torch
 from results import machine, write_results
 from torch import nn
 
-from sgd_dynamics.curvature import compute_spectra
-from sgd_dynamics.curvature.functional import FunctionalModel
-from sgd_dynamics.curvature.operators import CurvatureOperators
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
+from sgd_dynamics.curvature.operators import CurvatureOperators, FunctionalModel
 
 WORKLOADS = ("gauss10", "mnist", "cifar", "density")
 
@@ -250,14 +249,16 @@ def run_gauss10(w: Workload, quick: bool, repeats: int) -> None:
     sgd(w.steps)
     t_grad = t_grad_of(model, x, y, torch.float64, max(repeats, 5))
     row(w.name, "one gradient pass (float64)", t_grad, t_grad, None, None, None)
-    ref = compute_spectra(model, x, y, k=w.k, method="dense")
+    ref = compute_spectra(model, x, y, SpectraOptions(k=w.k, method="dense"))
     hf_ref, mt_ref = ref.hf_top, ref.mt_top
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         base, (vals, mv) = timed(lambda: curvlinops_eigsh(model, x, y, w.k, 1e-6), repeats)
     err = max(rel_err(vals["hf"], hf_ref), rel_err(vals["mt"], mt_ref))
     row(w.name, "curvlinops+eigsh top-k H_f,M (f32)", base, t_grad, None, mv, err)
-    seconds, s = timed(lambda: compute_spectra(model, x, y, k=w.k, method="dense"), repeats)
+    seconds, s = timed(
+        lambda: compute_spectra(model, x, y, SpectraOptions(k=w.k, method="dense")), repeats
+    )
     err = max(rel_err(s.hf_top, hf_ref), rel_err(s.mt_top, mt_ref))
     row(w.name, "this: dense snapshot (all P, f64)", seconds, t_grad, base, None, err)
     if not quick:
@@ -272,16 +273,25 @@ def run_mnist(w: Workload, quick: bool, repeats: int) -> None:
     kw = dict(k=w.k, method="iterative", dtype=torch.float32, tol=1e-4, trace_probes=0)
     kw["hp_method"] = "none"
     full_kw = dict(kw, hp_method="solve", trace_probes=16)  # what the spectral callback computes
-    previous = compute_spectra(model, x, y, **kw)
-    previous_full = None if quick else compute_spectra(model, x, y, **full_kw)
+    previous = compute_spectra(model, x, y, SpectraOptions(**kw))
+    previous_full = None if quick else compute_spectra(model, x, y, SpectraOptions(**full_kw))
     sgd(10)
     t_grad = t_grad_of(model, x, y, torch.float32, max(repeats, 5))
     row(w.name, "one gradient pass (float32)", t_grad, t_grad, None, None, None)
     product_rows(w, model, x, y, t_grad, repeats)
     ref = compute_spectra(
-        model, x, y, k=w.k, method="iterative", dtype=torch.float64, tol=1e-10, trace_probes=0,
-        hp_method="none",
-    )  # fmt: skip
+        model,
+        x,
+        y,
+        SpectraOptions(
+            k=w.k,
+            method="iterative",
+            dtype=torch.float64,
+            tol=1e-10,
+            trace_probes=0,
+            hp_method="none",
+        ),
+    )
     hf_ref, mt_ref = ref.hf_top, ref.mt_top
 
     def err_of(s) -> float:
@@ -305,9 +315,11 @@ def run_mnist(w: Workload, quick: bool, repeats: int) -> None:
                 warnings.simplefilter("ignore")
                 seconds, _ = timed(lambda: curvlinops_eigsh(model, x, y, w.k, chosen[0]), 1)
             times["base"].append(seconds)
-        seconds, cold = timed(lambda: compute_spectra(model, x, y, **kw), 1)
+        seconds, cold = timed(lambda: compute_spectra(model, x, y, SpectraOptions(**kw)), 1)
         times["cold"].append(seconds)
-        seconds, warm = timed(lambda: compute_spectra(model, x, y, warm_start=previous, **kw), 1)
+        seconds, warm = timed(
+            lambda: compute_spectra(model, x, y, SpectraOptions(**kw), warm_start=previous), 1
+        )
         times["warm"].append(seconds)
     base = statistics.median(times["base"]) if times["base"] else (chosen or (0, None))[1]
     cold_s, warm_s = statistics.median(times["cold"]), statistics.median(times["warm"])
@@ -319,12 +331,14 @@ def run_mnist(w: Workload, quick: bool, repeats: int) -> None:
     row(w.name, f"this: warm, 10 steps (med {rounds})", warm_s, t_grad, base,
         snapshot_matvecs(warm), err_of(warm))  # fmt: skip
     # the most any warm start can give: starting from this snapshot's own eigenvectors
-    seconds, ideal = timed(lambda: compute_spectra(model, x, y, warm_start=cold, **kw), rounds)
+    seconds, ideal = timed(
+        lambda: compute_spectra(model, x, y, SpectraOptions(**kw), warm_start=cold), rounds
+    )
     row(w.name, "this: warm, 0 steps (ideal start)", seconds, t_grad, base,
         snapshot_matvecs(ideal), err_of(ideal))  # fmt: skip
     block_kw = dict(kw, block_size=w.k)  # the whole start block at once: best for a close start
     ideal_block_s, ideal_block = timed(
-        lambda: compute_spectra(model, x, y, warm_start=cold, **block_kw), rounds
+        lambda: compute_spectra(model, x, y, SpectraOptions(**block_kw), warm_start=cold), rounds
     )
     row(w.name, f"this: warm, 0 steps, block {w.k} (ideal)", ideal_block_s, t_grad, base,
         snapshot_matvecs(ideal_block), err_of(ideal_block))  # fmt: skip
@@ -339,7 +353,9 @@ def run_mnist(w: Workload, quick: bool, repeats: int) -> None:
     check_cost_rows(w, model, x, y, t_grad, rounds)
     if quick:
         return
-    seconds, s = timed(lambda: compute_spectra(model, x, y, **dict(kw, hp_method="ritz")), 1)
+    seconds, s = timed(
+        lambda: compute_spectra(model, x, y, SpectraOptions(**dict(kw, hp_method="ritz"))), 1
+    )
     row(w.name, "this: cold, + H_p ritz", seconds, t_grad, base, snapshot_matvecs(s), err_of(s))
     print(f"# mnist: hp_max_residual (ritz) = {s.diagnostics['hp_max_residual']:.2e}")
     hp_rows(w, model, x, y, previous_full, rounds)
@@ -365,7 +381,9 @@ def check_cost_rows(w: Workload, model, x, y, t_grad: float, rounds: int) -> Non
     last = {}
     for _ in range(rounds):
         for name, kw in configs.items():
-            seconds, last[name] = timed(lambda kw=kw: compute_spectra(model, x, y, **kw), 1)
+            seconds, last[name] = timed(
+                lambda kw=kw: compute_spectra(model, x, y, SpectraOptions(**kw)), 1
+            )
             times[name].append(seconds)
     med = {name: statistics.median(ts) for name, ts in times.items()}
     for name in configs:
@@ -413,8 +431,12 @@ def hp_rows(w: Workload, model, x, y, previous, rounds: int) -> None:
     snapshot 10 SGD steps earlier. Errors: max relative error of hf_top, mt_top, hp_top and
     hp_bottom against this project's solver in float64 (tol 1e-10)."""
     full = dict(k=w.k, method="iterative", dtype=torch.float32, tol=1e-4)
-    ref = compute_spectra(model, x, y, k=w.k, method="iterative", dtype=torch.float64, tol=1e-10,
-                          trace_probes=0)  # fmt: skip
+    ref = compute_spectra(
+        model,
+        x,
+        y,
+        SpectraOptions(k=w.k, method="iterative", dtype=torch.float64, tol=1e-10, trace_probes=0),
+    )
     names = ("hf_top", "mt_top", "hp_top", "hp_bottom")
 
     def err_of(s) -> float:
@@ -438,7 +460,10 @@ def hp_rows(w: Workload, model, x, y, previous, rounds: int) -> None:
         for name, (route, start) in configs.items():
             with route():
                 seconds, last[name] = timed(
-                    lambda st=start: compute_spectra(model, x, y, warm_start=st, **full), 1
+                    lambda st=start: compute_spectra(
+                        model, x, y, SpectraOptions(**full), warm_start=st
+                    ),
+                    1,
                 )
             times[name].append(seconds)
     med = {name: statistics.median(ts) for name, ts in times.items()}
@@ -475,11 +500,10 @@ def hp_start_rows(w: Workload, model, x, y, previous) -> None:
     Lanczos vector); their Rayleigh-Ritz vectors for H_p (k extra H_f and 2k M products, H_f on
     U_f from the solver's Krylov relation), summed, in 2 blocks (top, bottom), in blocks of k;
     the previous snapshot's H_p vectors (10 SGD steps earlier)."""
-    from sgd_dynamics.curvature.eigensolvers import block_eigsh
     from sgd_dynamics.curvature.gram import second_moment_from_gram
-    from sgd_dynamics.curvature.inputs import prepare_data
-    from sgd_dynamics.curvature.per_sample import gradient_factors
-    from sgd_dynamics.curvature.ritz import rayleigh_ritz
+    from sgd_dynamics.curvature.operators.per_sample import gradient_factors
+    from sgd_dynamics.curvature.snapshot.arguments import prepare_data
+    from sgd_dynamics.curvature.solvers import block_eigsh, rayleigh_ritz
 
     k, kw = w.k, dict(dtype=torch.float32, tol=1e-4, seed=2)
     fm = FunctionalModel(model, torch.float32)
@@ -525,8 +549,8 @@ def hp_cost_rows(w: Workload, model, x, y, previous, rounds: int) -> None:
     (reorthogonalisation, Ritz steps, deflation), each over the round's gradient pass (medians
     of the rounds' own ratios). Then the product counts of the variants measured:
     other start seeds, smaller bases (thick restarts), blocks of 2 and 3."""
-    from sgd_dynamics.curvature.eigensolvers import block_eigsh
-    from sgd_dynamics.curvature.inputs import prepare_data
+    from sgd_dynamics.curvature.snapshot.arguments import prepare_data
+    from sgd_dynamics.curvature.solvers import block_eigsh
 
     k, kw = w.k, dict(dtype=torch.float32, tol=1e-4)
     fm = FunctionalModel(model, torch.float32)
@@ -576,8 +600,9 @@ def run_hp_only(w: Workload, repeats: int) -> None:
     mnist workload of `run_mnist`."""
     model, x, y, sgd = make_problem(w)
     sgd(w.steps - 10)
-    previous = compute_spectra(model, x, y, k=w.k, method="iterative", dtype=torch.float32,
-                               tol=1e-4)  # fmt: skip
+    previous = compute_spectra(
+        model, x, y, SpectraOptions(k=w.k, method="iterative", dtype=torch.float32, tol=1e-4)
+    )
     sgd(10)
     hp_rows(w, model, x, y, previous, repeats)
     hp_cost_rows(w, model, x, y, previous, repeats)
@@ -588,7 +613,9 @@ def run_cifar(w: Workload, quick: bool, repeats: int) -> None:
     model, x, y, sgd = make_problem(w)
     sgd(w.steps)
     kw = dict(k=w.k, method="iterative", dtype=torch.float32, tol=1e-4, trace_probes=0)
-    seconds, s = timed(lambda: compute_spectra(model, x, y, hp_method="ritz", **kw), 1)
+    seconds, s = timed(
+        lambda: compute_spectra(model, x, y, SpectraOptions(hp_method="ritz", **kw)), 1
+    )
     t_grad = t_grad_of(model, x, y, torch.float32, repeats)
     row(w.name, "this: cold (H_f,M, H_p ritz) f32", seconds, t_grad, None, snapshot_matvecs(s),
         None)  # fmt: skip

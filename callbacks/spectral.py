@@ -31,7 +31,7 @@ from callbacks.last_checkpoint import parameters_are_finite
 from callbacks.snapshot_logging import log_drawings, log_snapshot
 from sgd_dynamics.config_schema import check_setting
 from sgd_dynamics.curvature import compute_spectra
-from sgd_dynamics.curvature.distributed import Reduction
+from sgd_dynamics.curvature.operators.distributed import Reduction
 from sgd_dynamics.curvature.options import SpectraOptions
 from sgd_dynamics.curvature.progress import reporting
 from sgd_dynamics.lightning.epochs import completed_epochs
@@ -285,7 +285,7 @@ def _last_step(trainer: pl.Trainer) -> int:
 
 def _reduction(trainer: pl.Trainer) -> Reduction | None:
     """Under DDP (world_size > 1): every rank computes the snapshot on its shard of the spectral
-    samples and the products are all-reduced (`sgd_dynamics.curvature.distributed`), so every
+    samples and the products are all-reduced (`sgd_dynamics.curvature.operators`), so every
     rank must take the same snapshots; only rank 0 writes them."""
     if trainer.world_size <= 1:
         return None

@@ -1,47 +1,34 @@
 """The settings of a curvature snapshot, checked once: `SpectraOptions`.
 
-`compute_spectra(..., k=..., method=..., ...)` builds one from its keyword arguments (or takes one
-as `options=`); the spectral callback builds one when it is constructed, so a bad setting is
-refused before training. A bad value raises one ValueError that starts with the setting's name
-and says what is accepted (the callback prefixes it with ``spectral.``).
+`compute_spectra(model, inputs, targets, options)` takes one (None: the defaults); the spectral
+callback builds one when it is constructed, so a bad setting is refused before training. A bad
+value raises one ValueError that starts with the setting's name and says what is accepted (the
+callback prefixes it with ``spectral.``). The choice settings accept the members of the
+`choices` Enums or their strings, and keep the string.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
 
 from sgd_dynamics.utils.validate import integer_at_least, is_integer
 
-from .density import DensitySettings
-from .eigensolvers import default_tolerance
+from .choices import HpMethod, Method, MRoute, OnNonconvergence, check_choice
+from .density.densities import DensitySettings
+from .solvers.block_lanczos import default_tolerance
 from .thresholds import DENSE_MAX_PARAMS, method_for
 
-__all__ = [
-    "SpectraOptions",
-    "METHODS",
-    "HP_METHODS",
-    "M_ROUTES",
-    "ON_NONCONVERGENCE",
-    "DTYPES",
-    "check_choice",
-]
+__all__ = ["SpectraOptions", "DTYPES", "METHODS", "HP_METHODS"]
 
-METHODS = ("auto", "dense", "iterative")
-HP_METHODS = ("solve", "ritz", "none")
-M_ROUTES = ("auto", "linear", "dense", "operator")
-ON_NONCONVERGENCE = ("warn", "raise", "ignore")
+# the computation dtypes by name (the configuration's spectral.dtype)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def check_choice(name: str, value: object, accepted: Collection[str]) -> None:
-    """ValueError naming `name` unless `value` is one of `accepted`."""
-    if not isinstance(value, str) or value not in accepted:
-        raise ValueError(f"{name} must be one of {', '.join(accepted)}, got {value!r}")
+# the accepted strings of the choice settings the configuration exposes, read by its schema
+METHODS = Method.values()
+HP_METHODS = HpMethod.values()
 
 
 def _positive_number(value: object) -> bool:
@@ -70,37 +57,39 @@ class SpectraOptions:
     """Settings of `compute_spectra` (the per-call data: model, samples, batch size, warm start,
     DDP reduction and parameter selection are its arguments, not settings).
 
-    k: eigenpairs per operator, an integer >= 1 (at most P, checked against the model).
-    method: "dense" (exact P×P matrices, all eigenvalues), "iterative" (matrix-free), or "auto"
-        (dense when P <= dense_max_params, `thresholds.DENSE_MAX_PARAMS` = 3000 by default).
-    dtype: torch.float64 or torch.float32 (or their names) for all computations.
-    chunk_size: samples per forward/backward pass (None: `operators.default_chunk_size`).
-    tol: relative residual tolerance of the iterative solvers, ||A x - θ x|| <= tol · ||A||
-        (None: 1e-8 in float64, 1e-4 in float32; `solver_tolerance`).
-    max_matvecs: product budget of each iterative solve (None: `block_eigsh`'s default).
-    block_size: vectors per operator call in the P-side solvers (None: 1, thick-restart Lanczos).
-    m_route: how M is applied in the iterative method: "auto", "linear" (layer-wise factors of
-        nn.Linear networks), "dense" (per-sample gradient matrix), "operator" (jvp/vjp).
-    memory_budget: bytes allowed for per-sample gradient factors and the Gram matrix.
-    dense_max_params: largest P for which method="auto" picks the dense method.
-    dense_threads: thread limit for the dense method and every dense eigendecomposition (1:
-        small dense problems gain little from threads and collapse when the threads outnumber
-        the free cores; None: leave the thread pools as they are).
-    trace_probes: Hutchinson probes for tr(H_f) in the iterative method (0: NaN).
-    seed: seed of the random starting blocks and probes (results are reproducible).
-    on_nonconvergence: "warn" (ConvergenceWarning), "raise" (ConvergenceError) or "ignore".
-    hp_method: H_p's extremes in the iterative method: "solve" (a converged block Lanczos solve
-        on H_p = M - H_f), "ritz" (Rayleigh-Ritz estimates on span(top-k of H_f, top-k of M):
-        k extra H_f products instead of a third solve; relative residuals in
-        diagnostics["hp_max_residual"]) or "none" (hp_top and hp_bottom NaN; traces kept).
-    self_check: with per-sample gradient factors, compare one M product through them with the
-        jvp/vjp product; a relative difference above `m_factors.SELF_CHECK_TOLERANCE` abandons
-        the factors with a `RouteWarning` (diagnostics["m_self_check"]).
-    check_steps: products of each solver's multiplicity check (None: 20; 0 skips it, and then a
-        converged solve may miss copies of a repeated eigenvalue beyond the block size).
-    density: None/False: off; True (the defaults of `DensitySettings`, probes from `seed`) or a
-        DensitySettings: also the spectral densities of H_f, M and H_p (docs/densities.md);
-        under DDP M's Gram matrix is assembled from the ranks' shards, the same on every rank.
+    Attributes:
+        k: eigenpairs per operator, an integer >= 1 (at most P, checked against the model).
+        method: "dense" (exact P×P matrices, all eigenvalues), "iterative" (matrix-free), or "auto"
+            (dense when P <= dense_max_params, `thresholds.DENSE_MAX_PARAMS` = 3000 by default).
+        dtype: torch.float64 or torch.float32 (or their names) for all computations.
+        chunk_size: samples per forward/backward pass (None: `operators.default_chunk_size`).
+        tol: relative residual tolerance of the iterative solvers, ||A x - θ x|| <= tol · ||A||
+            (None: 1e-8 in float64, 1e-4 in float32; `solver_tolerance`).
+        max_matvecs: product budget of each iterative solve (None: `block_eigsh`'s default).
+        block_size: vectors per operator call in the P-side solvers (None: 1, thick-restart
+            Lanczos).
+        m_route: how M is applied in the iterative method: "auto", "linear" (layer-wise factors of
+            nn.Linear networks), "dense" (per-sample gradient matrix), "operator" (jvp/vjp).
+        memory_budget: bytes allowed for per-sample gradient factors and the Gram matrix.
+        dense_max_params: largest P for which method="auto" picks the dense method.
+        dense_threads: thread limit for the dense method and every dense eigendecomposition (1:
+            small dense problems gain little from threads and collapse when the threads outnumber
+            the free cores; None: leave the thread pools as they are).
+        trace_probes: Hutchinson probes for tr(H_f) in the iterative method (0: NaN).
+        seed: seed of the random starting blocks and probes (results are reproducible).
+        on_nonconvergence: "warn" (ConvergenceWarning), "raise" (ConvergenceError) or "ignore".
+        hp_method: H_p's extremes in the iterative method: "solve" (a converged block Lanczos solve
+            on H_p = M - H_f), "ritz" (Rayleigh-Ritz estimates on span(top-k of H_f, top-k of M): k
+            extra H_f products instead of a third solve; relative residuals in
+            diagnostics["hp_max_residual"]) or "none" (hp_top and hp_bottom NaN; traces kept).
+        self_check: with per-sample gradient factors, compare one M product through them with the
+            jvp/vjp product; a relative difference above `m_route.SELF_CHECK_TOLERANCE` (in
+            `operators`) abandons the factors with a `RouteWarning` (diagnostics["m_self_check"]).
+        check_steps: products of each solver's multiplicity check (None: 20; 0 skips it, and then a
+            converged solve may miss copies of a repeated eigenvalue beyond the block size).
+        density: None/False: off; True (the defaults of `DensitySettings`, probes from `seed`) or a
+            DensitySettings: also the spectral densities of H_f, M and H_p (docs/densities.md);
+            under DDP M's Gram matrix is assembled from the ranks' shards, the same on every rank.
     """
 
     k: int = 15
@@ -124,14 +113,14 @@ class SpectraOptions:
 
     def __post_init__(self) -> None:
         integer_at_least(self.k, "k", 1)
-        check_choice("method", self.method, METHODS)
+        object.__setattr__(self, "method", check_choice("method", self.method, Method))
         object.__setattr__(self, "dtype", _dtype(self.dtype))
         integer_at_least(self.chunk_size, "chunk_size", 1, optional=True)
         if self.tol is not None and not _positive_number(self.tol):
             raise ValueError(f"tol must be a finite number > 0 or None, got {self.tol!r}")
         integer_at_least(self.max_matvecs, "max_matvecs", 1, optional=True)
         integer_at_least(self.block_size, "block_size", 1, optional=True)
-        check_choice("m_route", self.m_route, M_ROUTES)
+        object.__setattr__(self, "m_route", check_choice("m_route", self.m_route, MRoute))
         if not _positive_number(self.memory_budget):
             raise ValueError(
                 f"memory_budget must be a number of bytes > 0, got {self.memory_budget!r}"
@@ -141,8 +130,11 @@ class SpectraOptions:
         integer_at_least(self.trace_probes, "trace_probes", 0)
         if not is_integer(self.seed):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        check_choice("on_nonconvergence", self.on_nonconvergence, ON_NONCONVERGENCE)
-        check_choice("hp_method", self.hp_method, HP_METHODS)
+        on_nonconvergence = check_choice(
+            "on_nonconvergence", self.on_nonconvergence, OnNonconvergence
+        )
+        object.__setattr__(self, "on_nonconvergence", on_nonconvergence)
+        object.__setattr__(self, "hp_method", check_choice("hp_method", self.hp_method, HpMethod))
         integer_at_least(self.check_steps, "check_steps", 0, optional=True)
         if self.density is not None and not isinstance(self.density, (bool, DensitySettings)):
             raise ValueError(

@@ -28,8 +28,8 @@ class ProgressReporter:
 
     Args:
         emit: receives each line (e.g. ``logging.getLogger(...).info``).
-        every_seconds: the interval between lines; the first comes `every_seconds` after the
-            start, so a computation shorter than that prints nothing.
+        every_seconds: the interval between lines; the first comes `every_seconds` after the start,
+            so a computation shorter than that prints nothing.
         prefix: put before each line (e.g. ``"snapshot step 300: "``).
         clock: seconds, monotonic (``time.monotonic``; tests pass a fake one).
     """
@@ -86,7 +86,12 @@ _REPORTER: ContextVar[ProgressReporter | None] = ContextVar(
 
 
 def tick(operation: str, count: int = 1) -> None:
-    """Count `count` units of `operation` for the reporter installed by `reporting`, if any."""
+    """Count work for the reporter installed by `reporting`, if any (else do nothing).
+
+    Args:
+        operation: what runs now, e.g. "H_f products".
+        count: units of it done.
+    """
     reporter = _REPORTER.get()
     if reporter is not None:
         reporter.tick(operation, count)
@@ -100,8 +105,16 @@ def reporting(
     clock: Callable[[], float] = time.monotonic,
     watch: bool = True,
 ) -> Iterator[ProgressReporter]:
-    """Install a `ProgressReporter` for the code inside the ``with`` block; with `watch`, a
-    daemon thread polls it (every `every_seconds` / 4, at most 1 s) until the block ends."""
+    """Install a `ProgressReporter` for the code inside the ``with`` block.
+
+    Args:
+        emit, every_seconds, prefix, clock: those of `ProgressReporter`.
+        watch: poll the reporter from a daemon thread (every `every_seconds` / 4, at most 1 s) until
+            the block ends, so one long step still gets its lines.
+
+    Yields:
+        The reporter (its `counts` and `lines` say what was reported).
+    """
     reporter = ProgressReporter(emit, every_seconds, prefix, clock)
     token = _REPORTER.set(reporter)
     stop = threading.Event()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from .choices import Method
+
 __all__ = [
     "DENSE_MAX_PARAMS",
     "MAX_CHUNK_SAMPLES",
@@ -32,8 +34,9 @@ DENSE_MAX_PARAMS = 3000
 MAX_CHUNK_SAMPLES = 2048
 
 # Through all the H_f products of an iterative snapshot the gradient graphs of the data chunks
-# are kept when the data are at most this many chunks: a product then costs about 1.2-1.4
-# gradient passes instead of 2, for the memory of this many chunks' graphs.
+# are kept when the data are at most this many chunks: a product then backpropagates through the
+# kept graphs instead of rebuilding them (no forward pass), for the memory of this many chunks'
+# graphs.
 KEEP_GRAPHS_MAX_CHUNKS = 4
 
 # Up to this n (and whenever k >= n) the n×n Gram matrix K is solved by a dense eigh (O(n³),
@@ -48,24 +51,59 @@ GRAM_BLOCK_SIZE = 16
 
 
 def method_for(n_params: int, method: str, dense_max_params: int = DENSE_MAX_PARAMS) -> str:
-    """The method a snapshot runs: `method`, or for "auto" dense when P <= dense_max_params."""
-    if method != "auto":
+    """The method a snapshot runs.
+
+    Args:
+        n_params: P.
+        method: a `Method` value.
+        dense_max_params: the largest P of the dense method under "auto".
+
+    Returns:
+        `method`, or for "auto": "dense" when P <= dense_max_params, else "iterative".
+    """
+    if method != Method.AUTO:
         return method
-    return "dense" if n_params <= dense_max_params else "iterative"
+    return Method.DENSE.value if n_params <= dense_max_params else Method.ITERATIVE.value
 
 
 def keeps_gradient_graphs(n_samples: int, chunk_size: int) -> bool:
-    """Whether a snapshot keeps its chunks' gradient graphs (KEEP_GRAPHS_MAX_CHUNKS)."""
+    """Whether a snapshot keeps its chunks' gradient graphs.
+
+    Args:
+        n_samples: n (per process under DDP).
+        chunk_size: samples per chunk.
+
+    Returns:
+        True when the data are at most KEEP_GRAPHS_MAX_CHUNKS chunks.
+    """
     return math.ceil(n_samples / chunk_size) <= KEEP_GRAPHS_MAX_CHUNKS
 
 
 def dense_m_through_gram(n_samples: int, n_params: int, itemsize: int, memory_budget: int) -> bool:
-    """Dense method: M's spectrum from the n×n Gram matrix when n < P (the smaller eigenproblem:
-    its nonzero eigenvalues are M's, the other P - n are 0) and G (n×P) fits the budget; else
-    the P×P eigendecomposition of M."""
+    """Whether the dense method takes M's spectrum from the n×n Gram matrix.
+
+    The Gram matrix is the smaller eigenproblem when n < P: its nonzero eigenvalues are M's, the
+    other P - n are 0; otherwise the P×P eigendecomposition of M is used.
+
+    Args:
+        n_samples, n_params: n and P.
+        itemsize: bytes per number of the computation dtype.
+        memory_budget: bytes G (n×P) may take.
+
+    Returns:
+        True when n < P and G fits the budget.
+    """
     return n_samples < n_params and n_samples * n_params * itemsize <= memory_budget
 
 
 def gram_solved_densely(n_samples: int, k: int) -> bool:
-    """Whether the top-k of an n×n Gram matrix comes from a dense eigh (DENSE_GRAM_MAX)."""
+    """Whether the top-k of an n×n Gram matrix comes from a dense eigh.
+
+    Args:
+        n_samples: n.
+        k: eigenvalues wanted.
+
+    Returns:
+        True when k >= n or n <= DENSE_GRAM_MAX, else False (a Lanczos solve).
+    """
     return k >= n_samples or n_samples <= DENSE_GRAM_MAX

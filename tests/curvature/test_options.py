@@ -6,16 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from sgd_dynamics.config_schema import KEYS
 from sgd_dynamics.curvature import compute_spectra
+from sgd_dynamics.curvature.choices import HpMethod, Method
 from sgd_dynamics.curvature.density import DensitySettings
-from sgd_dynamics.curvature.options import SpectraOptions
+from sgd_dynamics.curvature.options import DTYPES, SpectraOptions
 from sgd_dynamics.curvature.thresholds import (
-    DENSE_GRAM_MAX,
     DENSE_MAX_PARAMS,
-    KEEP_GRAPHS_MAX_CHUNKS,
-    gram_solved_densely,
-    keeps_gradient_graphs,
-    method_for,
 )
 
 from .conftest import make_data, make_model
@@ -56,32 +53,34 @@ def test_settings_resolve_as_documented() -> None:
     assert SpectraOptions(method="iterative").method_for(10) == "iterative"
 
 
-def test_options_argument_gives_the_keyword_snapshot() -> None:
+def test_choices_as_members_or_strings_give_the_same_snapshot() -> None:
     model = make_model("mlp_tanh")
     x, y = make_data("mlp_tanh", n=20)
     settings = dict(k=4, method="iterative", hp_method="ritz", seed=3, tol=1e-10)
-    by_keywords = compute_spectra(model, x, y, batch_size=5, **settings)
-    by_options = compute_spectra(model, x, y, batch_size=5, options=SpectraOptions(**settings))
-    by_keywords_arrays, by_options_arrays = by_keywords.to_arrays(), by_options.to_arrays()
-    assert by_keywords_arrays.keys() == by_options_arrays.keys()
-    for key, value in by_keywords_arrays.items():
+    members = dict(settings, method=Method.ITERATIVE, hp_method=HpMethod.RITZ)
+    as_members = SpectraOptions(**members)
+    assert as_members == SpectraOptions(**settings)
+    assert type(as_members.method) is str and type(as_members.hp_method) is str
+    by_strings = compute_spectra(model, x, y, SpectraOptions(**settings), batch_size=5)
+    by_members = compute_spectra(model, x, y, options=as_members, batch_size=5)
+    by_strings_arrays, by_members_arrays = by_strings.to_arrays(), by_members.to_arrays()
+    assert by_strings_arrays.keys() == by_members_arrays.keys()
+    for key, value in by_strings_arrays.items():
         if not key.endswith("seconds"):
-            np.testing.assert_array_equal(value, by_options_arrays[key], err_msg=key)
+            np.testing.assert_array_equal(value, by_members_arrays[key], err_msg=key)
 
 
-def test_options_and_keyword_settings_together_are_refused() -> None:
+def test_settings_only_through_the_options() -> None:
     model = make_model("mlp_relu")
     x, y = make_data("mlp_relu", n=6)
-    with pytest.raises(ValueError, match="either as options= or as keyword arguments"):
-        compute_spectra(model, x, y, k=3, options=SpectraOptions(k=3))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'k'"):
+        compute_spectra(model, x, y, k=3)
+    with pytest.raises(ValueError, match="^options must be a SpectraOptions .* got int$"):
+        compute_spectra(model, x, y, 3)
 
 
-def test_thresholds_at_their_boundaries() -> None:
-    assert method_for(DENSE_MAX_PARAMS, "auto") == "dense"
-    assert method_for(DENSE_MAX_PARAMS + 1, "auto") == "iterative"
-    assert method_for(1, "iterative") == "iterative"
-    assert keeps_gradient_graphs(KEEP_GRAPHS_MAX_CHUNKS * 100, 100)
-    assert not keeps_gradient_graphs(KEEP_GRAPHS_MAX_CHUNKS * 100 + 1, 100)
-    assert gram_solved_densely(DENSE_GRAM_MAX, 15)
-    assert not gram_solved_densely(DENSE_GRAM_MAX + 1, 15)
-    assert gram_solved_densely(DENSE_GRAM_MAX + 1, DENSE_GRAM_MAX + 1)  # k >= n: every pair
+def test_the_schema_offers_the_engine_choices() -> None:
+    assert KEYS["spectral.method"].kind.values == Method.values()
+    assert KEYS["spectral.hp_method"].kind.values == HpMethod.values()
+    assert set(KEYS["spectral.dtype"].kind.values) == set(DTYPES)
+    assert not KEYS["spectral.hp_method"].kind.accepts(HpMethod.RITZ)  # the configuration: str

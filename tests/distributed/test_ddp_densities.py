@@ -19,15 +19,14 @@ import torch.multiprocessing as mp
 from test_ddp_spectra import relative_error, snapshots, train
 from torch import nn
 
-from sgd_dynamics.curvature import compute_spectra
-from sgd_dynamics.curvature.dense import hessian_matrix
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 from sgd_dynamics.curvature.density import DensitySettings, Outliers, spectral_densities
-from sgd_dynamics.curvature.distributed import Reduction, default_reduction
-from sgd_dynamics.curvature.functional import FunctionalModel
-from sgd_dynamics.curvature.gram_spectrum import gram_eigenvalues, snapshot_gram
-from sgd_dynamics.curvature.operators import CurvatureOperators
-from sgd_dynamics.curvature.per_sample import gradient_factors
-from sgd_dynamics.curvature.sharded_gram import assigned_blocks
+from sgd_dynamics.curvature.gram import gram_eigenvalues, snapshot_gram
+from sgd_dynamics.curvature.gram.assembly import assigned_blocks
+from sgd_dynamics.curvature.operators import CurvatureOperators, FunctionalModel
+from sgd_dynamics.curvature.operators.distributed import Reduction, default_reduction
+from sgd_dynamics.curvature.operators.per_sample import gradient_factors
+from sgd_dynamics.curvature.snapshot.dense import hessian_matrix
 
 N_SAMPLES = 13  # shards of 7 and 6 (2 ranks), 4, 3, 3, 3 (4 ranks)
 CHUNK = 3  # several chunks per shard for the samples-only route
@@ -107,11 +106,9 @@ def measurements(reduction: Reduction | None, with_densities: bool) -> dict[str,
             model,
             inputs,
             targets,
-            k=3,
-            method="iterative",
-            m_route=route,
-            chunk_size=CHUNK,
-            density=SETTINGS,
+            SpectraOptions(
+                k=3, method="iterative", m_route=route, chunk_size=CHUNK, density=SETTINGS
+            ),
             distributed=reduction,
         )
         assert spectra.densities is not None

@@ -48,19 +48,19 @@ SCRIPT = textwrap.dedent(
 )
 
 COMPUTE_SPECTRA = (
-    "compute_spectra(model, torch.randn(6, 3), torch.randint(0, 2, (6,)), k=2, "
-    "method='iterative', m_route='dense', distributed=default_reduction())"
+    "compute_spectra(model, torch.randn(6, 3), torch.randint(0, 2, (6,)), "
+    "SpectraOptions(k=2, method='iterative', m_route='dense'), distributed=default_reduction())"
 )
 CASES = {
     "compute_spectra": (
-        "from sgd_dynamics.curvature import compute_spectra\n"
-        "from sgd_dynamics.curvature.distributed import default_reduction",
+        "from sgd_dynamics.curvature import SpectraOptions, compute_spectra\n"
+        "from sgd_dynamics.curvature.operators.distributed import default_reduction",
         COMPUTE_SPECTRA,
     ),
     # the per-sample gradients alone, as a notebook would call them
     "per_sample_gradients": (
-        "from sgd_dynamics.curvature.functional import FunctionalModel\n"
-        "from sgd_dynamics.curvature.per_sample import per_sample_gradients",
+        "from sgd_dynamics.curvature.operators import FunctionalModel\n"
+        "from sgd_dynamics.curvature.operators.per_sample import per_sample_gradients",
         "per_sample_gradients(FunctionalModel(model, torch.float32), torch.randn(6, 3), "
         "torch.randint(0, 2, (6,)), 3)",
     ),

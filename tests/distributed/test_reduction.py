@@ -14,10 +14,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from sgd_dynamics.curvature import compute_spectra
-from sgd_dynamics.curvature.distributed import Reduction, check_reduction, default_reduction
-from sgd_dynamics.curvature.functional import FunctionalModel
-from sgd_dynamics.curvature.operators import CurvatureOperators
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
+from sgd_dynamics.curvature.operators import CurvatureOperators, FunctionalModel
+from sgd_dynamics.curvature.operators.distributed import (
+    Reduction,
+    check_reduction,
+    default_reduction,
+)
 
 N_SAMPLES = 7  # odd: the shards have 4 and 3 samples
 
@@ -104,7 +107,12 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         }
         for method in ("dense", "iterative"):
             spectra = compute_spectra(
-                model, inputs, targets, k=4, method=method, batch_size=2, distributed=reduction
+                model,
+                inputs,
+                targets,
+                SpectraOptions(k=4, method=method),
+                batch_size=2,
+                distributed=reduction,
             )
             for key, value in spectra.to_arrays().items():
                 results[f"{method}/{key}"] = value
@@ -130,7 +138,9 @@ def test_two_processes_equal_one(tmp_path):
         np.testing.assert_allclose(r["m"], moment.numpy(), rtol=1e-10, atol=1e-12)
 
     single = {
-        method: compute_spectra(model, inputs, targets, k=4, method=method, batch_size=2)
+        method: compute_spectra(
+            model, inputs, targets, SpectraOptions(k=4, method=method), batch_size=2
+        )
         for method in ("dense", "iterative")
     }
     for method, spectra in single.items():

@@ -21,7 +21,7 @@ from callbacks.progress import (
     console_progress_bar,
 )
 from callbacks.spectral import SpectralSnapshots
-from sgd_dynamics.curvature import compute_spectra
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 from sgd_dynamics.curvature.progress import ProgressReporter, reporting, tick
 from sgd_dynamics.lightning import Gauss10DataModule
 from sgd_dynamics.lightning.module import ClassifierModule
@@ -104,7 +104,7 @@ def test_the_engine_reports_its_products(tmp_path):
     counted = {}
     for method in ("dense", "iterative"):
         with reporting(lambda line: None, watch=False) as reporter:
-            compute_spectra(net, x, y, k=4, method=method, batch_size=10)
+            compute_spectra(net, x, y, SpectraOptions(k=4, method=method), batch_size=10)
         counted[method] = dict(reporter.counts)
     n_params = 20 * 16 + 16 + 16 * 10 + 10
     assert counted["dense"]["H_f products"] == n_params  # H_f assembled column by column

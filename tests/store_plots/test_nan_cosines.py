@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from callbacks.spectral import _scalar_metrics
-from sgd_dynamics.curvature import compute_spectra
+from sgd_dynamics.curvature import SpectraOptions, compute_spectra
 from sgd_dynamics.plots.alignment import alignment_figure
 from sgd_dynamics.report.analysis import job_series
 from sgd_dynamics.run_folder.snapshots import load_run, save_snapshot
@@ -18,7 +18,7 @@ def test_nan_cosines_are_stored_drawn_reported_and_logged(tmp_path) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
     x, y = torch.randn(3, 4, dtype=torch.float64), torch.randint(0, 3, (3,))
-    s = compute_spectra(model, x, y, k=6, method="dense")  # n = 3: M has rank <= 3
+    s = compute_spectra(model, x, y, SpectraOptions(k=6, method="dense"))  # n = 3: M has rank <= 3
     defined = int(np.isfinite(s.cosines).sum())
     assert 1 <= defined <= 3 and np.isnan(s.cosines[defined:]).all()
     for step in (0, 10):
