@@ -31,7 +31,11 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sgd_dynamics.launch.overrides import override_key, parse_overrides
+from sgd_dynamics.launch.overrides import (
+    check_replayed_overrides,
+    override_key,
+    parse_overrides,
+)
 from sgd_dynamics.lifecycle.run_folder import (
     check_folder_links,
     check_new_run_folder,
@@ -74,8 +78,15 @@ def resume_checkpoint_of(argv: list[str]) -> str | None:
 def start_again_command(run_dir: Path) -> str:
     """The command that starts the run of `run_dir` again from step 0: its overrides
     (``.hydra/overrides.yaml``) and, when the folder holds nothing to keep, the folder itself
-    (a new run takes such a folder over); else the run gets a new folder."""
+    (a new run takes such a folder over); else the run gets a new folder. The overrides are
+    checked first as a resume's are (`check_replayed_overrides`): a command is never printed
+    with what the replay guard refuses.
+
+    Raises:
+        ConfigError: overrides the replay guard refuses.
+    """
     overrides = read_run_overrides(run_dir) or []
+    check_replayed_overrides(overrides, run_dir / ".hydra" / "overrides.yaml")
     if not read_record(run_dir).holds_results:
         overrides = [*overrides, override_argument("hydra.run.dir", run_dir)]
     return train_command(overrides)

@@ -30,12 +30,17 @@ __all__ = [
 _BACKSLASHES_BEFORE_INTERPOLATION = re.compile(r"(\\*)\$\{")
 _BACKSLASHES_BEFORE_QUOTE = re.compile(r"(\\*)'")
 _TRAILING_BACKSLASHES = re.compile(r"(\\+)\Z")
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_./+-]+")
 _original_argv: list[str] | None = None
 
 
 def hydra_quoted(text: str) -> str:
-    """`text` as a single-quoted value of Hydra's override grammar whose value in the composed
-    configuration, after OmegaConf's interpolation, is exactly `text`."""
+    """`text` as a value of Hydra's override grammar whose value in the composed configuration,
+    after OmegaConf's interpolation, is exactly `text`: as it is when it is a plain path (ASCII
+    letters, digits, ``_ . + -`` and at least one ``/``, which no number, boolean or null has),
+    else single-quoted with Hydra's and OmegaConf's escapes."""
+    if _PLAIN_PATH.fullmatch(text) and "/" in text:
+        return text
     literal = _BACKSLASHES_BEFORE_INTERPOLATION.sub(lambda m: m.group(1) * 2 + "\\${", text)
     body = _BACKSLASHES_BEFORE_QUOTE.sub(lambda m: m.group(1) * 2 + "\\'", literal)
     body = _TRAILING_BACKSLASHES.sub(lambda m: m.group(1) * 2, body)
@@ -43,7 +48,7 @@ def hydra_quoted(text: str) -> str:
 
 
 def override_argument(key: str, value: str | os.PathLike) -> str:
-    """The command-line argument ``key='value'`` (`hydra_quoted`), not yet quoted for a shell."""
+    """The command-line argument ``key=value`` (`hydra_quoted`), not yet quoted for a shell."""
     return f"{key}={hydra_quoted(os.fspath(value))}"
 
 
