@@ -12,6 +12,7 @@ No Hydra, no torch: the entry point calls these before Hydra writes anything.
 
 from __future__ import annotations
 
+import logging
 import os
 import zipfile
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from sgd_dynamics.utils.errors import SetupError
 
 __all__ = [
     "RANK_VARIABLES",
+    "NoFollowFileHandler",
     "RunRecord",
     "check_folder_links",
     "check_new_run_folder",
@@ -208,3 +210,14 @@ def damaged_snapshot(run_dir: str | os.PathLike, up_to_step: int) -> tuple[Path,
         if stored is None or int(stored) != step:
             return path, f"it stores step {stored}, not the step in its name"
     return None
+
+
+class NoFollowFileHandler(logging.FileHandler):
+    """`logging.FileHandler` that appends to its file without following a symbolic link
+    (``O_NOFOLLOW``: a link in the file's place is an error, never written through). Hydra's
+    job log, ``RUN_DIR/train.log``, uses it (conf/train.yaml)."""
+
+    def _open(self):
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.baseFilename, flags, 0o666)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)

@@ -4,6 +4,7 @@ takes another run's results, a resume that cannot work is refused with what to d
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
@@ -28,6 +29,7 @@ from sgd_dynamics.launch.run_folder import (
 from sgd_dynamics.lifecycle import run_lock
 from sgd_dynamics.lifecycle.outcomes import RunInterrupted
 from sgd_dynamics.lifecycle.run_folder import (
+    NoFollowFileHandler,
     damaged_snapshot,
     find_symlink,
     is_launching_process,
@@ -445,3 +447,18 @@ def test_record_of_a_folder(tmp_path):
     record = read_record(run_dir)
     assert record.status == "interrupted" and record.checkpoints == (last_ckpt(run_dir),)
     assert record.holds_results and record.n_snapshots == 0 and not record.has_summary
+
+
+def test_the_job_log_is_appended_to_without_following_a_link(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("earlier\n")
+    handler = NoFollowFileHandler(log)
+    handler.emit(logging.makeLogRecord({"msg": "later", "levelno": logging.INFO}))
+    handler.close()
+    assert log.read_text() == "earlier\nlater\n"
+    outside = tmp_path / "bashrc"
+    outside.write_text("alias ls=ls\n")
+    (tmp_path / "linked.log").symlink_to(outside)
+    with pytest.raises(OSError):
+        NoFollowFileHandler(tmp_path / "linked.log")
+    assert outside.read_text() == "alias ls=ls\n"
