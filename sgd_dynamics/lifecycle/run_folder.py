@@ -178,13 +178,13 @@ def check_new_run_folder(
     if "SLURM_JOB_ID" in environ and any(folder.glob(HPC_CHECKPOINT_GLOB)):
         return
     todo = (
-        f"resume it with: {resume_command}"
+        f"resume it with: {resume_command}; or"
         if resume_command is not None
-        else "it has no checkpoint to resume from"
+        else "it has no checkpoint to resume from: move it away, or"
     )
     raise SetupError(
         f"{folder} already holds a run ({record.describe()}): a new run never writes into "
-        f"another run's folder; {todo}; or give another hydra.run.dir"
+        f"another run's folder; {todo} give another hydra.run.dir"
     )
 
 
