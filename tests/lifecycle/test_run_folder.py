@@ -4,6 +4,7 @@ takes another run's results, a resume that cannot work is refused with what to d
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -36,7 +37,7 @@ from sgd_dynamics.lifecycle.run_folder import (
     read_record,
 )
 from sgd_dynamics.lightning.announce import exit_for
-from sgd_dynamics.store import save_snapshot
+from sgd_dynamics.store import save_snapshot, write_json_atomic
 from sgd_dynamics.utils import ConfigError
 from sgd_dynamics.utils.commands import remember_original_command
 
@@ -462,3 +463,15 @@ def test_the_job_log_is_appended_to_without_following_a_link(tmp_path):
     with pytest.raises(OSError):
         NoFollowFileHandler(tmp_path / "linked.log")
     assert outside.read_text() == "alias ls=ls\n"
+
+
+def test_an_atomic_write_replaces_a_link_and_leaves_its_target_alone(tmp_path):
+    """Every run file is written by `atomic_write`: a new file renamed onto the name, so a link
+    in the file's place is replaced, never written through."""
+    target = tmp_path / "bashrc"
+    target.write_bytes(b"alias ls=ls\n")
+    (tmp_path / "status.json").symlink_to(target)
+    write_json_atomic(tmp_path / "status.json", {"status": "running"})
+    assert target.read_bytes() == b"alias ls=ls\n"
+    assert not (tmp_path / "status.json").is_symlink()
+    assert json.loads((tmp_path / "status.json").read_text()) == {"status": "running"}
