@@ -84,8 +84,14 @@ def start_again_command(run_dir: Path) -> str:
 
     Raises:
         ConfigError: overrides the replay guard refuses.
+        SetupError: ``.hydra/overrides.yaml`` cannot be read.
     """
-    overrides = read_run_overrides(run_dir) or []
+    overrides = read_run_overrides(run_dir)
+    if overrides is None:
+        raise SetupError(
+            f"{run_dir} holds no checkpoint, and its .hydra/overrides.yaml cannot be read: start "
+            "the run again with its original command"
+        )
     check_replayed_overrides(overrides, run_dir / ".hydra" / "overrides.yaml")
     if not read_record(run_dir).holds_results:
         overrides = [*overrides, override_argument("hydra.run.dir", run_dir)]
