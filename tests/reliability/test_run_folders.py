@@ -7,11 +7,14 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pipeline.pipeline_helpers import train_env
 from reliability_helpers import (
+    REPO_ROOT,
+    RESUME_PREFIX,
     SMALL_RUN,
     assert_same_results,
     resume_command,
@@ -132,3 +135,30 @@ def test_a_resume_over_a_damaged_snapshot_or_below_its_step_is_refused_before_tr
     error = one_error(train([f"ckpt_path={ckpt}", "trainer.max_steps=100"], tmp_path))
     assert error.startswith(f"trainer.max_steps=100: the checkpoint {ckpt} is at step 120")
     assert files(run_dir) == before
+
+
+def test_a_second_process_on_a_running_runs_folder_is_refused(tmp_path):
+    """While a run trains, a resume of its folder and a new run into it stop at once with
+    the training process's id; the running run is not disturbed."""
+    run_dir = tmp_path / "run"
+    args = [*SMALL_RUN, "trainer.max_steps=100000", f"hydra.run.dir={run_dir}"]
+    running = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "train.py"), *args],
+        cwd=tmp_path,
+        env=train_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        for line in running.stdout:  # training has started: the checkpoint exists
+            if line.startswith(RESUME_PREFIX):
+                break
+        in_use = f"{run_dir} is in use by process {running.pid}: wait for it to end, or stop it"
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        for second in ([f"ckpt_path={ckpt}", "trainer.max_steps=50"], args):
+            assert one_error(train(second, tmp_path)).startswith(in_use)
+        assert running.poll() is None
+    finally:
+        running.kill()
+        running.wait()
