@@ -80,7 +80,7 @@ def test_a_run_in_a_folder_with_any_name_resumes_from_the_printed_command(tmp_pa
 def test_a_folder_holding_a_link_is_refused_before_hydra_writes_through_it(
     link, outside_is_dir, tmp_path, reference_run
 ):
-    """The issue's attacks: Hydra rewriting .hydra/config.yaml through a link, train.log
+    """Three attacks: Hydra rewriting .hydra/config.yaml through a link, train.log
     appended through one, snapshots written into (and deleted from) a linked spectra/. The
     resume and a new run into the folder are refused; the files outside keep their bytes."""
     run_dir = tmp_path / "run"
