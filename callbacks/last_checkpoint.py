@@ -15,6 +15,7 @@ from pytorch_lightning.callbacks import Checkpoint
 from sgd_dynamics.lifecycle.faults import fault_point
 from sgd_dynamics.lifecycle.outcomes import RunDiverged, RunInterrupted
 from sgd_dynamics.lifecycle.stop import STOP
+from sgd_dynamics.lightning.announce import announce_resume
 
 log = logging.getLogger("sgd_dynamics.checkpoint")
 
@@ -29,7 +30,8 @@ class LastCheckpoint(Checkpoint):
     """Write the whole training state to ``dirpath/filename`` (``last.ckpt``):
 
     - at the start of a new run (step 0), so that a resumable checkpoint exists from the first
-      step on;
+      step on; then it prints the command that resumes the run (`announce_resume`): the
+      command is printed only once its checkpoint exists;
     - every `every_n_steps` global steps and/or every `every_n_seconds` seconds of training,
       whichever comes first (None: that trigger is off);
     - at the last step (``trainer.max_steps``) and at the end of training;
@@ -74,6 +76,8 @@ class LastCheckpoint(Checkpoint):
         fresh = trainer.ckpt_path is None and trainer.global_step == 0
         if fresh:
             self._save(trainer, pl_module)
+        if trainer.is_global_zero and self.path.is_file():  # printed once the checkpoint exists
+            announce_resume(self.path)
         self._stop_if_requested(trainer, saved=fresh or self.path.is_file())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -23,10 +23,12 @@ from sgd_dynamics.launch.ddp import (
 )
 from sgd_dynamics.launch.overrides import output_folder
 from sgd_dynamics.launch.resume import restore_run_record, resume_argv
+from sgd_dynamics.launch.run_folder import check_run_settings, claim_resume_folder
 from sgd_dynamics.lifecycle.faults import fault_point
 from sgd_dynamics.lifecycle.stop import SetupInterrupted
 from sgd_dynamics.run_folder.location import run_name, sweep_name, unwritable_output
 from sgd_dynamics.utils import ConfigError, SetupError
+from sgd_dynamics.utils.commands import remember_original_command
 
 __all__ = ["prepare_command_line", "register_resolvers", "run_job", "user_error"]
 
@@ -62,7 +64,9 @@ def prepare_command_line(argv: list[str]) -> list[str]:
     resume, an output folder that cannot be written) prints ``error: ...`` and exits with
     status 2, before Hydra creates anything."""
     os.environ["SGD_DYNAMICS_RUN_ID"] = secrets.token_hex(3)
+    remember_original_command(argv)
     try:
+        claim_resume_folder(argv)  # a resume's folder: checked and locked before Hydra
         argv = ddp_child_argv(resume_argv(argv))
     except SetupError as exc:
         _refuse(str(exc))
@@ -77,6 +81,7 @@ def _build_keeping_record(cfg: DictConfig, script: str | os.PathLike) -> dict:
     try:
         check_ddp_launch(cfg, script)
         fault_point("setup")  # test-only hook (sgd_dynamics.lifecycle.faults)
+        check_run_settings(cfg, HydraConfig.get().runtime.output_dir)
         return build(cfg)
     except BaseException:
         restore_run_record()
@@ -112,7 +117,7 @@ def run_job(cfg: DictConfig, script: str | os.PathLike) -> None:
     (`sgd_dynamics.lightning.announce.exit_for`)."""
     from hydra.types import RunMode
 
-    from sgd_dynamics.lightning.announce import announce_outputs, announce_resume, exit_for
+    from sgd_dynamics.lightning.announce import announce_outputs, exit_for
     from sgd_dynamics.lightning.run import train_and_measure
 
     register_resolvers()  # again here: launcher workers run the job without train.py's import
@@ -120,7 +125,6 @@ def run_job(cfg: DictConfig, script: str | os.PathLike) -> None:
     prepare_ddp_relaunch(script)
     environment = {name: os.environ.get(name) for name in DDP_ENVIRONMENT}
     parts = _build_or_exit(cfg, run_dir, script)
-    announce_resume(parts["trainer"])
     try:
         train_and_measure(run_dir=run_dir, ckpt_path=cfg.ckpt_path, **parts)
     except Exception as exc:  # interrupted, diverged, unwritable folder: its lines, exit code

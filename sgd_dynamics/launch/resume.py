@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from sgd_dynamics.launch.overrides import check_replayed_overrides, override_key, parse_overrides
 from sgd_dynamics.run_folder.location import run_dir_of_checkpoint
+from sgd_dynamics.utils.commands import override_argument
 
 __all__ = ["resume_argv", "restore_run_record"]
 
@@ -75,4 +76,4 @@ def resume_argv(argv: list[str]) -> list[str]:
     _save_run_record(run_dir)
     replayed = zip(original, parse_overrides(original), strict=True)
     kept = [text for text, override in replayed if override_key(override) not in keys]
-    return [*kept, *argv, f"hydra.run.dir='{run_dir.resolve()}'"]
+    return [*kept, *argv, override_argument("hydra.run.dir", run_dir.resolve())]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -40,7 +41,10 @@ def _say(line: str) -> None:
 
 
 def _setup_handler(signum: int, frame: object) -> None:
-    _say(f"interrupted by {signal.Signals(signum).name} during set-up: nothing was trained")
+    line = f"interrupted by {signal.Signals(signum).name} during set-up: nothing was trained"
+    commands = sys.modules.get("sgd_dynamics.utils.commands")  # no import in a signal handler
+    command = None if commands is None else commands.original_command()
+    _say(line if command is None else f"{line}; start again with: {command}")
     raise SetupInterrupted(signum)
 
 

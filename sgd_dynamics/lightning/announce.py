@@ -3,31 +3,35 @@
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from pathlib import Path
 
-import pytorch_lightning as pl
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from sgd_dynamics.lifecycle.outcomes import RunDiverged, RunInterrupted, RunStopped
-from sgd_dynamics.lightning.checkpoint_io import checkpoint_files
+from sgd_dynamics.utils.commands import original_command, override_argument, train_command
 from sgd_dynamics.utils.console import say
 
 
 def resume_command(checkpoint: str | os.PathLike) -> str:
     """The shell command that continues the run of `checkpoint` (``RUN_DIR/checkpoints/X``):
-    this Python and script with ``ckpt_path=`` (train.py replays the run's own overrides)."""
-    script = str(Path(sys.argv[0]).resolve())
-    return shlex.join([sys.executable, script, f"ckpt_path={Path(checkpoint).resolve()}"])
+    this Python and script with ``ckpt_path=`` (train.py replays the run's own overrides),
+    quoted for Hydra's grammar and the shell (`sgd_dynamics.utils.commands`)."""
+    return train_command([override_argument("ckpt_path", Path(checkpoint).resolve())])
 
 
-def announce_resume(trainer: pl.Trainer) -> None:
-    """Print, before training starts, the command that resumes the run if it is stopped (also
-    by SIGKILL, when nothing can be printed any more); global-zero process only."""
-    paths = checkpoint_files(trainer)
-    if paths and trainer.is_global_zero:
-        say(f"if interrupted, resume with: {resume_command(paths[0])}")
+def announce_resume(checkpoint: str | os.PathLike) -> None:
+    """Print the command that resumes the run if it is stopped (also by SIGKILL, when nothing
+    can be printed any more). Called once `checkpoint` exists (by the checkpoint callback when
+    training starts), from the global-zero process."""
+    line = f"if interrupted, resume with: {resume_command(checkpoint)}"
+    from tqdm import tqdm  # Lightning's progress bars are tqdm's
+
+    if getattr(tqdm, "_instances", None):  # a bar is on the console: print above it
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
+    else:
+        say(line)
 
 
 def announce_outputs(run_dir: str | os.PathLike) -> None:
@@ -48,6 +52,8 @@ def exit_for(exc: BaseException, in_sweep: bool = False) -> bool:
             print(str(exc), file=sys.stderr)
             if exc.checkpoint is not None:
                 print(f"resume with: {resume_command(exc.checkpoint)}", file=sys.stderr)
+            elif (command := original_command()) is not None:
+                print(f"no checkpoint to resume from: start again with: {command}", file=sys.stderr)
         else:
             print(f"error: {exc}", file=sys.stderr)
         sys.stderr.flush()

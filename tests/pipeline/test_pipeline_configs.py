@@ -172,7 +172,7 @@ def test_resume_command_line_continues_the_run_folder(tmp_path):
         "batch_size=64",
         f"ckpt_path={ckpt}",
         "trainer.max_steps=200",
-        f"hydra.run.dir='{run_dir.resolve()}'",
+        f"hydra.run.dir={run_dir.resolve()}",
     ]
     # a checkpoint outside a run folder, a sweep, or an explicit run dir: unchanged
     other = tmp_path / "elsewhere.ckpt"

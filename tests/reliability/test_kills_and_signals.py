@@ -5,6 +5,7 @@ hook (sgd_dynamics.lifecycle.faults), so they are the same on any machine."""
 
 from __future__ import annotations
 
+import shlex
 import signal
 
 import numpy as np
@@ -81,7 +82,7 @@ def test_sigint_then_sigterm_stop_after_the_step_and_resume_continues_exactly(
         printed = [ln for ln in stopped.stderr.splitlines() if ln.startswith("resume with: ")]
         assert len(printed) == 1
         command = command or resume_command(stopped)
-        assert printed[0].removeprefix("resume with: ").split() == command
+        assert shlex.split(printed[0].removeprefix("resume with: ")) == command
         status = strict_json(run_dir / "status.json")
         assert status["status"] == "interrupted" and status["global_step"] == step
         assert checkpoint_state(run_dir)["global_step"] == step  # the finished step

@@ -4,6 +4,7 @@ nothing already written lost, strict JSON."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 
 import pytest
@@ -27,9 +28,10 @@ def test_ctrl_c_during_set_up_prints_one_line_and_exits_130(tmp_path):
     run_dir = tmp_path / "run"
     result = train([*SMALL_RUN, f"hydra.run.dir={run_dir}"], tmp_path, fault="setup=sigint")
     assert result.returncode == 130
-    assert result.stderr.strip().splitlines() == [
-        "interrupted by SIGINT during set-up: nothing was trained"
-    ]
+    (line,) = result.stderr.strip().splitlines()
+    message, command = line.split("; start again with: ")
+    assert message == "interrupted by SIGINT during set-up: nothing was trained"
+    assert shlex.split(command)[2:] == [*SMALL_RUN, f"hydra.run.dir={run_dir}"]  # as typed
     status = strict_json(run_dir / "status.json")
     assert status["status"] == "interrupted"
 

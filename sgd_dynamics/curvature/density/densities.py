@@ -144,8 +144,8 @@ class SpectralDensities:
     hp_to_minus_hf_slq: float = np.nan
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Snapshot keys (see `sgd_dynamics.store`): for each operator X in hf, mt, hp present,
-        ``X_density_nodes`` / ``X_density_weights`` (the measure, nodes ascending),
+        """Snapshot keys (see `sgd_dynamics.run_folder.snapshots`): for each operator X in hf,
+        mt, hp present, ``X_density_nodes`` / ``X_density_weights`` (the measure, nodes ascending),
         ``X_density_grid`` / ``X_density`` (the smoothed density); scalars
         ``hp_to_minus_hf_w1``, ``density_spread``, ``density_linthresh``, ``density_width``,
         ``density_probes``, ``density_steps``, ``density_exact`` (1 when all are exact), and
