@@ -278,6 +278,18 @@ SCHEMA: tuple[Key, ...] = (
 NULLABLE = ("spectral", "logger", "callbacks")
 # sections whose other keys are arguments of a third-party class, passed in by the caller
 OPEN_SECTIONS = ("trainer",)
+# the config groups of conf/ (``dataset=mnist``; conf/hydra/ is Hydra's own)
+CONFIG_GROUPS = (
+    "dataset",
+    "model",
+    "optimizer",
+    "module",
+    "trainer",
+    "logger",
+    "callbacks",
+    "spectral",
+    "experiment",
+)
 # Trainer arguments that train.py sets itself
 RESERVED_TRAINER_ARGUMENTS = ("logger", "callbacks")
 
