@@ -24,7 +24,14 @@ from typing import Any
 
 from sgd_dynamics.utils.errors import SetupError
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "FileRefused", "read_json_file", "read_yaml"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "FileOverLimit",
+    "FileRefused",
+    "read_json_file",
+    "read_yaml",
+]
 
 MAX_BYTES = 1 << 20  # 1 MiB
 MAX_DEPTH = 64
@@ -34,6 +41,11 @@ class FileRefused(SetupError):
     """A file of a run or sweep folder that is not read: missing, too large, not UTF-8,
     malformed, or with YAML anchors, aliases or nesting beyond the limits. The message starts
     with the file's path."""
+
+
+class FileOverLimit(FileRefused):
+    """A file refused for its size, its YAML anchors or aliases, or its nesting depth: never one
+    the project wrote, whatever the caller does with files it cannot read."""
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -48,7 +60,7 @@ def _read_text(path: Path, what: str) -> str:
     except OSError as exc:
         raise FileRefused(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if len(data) > MAX_BYTES:
-        raise FileRefused(
+        raise FileOverLimit(
             f"{path}: larger than {MAX_BYTES} bytes, which {what} never is; refused unread"
         )
     try:
@@ -59,7 +71,7 @@ def _read_text(path: Path, what: str) -> str:
 
 def _check_depth(value: object, path: Path, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
-        raise FileRefused(f"{path}: nested deeper than {MAX_DEPTH} levels; refused")
+        raise FileOverLimit(f"{path}: nested deeper than {MAX_DEPTH} levels; refused")
     if isinstance(value, dict):
         for item in value.values():
             _check_depth(item, path, depth + 1)
@@ -80,13 +92,13 @@ def _plain_loader(path: Path):
             event = self.peek_event()
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 mark = event.start_mark
-                raise FileRefused(
+                raise FileOverLimit(
                     f"{path}: a YAML anchor or alias at line {mark.line + 1}, which the "
                     "project's files never hold; refused"
                 )
             self.depth += 1
             if self.depth > MAX_DEPTH:
-                raise FileRefused(f"{path}: nested deeper than {MAX_DEPTH} levels; refused")
+                raise FileOverLimit(f"{path}: nested deeper than {MAX_DEPTH} levels; refused")
             try:
                 return super().compose_node(parent, index)
             finally:
@@ -114,7 +126,7 @@ def read_yaml(path: str | os.PathLike, what: str = "a run folder's YAML file") -
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FileRefused(f"{path}: not valid YAML ({first})") from None
     except RecursionError:
-        raise FileRefused(f"{path}: nested deeper than {MAX_DEPTH} levels; refused") from None
+        raise FileOverLimit(f"{path}: nested deeper than {MAX_DEPTH} levels; refused") from None
     finally:
         loader.dispose()
 
@@ -133,6 +145,6 @@ def read_json_file(path: str | os.PathLike, what: str = "a run folder's JSON fil
     except json.JSONDecodeError as exc:
         raise FileRefused(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except RecursionError:
-        raise FileRefused(f"{path}: nested deeper than {MAX_DEPTH} levels; refused") from None
+        raise FileOverLimit(f"{path}: nested deeper than {MAX_DEPTH} levels; refused") from None
     _check_depth(value, path)
     return value
