@@ -203,6 +203,7 @@ def check_replayed_overrides(
     overrides: Sequence[str],
     source: str | os.PathLike,
     trainer_arguments: Collection[str] | None = None,
+    replaced: Collection[str] = (),
 ) -> None:
     """Refuse overrides read from a run folder (`source`, its ``.hydra/overrides.yaml``) that
     are not plain data for the keys of the project's configuration.
@@ -222,6 +223,9 @@ def check_replayed_overrides(
     - name, in any ``_target_`` it holds, only classes of `allowed_targets` (checked again,
       after resolution, when the run is built: `sgd_dynamics.launch.targets`).
 
+    A line whose key is in `replaced` (the keys the new command line sets: the line is dropped,
+    not replayed) only needs to parse.
+
     Raises:
         ConfigError: naming `source`, the override, and why it is refused.
     """
@@ -240,11 +244,15 @@ def check_replayed_overrides(
             reason = f"it is a {type(text).__name__}, not a line key=value"
         else:
             try:
-                reason = _refusal(parse_overrides([text])[0], keys, groups, allowed)
+                override = parse_overrides([text])[0]
             except OverrideParseException as exc:
                 reason = f"Hydra cannot parse it ({str(exc).splitlines()[0]})"
+            else:
+                dropped = override_key(override) in replaced
+                reason = None if dropped else _refusal(override, keys, groups, allowed)
         if reason is not None:
             raise ConfigError(
-                f"{source}: refusing to replay the override {text!r}: {reason}. Remove that "
-                "line if you did not write it, or start a new run"
+                f"{source}: refusing to replay the override {text!r}: {reason}. If you did not "
+                "write it, start a new run; if you did, set that key on the resume's command "
+                "line (key=value), which replaces the line"
             )

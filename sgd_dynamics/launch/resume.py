@@ -76,7 +76,7 @@ def resume_argv(argv: list[str]) -> list[str]:
         original = []
     if not isinstance(original, list):
         raise FileRefused(f"{overrides_file}: not a list of overrides (key=value lines)")
-    check_replayed_overrides(original, overrides_file)
+    check_replayed_overrides(original, overrides_file, replaced=keys)
     check_checkpoint(str(ckpt[-1]))  # before Hydra rewrites anything in RUN_DIR
     _save_run_record(run_dir)
     replayed = zip(original, parse_overrides(original), strict=True)

@@ -239,3 +239,12 @@ def test_resume_argv_applies_the_guard(tmp_path):
     overrides.write_text("- batch_size=10\n- +callbacks.x._target_=shutil.copyfile\n")
     with pytest.raises(ConfigError, match="refusing to replay"):
         ENTRY.resume_argv([f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"])
+
+
+def test_a_line_the_new_command_line_replaces_is_dropped_not_checked():
+    lines = ["batch_size=10", "logger.wandb.name=${oc.env:HOME}"]
+    with pytest.raises(ConfigError, match="set that key on the resume's command line"):
+        check_replayed_overrides(lines, SOURCE)
+    check_replayed_overrides(lines, SOURCE, replaced={"logger.wandb.name"})
+    with pytest.raises(ConfigError, match="Hydra cannot parse it"):  # parsed all the same
+        check_replayed_overrides(["a=b=c=${"], SOURCE, replaced={"a"})
