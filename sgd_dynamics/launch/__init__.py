@@ -3,9 +3,10 @@
 - `entry`: the command line before Hydra (`prepare_command_line`: resume, DDP children, run
   id, unwritable output folder) and the job (`run_job`: build, train, exit status), the
   OmegaConf resolvers conf/ uses and which errors are the user's (`user_error`);
-- `build`: every part of a run instantiated from its config node;
-- `resume`: the command line of a resumed run; `overrides`: Hydra's override grammar, and the
-  guard on overrides replayed from a run folder;
+- `build`: every part of a run instantiated from its node of the resolved config, after
+  `targets.check_instantiable` (every ``_target_`` one of the project's classes);
+- `resume`: the command line of a resumed run; `overrides`: Hydra's override grammar, the
+  rules for overrides replayed from a run folder and for the resolvers a typed one may call;
 - `ddp`: Lightning's DDP re-launch of the script, in single runs and in sweeps;
 - `sweep_outputs`: the Hydra callback that prints a sweep's folder and report command.
 

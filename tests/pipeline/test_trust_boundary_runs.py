@@ -82,10 +82,10 @@ def test_an_alias_bomb_in_overrides_yaml_is_refused(finished_run, tmp_path):
     overrides = run_dir / ".hydra" / "overrides.yaml"
     overrides.write_text(BOMB_LIST)
     error = refused_resume(run_dir, timeout=120)
-    assert (
-        error
-        == f"error: {overrides}: a YAML anchor or alias at line 1, which the project's files never hold; refused"
-    )  # noqa: E501
+    assert error == (
+        f"error: {overrides}: a YAML anchor or alias at line 1, which the project's files "
+        "never hold; refused"
+    )
 
 
 def test_an_environment_value_is_not_resolved_into_the_record(tmp_path):
