@@ -29,6 +29,7 @@ __all__ = [
     "MAX_DEPTH",
     "FileOverLimit",
     "FileRefused",
+    "parse_json",
     "read_json_file",
     "read_yaml",
 ]
@@ -69,7 +70,7 @@ def _read_text(path: Path, what: str) -> str:
         raise FileRefused(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
-def _check_depth(value: object, path: Path, depth: int = 0) -> None:
+def _check_depth(value: object, path: object, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise FileOverLimit(f"{path}: nested deeper than {MAX_DEPTH} levels; refused")
     if isinstance(value, dict):
@@ -139,12 +140,23 @@ def read_json_file(path: str | os.PathLike, what: str = "a run folder's JSON fil
             deeper than `MAX_DEPTH`.
     """
     path = Path(path)
-    text = _read_text(path, what)
+    return parse_json(_read_text(path, what), path)
+
+
+def parse_json(text: str, source: str | os.PathLike) -> Any:
+    """The JSON document `text` read from `source` (a file, or a record in one), within the
+    limits of `read_json_file`.
+
+    Raises:
+        FileRefused: longer than `MAX_BYTES`, not valid JSON, nesting deeper than `MAX_DEPTH`.
+    """
+    if len(text) > MAX_BYTES:
+        raise FileOverLimit(f"{source}: a JSON document larger than {MAX_BYTES} bytes; refused")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise FileRefused(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise FileRefused(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except RecursionError:
-        raise FileOverLimit(f"{path}: nested deeper than {MAX_DEPTH} levels; refused") from None
-    _check_depth(value, path)
+        raise FileOverLimit(f"{source}: nested deeper than {MAX_DEPTH} levels; refused") from None
+    _check_depth(value, source)
     return value
