@@ -10,8 +10,8 @@ an interpolation or resolver produced):
 - ``_target_`` names one of the project's classes (`config_schema.allowed_targets`);
 - ``_partial_`` appears only where conf/ puts it (``optimizer._partial_: true``);
 - ``_args_``, ``_recursive_`` and ``_convert_``, which conf/ never uses, do not appear;
-- no string still reads as an OmegaConf interpolation (``${...}``): `instantiate` would resolve
-  it a second time, after the check.
+- no string still reads as an OmegaConf interpolation (``${...}``) or missing value (``???``):
+  `instantiate` would resolve it a second time, after the check.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def _join(path: str, key: object) -> str:
 
 
 def _check_string(path: str, text: str) -> None:
+    if text == "???":  # OmegaConf's missing value: built, it would be read as one
+        raise ConfigError(f"{path}=???: a value (??? is OmegaConf's mark of a missing one)")
     if "${" in text:
         raise ConfigError(
             f"{path}={text}: a value that still reads as an OmegaConf interpolation after "

@@ -134,6 +134,9 @@ def test_the_issue_value_resolves_to_torch_load_and_build_refuses_it(base_config
         (["+model._partial_=true"], "model._partial_=true: unknown key; valid keys of model"),
         (["+trainer.profiler={_args_: [1]}"], "trainer.profiler._args_=[1]: _args_ is not"),
         (["+trainer.profiler='\\${oc.env:HOME}'"], "trainer.profiler=${oc.env:HOME}: a value th"),
+        (["+trainer.profiler={a: '${oc.select:no,\"???\"}'}"], "trainer.profiler.a=???: a value"),
+        (["+trainer.profiler=['${oc.select:no,\"???\"}']"], "trainer.profiler[0]=???: a valu"),
+        (["+trainer.profiler=[1, '${nokey}']"], "trainer.profiler[1]: cannot be resolved: Inter"),
     ],
 )
 def test_build_refuses_what_resolution_makes(overrides, message, base_config):
