@@ -301,3 +301,10 @@ def test_hypothesis_draws_reach_foreign_targets(base_config):
     value = "'${oc.create:${oc.decode:\"{_ta${oc.select:zz,}rget_: os.system, f: x}\"}}'"
     cfg = with_overrides(base_config, [f"+trainer.profiler={{a: [{value}]}}"])
     assert targets_in(cfg.trainer.profiler) == ["os.system"]
+
+
+def test_the_replayable_groups_are_conf_s_groups():
+    from sgd_dynamics.config_schema import CONFIG_GROUPS
+
+    folders = {p.name for p in (REPO_ROOT / "conf").iterdir() if p.is_dir()} - {"hydra"}
+    assert set(CONFIG_GROUPS) == folders
