@@ -308,3 +308,23 @@ def test_the_replayable_groups_are_conf_s_groups():
 
     folders = {p.name for p in (REPO_ROOT / "conf").iterdir() if p.is_dir()} - {"hydra"}
     assert set(CONFIG_GROUPS) == folders
+
+
+def test_only_build_imports_instantiate():
+    """Every object the project builds from a config goes through `build` (and its check):
+    no other module imports Hydra's ``instantiate`` or ``call``."""
+    import ast
+
+    importers = set()
+    for path in [REPO_ROOT / "train.py", *(REPO_ROOT / "sgd_dynamics").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hydra"):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
+                names = [node.attr] if ast.unparse(node.value) == "hydra.utils" else []
+            if {"instantiate", "call"} & set(names):
+                importers.add(path.relative_to(REPO_ROOT).as_posix())
+    for path in (REPO_ROOT / "callbacks").rglob("*.py"):
+        assert "instantiate" not in path.read_text(), path
+    assert importers == {"sgd_dynamics/launch/build.py"}
