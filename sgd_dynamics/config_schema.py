@@ -285,6 +285,20 @@ SCHEMA: tuple[Key, ...] = (
 
 # sections that may be null (spectral=off, logger=none, callbacks.progress=null, ...)
 NULLABLE = ("spectral", "logger", "callbacks")
+# sections whose other keys are arguments of a third-party class, passed in by the caller
+OPEN_SECTIONS = ("trainer",)
+# the config groups of conf/ (``dataset=mnist``; conf/hydra/ is Hydra's own)
+CONFIG_GROUPS = (
+    "dataset",
+    "model",
+    "optimizer",
+    "module",
+    "trainer",
+    "logger",
+    "callbacks",
+    "spectral",
+    "experiment",
+)
 # Trainer arguments that train.py sets itself
 RESERVED_TRAINER_ARGUMENTS = ("logger", "callbacks")
 
@@ -321,19 +335,22 @@ def _plain(node: object, path: str) -> object:
     """`node` with every mapping turned into a dict and every list into a list, interpolations
     resolved (an OmegaConf DictConfig resolves them on access)."""
     if isinstance(node, Mapping):
-        out = {}
-        for key in list(node.keys()):
-            where = f"{path}.{key}" if path else str(key)
-            try:
-                value = node[key]
-            except Exception as exc:  # an interpolation that cannot be resolved
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise ConfigError(f"{where}: cannot be resolved: {message}") from None
-            out[str(key)] = _plain(value, where)
-        return out
-    if isinstance(node, Sequence) and not isinstance(node, (str, bytes)):
-        return [_plain(v, f"{path}[{i}]") for i, v in enumerate(node)]
-    return node
+        places = [(f"{path}.{key}" if path else str(key), key) for key in list(node.keys())]
+    elif isinstance(node, Sequence) and not isinstance(node, (str, bytes)):
+        places = [(f"{path}[{index}]", index) for index in range(len(node))]
+    else:
+        return node
+    values = []
+    for where, key in places:
+        try:
+            value = node[key]
+        except Exception as exc:  # an interpolation that cannot be resolved
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"{where}: cannot be resolved: {message}") from None
+        values.append(_plain(value, where))
+    if isinstance(node, Mapping):
+        return {str(key): value for (_, key), value in zip(places, values, strict=True)}
+    return values
 
 
 def _applies(key: Key, section: Mapping[str, object]) -> bool:

@@ -3,10 +3,11 @@
 - `entry`: the command line before Hydra (`prepare_command_line`: resume, DDP children, run
   id, unwritable output folder) and the job (`run_job`: build, train, exit status), the
   OmegaConf resolvers conf/ uses and which errors are the user's (`user_error`);
-- `build`: every part of a run instantiated from its config node;
+- `build`: every part of a run instantiated from its node of the resolved config, after
+  `targets.check_instantiable` (every ``_target_`` one of the project's classes);
 - `resume`: the command line of a resumed run; `resume_guard`: the checkpoint is readable and
-  of this model; `overrides`: Hydra's override grammar, and the guard on overrides replayed
-  from a run folder;
+  of this model; `overrides`: Hydra's override grammar, the
+  rules for overrides replayed from a run folder and for the resolvers a typed one may call;
 - `ddp`: Lightning's DDP re-launch of the script, in single runs and in sweeps;
 - `sweep_outputs`: the Hydra callback that prints a sweep's folder and report command;
 - `sweep_jobs`: a sweep's jobs from its multirun.yaml (Hydra's basic sweeper expansion);

@@ -21,7 +21,7 @@ from sgd_dynamics.launch.ddp import (
     end_ddp_run,
     prepare_ddp_relaunch,
 )
-from sgd_dynamics.launch.overrides import output_folder
+from sgd_dynamics.launch.overrides import check_command_line, output_folder
 from sgd_dynamics.launch.resume import restore_run_record, resume_argv
 from sgd_dynamics.launch.run_folder import check_run_settings, claim_resume_folder
 from sgd_dynamics.lifecycle.faults import fault_point
@@ -60,12 +60,13 @@ def _refuse(message: str) -> NoReturn:
 def prepare_command_line(argv: list[str]) -> list[str]:
     """The command line Hydra gets: a resume continues its run folder (`resume_argv`), a
     re-launched DDP process joins its parent's (`ddp_child_argv`). Draws this invocation's
-    run id (``SGD_DYNAMICS_RUN_ID``, part of the output folder's name). Bad input (a refused
-    resume, an output folder that cannot be written) prints ``error: ...`` and exits with
-    status 2, before Hydra creates anything."""
+    run id (``SGD_DYNAMICS_RUN_ID``, part of the output folder's name). Bad input (a resolver
+    outside `check_command_line`'s, a refused resume, an output folder that cannot be written)
+    prints ``error: ...`` and exits with status 2, before Hydra creates anything."""
     os.environ["SGD_DYNAMICS_RUN_ID"] = secrets.token_hex(3)
     remember_original_command(argv)
     try:
+        check_command_line(argv)  # no ${oc.env:...} and other resolvers in typed values
         claim_resume_folder(argv)  # a resume's folder: checked and locked before Hydra
         argv = ddp_child_argv(resume_argv(argv))
     except SetupError as exc:

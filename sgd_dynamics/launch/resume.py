@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.errors import OverrideParseException
-from omegaconf import OmegaConf
 
 from sgd_dynamics.launch.overrides import check_replayed_overrides, override_key, parse_overrides
 from sgd_dynamics.run_folder.location import run_dir_of_checkpoint
 from sgd_dynamics.utils.commands import override_argument
+from sgd_dynamics.utils.safe_files import FileRefused, read_yaml
 
 __all__ = ["resume_argv", "restore_run_record"]
 
@@ -53,6 +53,8 @@ def resume_argv(argv: list[str]) -> list[str]:
 
     Raises:
         ConfigError: replayed overrides that are refused, or a checkpoint that cannot be read.
+        FileRefused: an overrides.yaml that is not a plain YAML list within the limits of
+            `sgd_dynamics.utils.safe_files`.
     """
     if any(a.startswith("-") for a in argv) or not any("ckpt_path" in a for a in argv):
         return argv
@@ -70,8 +72,12 @@ def resume_argv(argv: list[str]) -> list[str]:
     from sgd_dynamics.launch.resume_guard import check_checkpoint  # loads torch: only when resuming
 
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
-    original = [str(o) for o in OmegaConf.load(overrides_file)]
-    check_replayed_overrides(original, overrides_file)
+    original = read_yaml(overrides_file, "a run's overrides.yaml")  # data: nothing resolved
+    if original is None:
+        original = []
+    if not isinstance(original, list):
+        raise FileRefused(f"{overrides_file}: not a list of overrides (key=value lines)")
+    check_replayed_overrides(original, overrides_file, replaced=keys)
     check_checkpoint(str(ckpt[-1]))  # before Hydra rewrites anything in RUN_DIR
     _save_run_record(run_dir)
     replayed = zip(original, parse_overrides(original), strict=True)

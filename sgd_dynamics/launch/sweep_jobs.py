@@ -23,6 +23,7 @@ from hydra.errors import HydraException, OverrideParseException
 from sgd_dynamics.launch.overrides import check_replayed_overrides, parse_overrides
 from sgd_dynamics.run_folder.location import MULTIRUN_MARKER
 from sgd_dynamics.utils.errors import SetupError
+from sgd_dynamics.utils.safe_files import MAX_BYTES, read_yaml
 
 __all__ = [
     "MAX_JOBS",
@@ -34,7 +35,7 @@ __all__ = [
     "read_sweep_record",
 ]
 
-MAX_RECORD_BYTES = 1 << 20  # Hydra's multirun.yaml of this project: ~10 kB
+MAX_RECORD_BYTES = MAX_BYTES  # the limit of every file read from a folder (utils.safe_files)
 MAX_JOBS = 100_000  # more jobs than any sweep of this project; a bound on the expansion
 JOB_SUBDIR = "${hydra.job.num}"  # conf/train.yaml's hydra.sweep.subdir: SWEEP_DIR/<job number>
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -68,25 +69,13 @@ def _refuse(record: Path, problem: str) -> SetupError:
 
 
 def load_plain_yaml(path: Path) -> Any:
-    """`path` as plain YAML data: at most `MAX_RECORD_BYTES`, no alias (``*name``), strings
-    kept as written (``${...}`` is not evaluated)."""
-    import yaml
+    """`path` as plain YAML data, read by `sgd_dynamics.utils.safe_files.read_yaml` (size, alias
+    and depth limits; strings kept as written: ``${...}`` is not evaluated).
 
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_RECORD_BYTES + 1)
-    except OSError as exc:
-        raise _refuse(path, f"cannot be read ({exc.strerror})") from None
-    if len(data) > MAX_RECORD_BYTES:
-        raise _refuse(path, f"larger than {MAX_RECORD_BYTES} bytes; not a sweep record of Hydra's")
-    try:
-        text = data.decode("utf-8")
-        if any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=yaml.SafeLoader)):
-            raise _refuse(path, "holds a YAML alias, which Hydra's records never do")
-        return yaml.safe_load(text)
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        problem = " ".join(str(exc).split())[:200]
-        raise _refuse(path, f"is not readable YAML ({problem})") from None
+    Raises:
+        FileRefused: a record over the limits or not readable YAML.
+    """
+    return read_yaml(path, "a sweep's multirun.yaml")
 
 
 def _section(data: Any, dotted: str) -> Any:

@@ -9,7 +9,6 @@ bin), the ``charts/*`` line charts (one series per index), ``spectral/*`` scalar
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from sgd_dynamics.plots.common import new_figure, save_figure
+from sgd_dynamics.utils.safe_files import FileRefused, read_json_file
 from sgd_dynamics.wandb_io.offline import history_rows, run_file
 
 STEP = "trainer/global_step"
@@ -63,7 +63,10 @@ def _chart_panel(ax, files: Path, rows: list[dict], key: str) -> None:
     if not logged:
         ax.set_axis_off()
         return
-    table = json.loads((files / logged[-1]["path"]).read_text())
+    table_file = (files / str(logged[-1]["path"])).resolve()
+    if not table_file.is_relative_to(files.resolve()):
+        raise FileRefused(f"{table_file}: a logged table outside the run's wandb files; refused")
+    table = read_json_file(table_file, "a logged wandb table")
     series: dict[str, list[tuple[float, float]]] = {}
     for step, name, value in table["data"]:
         series.setdefault(name, []).append((step, value))

@@ -66,6 +66,7 @@ from sgd_dynamics.run_folder.snapshots import (
     load_run,
 )
 from sgd_dynamics.utils.dotted import get_dotted
+from sgd_dynamics.utils.safe_files import FileOverLimit
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,18 @@ def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def read_job(path: Path) -> Job:
-    """Read a job folder's metadata and, unless it is to be skipped, its snapshots."""
+    """Read a job folder's metadata and, unless it is to be skipped, its snapshots. A job with
+    a file over the limits of `sgd_dynamics.utils.safe_files` (size, YAML aliases, nesting) is
+    skipped, with the refusal as its reason, and nothing else of it is read."""
+    try:
+        return _read_job(path)
+    except FileOverLimit as exc:
+        job = Job(path.name, path, overrides={}, config=None, status="unknown", summary={})
+        job.skip_reason = f"refused: {exc}"
+        return job
+
+
+def _read_job(path: Path) -> Job:
     status_obj = read_json(path / "status.json")
     status = str(status_obj.get("status", "unknown")) if status_obj else "unknown"
     if status == "running" and view_run(path).state is RunState.DEAD:

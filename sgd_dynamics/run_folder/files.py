@@ -19,6 +19,7 @@ from typing import IO, Any
 import numpy as np
 
 from sgd_dynamics.lifecycle.faults import fault_point
+from sgd_dynamics.utils.safe_files import FileOverLimit, FileRefused, read_json_file
 
 
 @contextlib.contextmanager
@@ -113,10 +114,16 @@ def is_temp_file(path: Path) -> bool:
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
-    """A JSON object from ``path``, or None when the file is missing or not valid JSON."""
+    """A JSON object from ``path`` (read by `sgd_dynamics.utils.safe_files.read_json_file`), or
+    None when the file is missing or not valid JSON.
+
+    Raises:
+        FileOverLimit: a file over the size or nesting limits.
+    """
     try:
-        with open(path, encoding="utf-8") as handle:
-            obj = json.load(handle)
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        obj = read_json_file(path, "a run's JSON file")
+    except FileOverLimit:
+        raise
+    except FileRefused:
         return None
     return obj if isinstance(obj, dict) else None

@@ -10,12 +10,13 @@ pieces of one; a block tail shorter than a chunk header is padding. Each record 
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
+
+from sgd_dynamics.utils.safe_files import parse_json
 
 BLOCK = 32768
 CHUNK_HEADER = 7
@@ -71,7 +72,7 @@ def history_rows(path: str | os.PathLike) -> list[dict]:
             node = row
             for part in keys[:-1]:
                 node = node.setdefault(part, {})
-            node[keys[-1]] = json.loads(item.value_json)
+            node[keys[-1]] = parse_json(item.value_json, f"{path}: {item.key}")
         rows.append(row)
     return rows
 

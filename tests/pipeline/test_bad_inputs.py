@@ -364,7 +364,8 @@ def test_a_foreign_target_in_the_run_overrides_is_not_replayed(completed_run, tm
         overrides_file.write_text(original)
     assert (
         f"error: {overrides_file}: refusing to replay the override "
-        "'+callbacks.x._target_=shutil.copyfile': it names code outside the classes"
+        "'+callbacks.x._target_=shutil.copyfile': it sets a key outside the project's "
+        "configuration schema"
     ) in stderr
     assert not marker.exists()
     shutil.copyfile(REPO_ROOT / "README.md", marker)  # the payload would have worked

@@ -194,6 +194,12 @@ SOURCE = Path("RUN/.hydra/overrides.yaml")
         "dataset._target_=sgd_dynamics.lightning.MNISTDataModule",
         "+callbacks.checkpoint._target_='callbacks.last_checkpoint.LastCheckpoint'",
         "ckpt_path=/a/hydra_folder/last.ckpt",
+        "logger=[wandb,csv]",
+        "experiment=paper_mnist",
+        "+trainer.profiler=simple",
+        "+trainer.gradient_clip_val=1.5",
+        "logger.wandb.name='a b: c'",
+        "+trainer.plugins=[{_target_: sgd_dynamics.lightning.checkpoint_io.AtomicCheckpointIO}]",
     ],
 )
 def test_the_project_overrides_replay(override):
@@ -203,10 +209,16 @@ def test_the_project_overrides_replay(override):
 @pytest.mark.parametrize(
     "override, reason",
     [
-        ("+callbacks.x._target_=shutil.copyfile", "it names code outside the classes"),
-        ("+model._target_=os.system", "it names code outside the classes"),
-        ("+callbacks.x={_target_: shutil.copyfile}", "it names code outside the classes"),
-        ("+callbacks.x={_target_: pytorch_lightning.Trainer}", "it names code outside"),
+        ("+callbacks.x._target_=shutil.copyfile", "a key outside the project's configuration"),
+        ("+model._target_=os.system", "model._target_=os.system: one of the classes of the"),
+        ("+callbacks.x={_target_: shutil.copyfile}", "a key outside the project's configuration"),
+        ("+trainer.profiler={_target_: torch.load}", "trainer.profiler._target_=torch.load: one"),
+        ("+trainer.plugins=[{_target_: os.system}]", "trainer.plugins[0]._target_=os.system: "),
+        ("trainer.profiler='${oc.env:HOME}'", "its value holds an OmegaConf interpolation"),
+        ("logger.wandb.name=\\${oc.env:HOME}", "its value holds an OmegaConf interpolation"),
+        ("batch_size=5,6", "it is a sweep"),
+        ("trainer.default_root_dir=/tmp", "folders derived from the run folder are not"),
+        ("dataset=../../x", "a config group's option is a name of conf/dataset/"),
         ("hydra.callbacks.x._target_=os.system", "it changes Hydra's own configuration"),
         ("+hydra.job.env_set.X=1", "it changes Hydra's own configuration"),
         ("hydra/launcher=joblib", "it changes Hydra's own configuration"),
@@ -227,3 +239,12 @@ def test_resume_argv_applies_the_guard(tmp_path):
     overrides.write_text("- batch_size=10\n- +callbacks.x._target_=shutil.copyfile\n")
     with pytest.raises(ConfigError, match="refusing to replay"):
         ENTRY.resume_argv([f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"])
+
+
+def test_a_line_the_new_command_line_replaces_is_dropped_not_checked():
+    lines = ["batch_size=10", "logger.wandb.name=${oc.env:HOME}"]
+    with pytest.raises(ConfigError, match="set that key on the resume's command line"):
+        check_replayed_overrides(lines, SOURCE)
+    check_replayed_overrides(lines, SOURCE, replaced={"logger.wandb.name"})
+    with pytest.raises(ConfigError, match="Hydra cannot parse it"):  # parsed all the same
+        check_replayed_overrides(["a=b=c=${"], SOURCE, replaced={"a"})
