@@ -151,7 +151,7 @@ def test_the_cli_commands_printed_have_a_help():
         for _, line in command_lines()
         if ".venv/bin/sgd-dynamics " in line
     }
-    assert commands == {"plot", "report"}, commands
+    assert commands == {"plot", "report", "resume"}, commands
     for command in sorted(commands):
         done = run_help("-m", "sgd_dynamics.cli", command)
         assert done.returncode == 0, done.stderr
