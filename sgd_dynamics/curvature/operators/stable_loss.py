@@ -20,6 +20,11 @@ are those of `torch.nn.functional.softplus`, σ(t) = e^t / (1 + e^t) and σ(t)(1
 `torch.logsumexp` over the other classes (gathered, no -inf mask), e^{z_j - lse}: each a
 product or quotient of accurately computed factors. softplus runs with threshold 40 (linear
 above t = 40, where σ(t) = 1 to float64's resolution), not PyTorch's default 20.
+
+The mirror case, a sample confidently misclassified (t ≫ 1, p_y rounding to 0), keeps its
+gradient (of size ~1) exact, but its curvature diag(p) - p pᵀ, itself of size ~p_y or ~1 - p_max,
+is formed with σ(t)(1 - σ(t)) and loses its relative accuracy; its share of H_f is then that
+small, below the rounding of any fitted or ordinary sample's.
 """
 
 from __future__ import annotations
