@@ -31,6 +31,7 @@ from .operators import (
 )
 from .options import SpectraOptions
 from .snapshot import Spectra, compute_spectra
+from .snapshot.precision import PrecisionWarning
 from .solvers import ConvergenceError, ConvergenceWarning, EigResult, block_eigsh, principal_angles
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ConvergenceWarning",
     "ConvergenceError",
     "RouteWarning",
+    "PrecisionWarning",
     "CurvatureOperators",
     "FunctionalModel",
     "evaluation_mode",

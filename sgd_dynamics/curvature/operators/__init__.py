@@ -8,6 +8,8 @@
   networks) and their products and Gram matrix.
 - `m_route`: which route M takes in the iterative method (factors or jvp/vjp products), checked
   against the general product (`RouteWarning`).
+- `stable_loss`: the per-sample cross-entropy every product differentiates, written so that its
+  derivatives stay exact when a sample is fitted (`per_sample_cross_entropy`).
 - `distributed`: `Reduction`, the sums of the products over DDP processes.
 """
 
@@ -16,6 +18,7 @@ from .functional import FunctionalModel, evaluation_mode
 from .m_route import RouteWarning
 from .per_sample import DenseGradients, GradientFactors, LinearLayerGradients, gradient_factors
 from .products import CurvatureOperators, default_chunk_size, minibatch_coefficient
+from .stable_loss import per_sample_cross_entropy
 
 __all__ = [
     "CurvatureOperators",
@@ -30,4 +33,5 @@ __all__ = [
     "RouteWarning",
     "Reduction",
     "default_reduction",
+    "per_sample_cross_entropy",
 ]

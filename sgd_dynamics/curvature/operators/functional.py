@@ -22,9 +22,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
+
+from .stable_loss import per_sample_cross_entropy
 
 __all__ = ["FunctionalModel", "evaluation_mode", "select_parameters"]
 
@@ -184,8 +185,9 @@ class FunctionalModel:
         return functional_call(self.model, state or self.state(theta), (inputs,))
 
     def losses(self, theta: Tensor, inputs: Tensor, targets: Tensor) -> Tensor:
-        """Per-sample cross-entropy f_i = -log softmax(z(x_i; θ))[y_i], shape (n,)."""
-        return F.cross_entropy(self.logits(theta, inputs), targets, reduction="none")
+        """Per-sample cross-entropy f_i = -log softmax(z(x_i; θ))[y_i], shape (n,), in the form
+        whose derivatives stay exact when a sample is fitted (`stable_loss`)."""
+        return per_sample_cross_entropy(self.logits(theta, inputs), targets)
 
     def loss_sum(self, theta: Tensor, inputs: Tensor, targets: Tensor) -> Tensor:
         """Σ_i f_i over the given samples (a scalar)."""
@@ -193,4 +195,4 @@ class FunctionalModel:
 
     def single_loss(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
         """f for one sample x (no batch axis) with label y (0-d): used under vmap."""
-        return F.cross_entropy(self.logits(theta, x.unsqueeze(0)), y.unsqueeze(0))
+        return per_sample_cross_entropy(self.logits(theta, x.unsqueeze(0)), y.unsqueeze(0))[0]

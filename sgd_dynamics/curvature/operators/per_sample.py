@@ -46,6 +46,7 @@ from sgd_dynamics.utils.validate import positive_int
 from ..choices import MRoute, check_choice
 from ..progress import tick
 from .functional import FunctionalModel
+from .stable_loss import per_sample_cross_entropy
 
 __all__ = [
     "GradientFactors",
@@ -349,7 +350,7 @@ def _linear_factors(
                         return "; ".join(dict.fromkeys(unmodeled))
                 else:
                     logits = fm.logits(theta, x, state)
-                loss = nn.functional.cross_entropy(logits, y, reduction="sum")
+                loss = per_sample_cross_entropy(logits, y).sum()
                 seen = [records.get(id(module), []) for module, _, _ in layout]
                 if any(len(calls) != 1 for calls in seen):
                     return "an nn.Linear layer is unused or called more than once per forward"

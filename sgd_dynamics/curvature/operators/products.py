@@ -33,6 +33,7 @@ from ..thresholds import MAX_CHUNK_SAMPLES
 from .distributed import Reduction, sum_scalars
 from .functional import FunctionalModel
 from .per_sample import GradientFactors
+from .stable_loss import per_sample_cross_entropy
 
 __all__ = ["CurvatureOperators", "minibatch_coefficient", "default_chunk_size"]
 
@@ -137,7 +138,7 @@ class CurvatureOperators:
             theta = self.theta.detach().requires_grad_(True)
             with torch.enable_grad():
                 logits = self.fm.logits(theta, x)
-                loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+                loss = per_sample_cross_entropy(logits, y).sum()
                 (chunk_grad,) = torch.autograd.grad(loss, theta)
             gradient += chunk_grad
             total_loss += float(loss.detach())

@@ -53,8 +53,9 @@ from .dense import dense_snapshot
 from .densities import snapshot_densities
 from .iterative import iterative_snapshot
 from .parts import SnapshotParts, to_numpy
+from .precision import PrecisionWarning, check_float32
 
-__all__ = ["RouteWarning", "Spectra", "SpectraOptions", "compute_spectra"]
+__all__ = ["PrecisionWarning", "RouteWarning", "Spectra", "SpectraOptions", "compute_spectra"]
 
 logger = logging.getLogger("sgd_dynamics.curvature")
 
@@ -310,6 +311,7 @@ def compute_spectra(
             parts = iterative_snapshot(ops, k, batch_size, warm, options)
         if options.density_settings is not None:
             parts.densities = snapshot_densities(ops, parts, options)
+        check_float32(ops, parts.diagnostics)
     spectra = _to_spectra(parts, ops, k, method, options, measured, batch_size)
     spectra.seconds = time.perf_counter() - started
     logger.debug(
