@@ -46,19 +46,19 @@ def check_bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(spectra(positive=False))
 def test_symlog_bins_isolate_the_top_eigenvalue(values):
     check_bins(values, symlog_edges(values))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(spectra(positive=True))
 def test_log_bins_isolate_the_top_eigenvalue(values):
     check_bins(values, log_edges(values))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=50))
 def test_any_values_fall_in_increasing_bins(values):
     values = np.asarray(values)
