@@ -159,7 +159,7 @@ def test_every_key_is_under_a_workspace_section(default_run):
     keys = {k for r in history_rows(wandb_file(default_run)) for k in r} - WANDB_OWN
     assert {k.split("/", 1)[0] for k in keys} == set(SECTIONS)
     assert all("/" in k for k in keys)
-    for expected in ("train/loss", "train/test_acc", "train/final_test_acc", "train/epoch"):
+    for expected in ("train/loss", "train/acc", "train/final_test_acc", "train/epoch"):
         assert expected in keys
 
 
