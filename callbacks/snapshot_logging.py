@@ -19,14 +19,16 @@ def log_snapshot(
     run_dir: str | os.PathLike,
     arrays: Mapping[str, Any],
     metrics: Mapping[str, float],
+    final: bool = False,
 ) -> None:
-    """Send a snapshot (stored in `run_dir`) to every logger of `trainer` at its step."""
+    """Send a snapshot (stored in `run_dir`) to every logger of `trainer` at its step; `final`:
+    the run's last scheduled snapshot (wandb gets the line charts there whatever their cadence)."""
     step = int(arrays["step"])
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             run = logger.experiment
             run_logging.define_step_metrics(run)
-            run_logging.log_snapshot(run, run_dir, arrays, metrics)
+            run_logging.log_snapshot(run, run_dir, arrays, metrics, final=final)
         else:
             logger.log_metrics(dict(metrics), step=step)
 

@@ -245,7 +245,8 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
             seconds=seconds,
         )
         save_snapshot(self.run_dir, arrays)
-        log_snapshot(trainer, self.run_dir, arrays, _scalar_metrics(arrays))
+        final = step >= max(self._schedule, default=step)
+        log_snapshot(trainer, self.run_dir, arrays, _scalar_metrics(arrays), final=final)
         n_aligned = int((arrays["cosines"][:10] > 0.9).sum())
         log.info(
             "snapshot step %d: loss %.4g, H_f top %.4g, M top %.4g, cos>0.9 %d/%d (%.2f s)",

@@ -10,10 +10,11 @@ the first ``/``), one of `SECTIONS`:
 
 - ``train/``: the training metrics (``train/loss``, ``train/acc``, ``train/test_loss``, ...:
   `workspace_key` moves Lightning's ``test/*``, ``final/*`` and ``epoch`` here);
-- ``spectra/``: at each snapshot, line charts of the top-k eigenvalues of H_f, M, M_b and of
-  H_p's k largest and k most negative (one series per index i, all snapshots so far), H_p's
-  extremes ``spectra/hp_max`` and ``spectra/hp_min``, the largest eigenvalues, traces, loss
-  and gradient norm on the spectral samples, the snapshot's seconds;
+- ``spectra/``: at each snapshot (`charts_due`: every one of the first 64), line charts of
+  the top-k eigenvalues of H_f, M, M_b and of H_p's k largest and k most negative (one series
+  per index i, all snapshots so far), H_p's extremes ``spectra/hp_max`` and
+  ``spectra/hp_min``, the largest eigenvalues, traces, loss and gradient norm on the spectral
+  samples, the snapshot's seconds;
 - ``alignment/``: at each snapshot, the line chart of the k principal-angle cosines between
   the top-k eigenspaces of H_f and M, ``cosines_1``, ``n_cos10_above_0.9``, ``mean_cos10``;
 - ``densities/``: at each snapshot, histograms of the eigenvalues of H_f, H_p and -H_f on
@@ -45,6 +46,7 @@ from sgd_dynamics.wandb_io.histogram_bins import log_edges, spectrum_histogram, 
 STEP_METRIC = "trainer/global_step"
 ARTIFACT_TYPE = "run-spectra"
 M_ZERO_REL = 1e-8  # eigenvalues of M below this times its largest are zeros up to rounding
+CHARTS_AT_EVERY_SNAPSHOT_UP_TO = 64  # then the line charts at fewer snapshots: `charts_due`
 
 TRAIN, SPECTRA, ALIGNMENT, DENSITIES, FIGURES = SECTIONS = (
     "train",
@@ -198,13 +200,29 @@ def wandb_scalars(arrays: Mapping[str, Any], metrics: Mapping[str, float]) -> di
     return kept
 
 
+def charts_due(n_stored: int) -> bool:
+    """Whether the line charts go with the snapshot that makes `n_stored` snapshots: every one
+    up to `CHARTS_AT_EVERY_SNAPSHOT_UP_TO`, then every ceil(n / that)-th, so that a run of S
+    snapshots writes O(S k) chart points per chart logged, about that many charts in all
+    (each chart holds every snapshot so far: logging all of them would grow as S^2)."""
+    every = -(-n_stored // CHARTS_AT_EVERY_SNAPSHOT_UP_TO)
+    return n_stored <= CHARTS_AT_EVERY_SNAPSHOT_UP_TO or n_stored % every == 0
+
+
 def log_snapshot(
-    run: Any, run_dir: str | os.PathLike, arrays: Mapping[str, Any], metrics: Mapping[str, float]
+    run: Any,
+    run_dir: str | os.PathLike,
+    arrays: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    final: bool = False,
 ) -> None:
-    """Log one snapshot at its step ``arrays["step"]``: scalars, histograms, and the line
-    charts of every snapshot stored in `run_dir` so far (this one included)."""
+    """Log one snapshot at its step ``arrays["step"]``: scalars, histograms, and (when
+    `charts_due`, or the `final` snapshot of the run) the line charts of every snapshot stored
+    in `run_dir` so far, this one included."""
     record: dict[str, Any] = {**wandb_scalars(arrays, metrics), **snapshot_histograms(arrays)}
-    record.update(line_series_charts(load_run(run_dir)))
+    history = load_run(run_dir)
+    if final or charts_due(len(history.steps)):
+        record.update(line_series_charts(history))
     record[STEP_METRIC] = int(arrays["step"])
     run.log(record)
 

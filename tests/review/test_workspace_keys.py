@@ -72,3 +72,15 @@ def test_every_snapshot_key_is_under_a_section():
     assert "alignment/cosines_3" not in metrics  # an undefined cosine is not logged
     counts, _ = histogram_pairs(arrays)["densities/M_nonzero"]
     assert counts.sum() == 5
+
+
+def test_the_line_charts_come_with_every_snapshot_then_at_a_bounded_count():
+    from sgd_dynamics.wandb_io.run_logging import CHARTS_AT_EVERY_SNAPSHOT_UP_TO, charts_due
+
+    cap = CHARTS_AT_EVERY_SNAPSHOT_UP_TO
+    assert all(charts_due(n) for n in range(1, cap + 1))
+    for total in (cap + 1, 3 * cap, 1000):
+        logged = [n for n in range(1, total + 1) if charts_due(n)]
+        # each chart holds n steps: the points written stay within a few times cap x total
+        assert sum(logged) <= 4 * cap * total
+        assert len(logged) >= cap
