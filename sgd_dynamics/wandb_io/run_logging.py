@@ -40,7 +40,13 @@ from typing import Any
 import numpy as np
 
 from sgd_dynamics.run_folder.location import FIGURES_DIRNAME
-from sgd_dynamics.run_folder.snapshots import RunHistory, list_snapshots, load_run, snapshot_step
+from sgd_dynamics.run_folder.snapshots import (
+    RunHistory,
+    list_snapshots,
+    load_snapshot,
+    snapshot_step,
+    stack_snapshots,
+)
 from sgd_dynamics.wandb_io.histogram_bins import log_edges, spectrum_histogram, symlog_edges
 
 STEP_METRIC = "trainer/global_step"
@@ -156,11 +162,32 @@ def snapshot_histograms(arrays: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_CHART_CACHE: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}  # file -> (stat, values)
+
+
+def chart_history(run_dir: str | os.PathLike) -> RunHistory:
+    """The `CHARTS` vectors of every snapshot stored in `run_dir`, as a `RunHistory`; each file
+    is read once while it is unchanged (size and mtime), so a run's k-th snapshot reads one file,
+    not k."""
+    paths = list_snapshots(run_dir)
+    snapshots = []
+    for path in paths:
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        cached = _CHART_CACHE.get(path)
+        if cached is None or cached[0] != key:
+            snapshot = load_snapshot(path)
+            values = {k: snapshot[k] for k in ("step", *CHARTS) if k in snapshot}
+            cached = _CHART_CACHE[path] = (key, values)
+        snapshots.append(cached[1])
+    stacked = stack_snapshots(snapshots) if snapshots else {"step": np.empty(0)}
+    steps = stacked.pop("step").astype(np.int64)
+    return RunHistory(run_dir=Path(run_dir), steps=steps, arrays=stacked, paths=paths)
+
+
 def line_series_charts(history: RunHistory) -> dict[str, Any]:
     """``<section>/<key>``: for each vector quantity of `CHARTS` the run holds, a line chart
     with one series per index i (x: the steps where that index is finite)."""
-    import wandb
-
     charts = {}
     steps = history.steps.astype(np.int64)
     for key, (section, title, series_name) in CHARTS.items():
@@ -175,10 +202,28 @@ def line_series_charts(history: RunHistory) -> dict[str, Any]:
                 ys.append(values[keep, i].tolist())
                 names.append(series_name.format(i=i + 1))
         if names:
-            charts[f"{section}/{key}"] = wandb.plot.line_series(
-                xs=xs, ys=ys, keys=names, title=title, xname="step"
-            )
+            charts[f"{section}/{key}"] = _line_series(xs, ys, names, title)
     return charts
+
+
+def _line_series(xs: list, ys: list, names: list[str], title: str) -> Any:
+    """``wandb.plot.line_series(xs, ys, keys=names, title=title, xname="step")``, the same
+    table and chart, with the table's per-cell type inference off (columns of one type each:
+    it costs about a millisecond per row, seconds per snapshot for k x S rows)."""
+    import wandb
+
+    data = [
+        [x, name, y]
+        for xx, yy, name in zip(xs, ys, names, strict=True)
+        for x, y in zip(xx, yy, strict=True)
+    ]
+    table = wandb.Table(columns=["step", "lineKey", "lineVal"], data=data, allow_mixed_types=True)
+    return wandb.plot_table(
+        "wandb/lineseries/v0",
+        table,
+        {"step": "step", "lineKey": "lineKey", "lineVal": "lineVal"},
+        {"title": title, "xname": "step"},
+    )
 
 
 def wandb_scalars(arrays: Mapping[str, Any], metrics: Mapping[str, float]) -> dict[str, float]:
@@ -220,7 +265,7 @@ def log_snapshot(
     `charts_due`, or the `final` snapshot of the run) the line charts of every snapshot stored
     in `run_dir` so far, this one included."""
     record: dict[str, Any] = {**wandb_scalars(arrays, metrics), **snapshot_histograms(arrays)}
-    history = load_run(run_dir)
+    history = chart_history(run_dir)
     if final or charts_due(len(history.steps)):
         record.update(line_series_charts(history))
     record[STEP_METRIC] = int(arrays["step"])
