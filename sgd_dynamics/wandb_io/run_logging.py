@@ -162,18 +162,18 @@ def snapshot_histograms(arrays: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-_CHART_CACHE: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}  # file -> (stat, values)
+_CHART_CACHE: dict[Path, tuple[tuple[int, ...], dict[str, Any]]] = {}  # file -> (stat, values)
 
 
 def chart_history(run_dir: str | os.PathLike) -> RunHistory:
     """The `CHARTS` vectors of every snapshot stored in `run_dir`, as a `RunHistory`; each file
-    is read once while it is unchanged (size and mtime), so a run's k-th snapshot reads one file,
-    not k."""
+    is read once while it is unchanged (inode, mtime and size), so a run's k-th snapshot reads
+    one file, not k."""
     paths = list_snapshots(run_dir)
     snapshots = []
     for path in paths:
         stat = path.stat()
-        key = (stat.st_mtime_ns, stat.st_size)
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # atomic writes: a new inode
         cached = _CHART_CACHE.get(path)
         if cached is None or cached[0] != key:
             snapshot = load_snapshot(path)

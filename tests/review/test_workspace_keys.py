@@ -84,3 +84,37 @@ def test_the_line_charts_come_with_every_snapshot_then_at_a_bounded_count():
         # each chart holds n steps: the points written stay within a few times cap x total
         assert sum(logged) <= 4 * cap * total
         assert len(logged) >= cap
+
+
+def test_chart_history_agrees_with_load_run_and_follows_rewritten_files(tmp_path):
+    from sgd_dynamics.run_folder.snapshots import load_run, save_snapshot
+    from sgd_dynamics.wandb_io.run_logging import CHARTS, chart_history
+
+    rng = np.random.default_rng(1)
+
+    def save(step: int, k: int) -> None:
+        top = np.sort(rng.uniform(0, 1, k))[::-1]
+        save_snapshot(
+            tmp_path,
+            dict(
+                step=step,
+                epoch=0,
+                train_loss=1.0,
+                train_acc=0.5,
+                hf_top=top,
+                mt_top=top / 2,
+                hp_top=top / 3,
+                hp_bottom=-top,
+                cosines=top,
+            ),
+        )
+
+    for step, k in ((0, 3), (5, 4), (9, 4)):
+        save(step, k)
+        history, charts = load_run(tmp_path), chart_history(tmp_path)
+        np.testing.assert_array_equal(charts.steps, history.steps)
+        for key in CHARTS:
+            if key in history:
+                np.testing.assert_array_equal(charts[key], history[key])
+    save(5, 4)  # a resumed run rewrites a snapshot: its new values are read
+    np.testing.assert_array_equal(chart_history(tmp_path)["hf_top"], load_run(tmp_path)["hf_top"])
