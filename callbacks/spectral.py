@@ -5,7 +5,7 @@ At each scheduled global step (always step 0 and the last step) the callback com
 possibly noisy labels, from the data module's ``spectral_samples``), writes the snapshot
 atomically to ``RUN_DIR/spectra/step_XXXXXXXX.npz``, logs it at the global step (wandb:
 histograms, line charts, scalars: `sgd_dynamics.wandb_io.run_logging`; other loggers: scalars),
-and at the end of training (and every ``draw_every`` snapshots) draws the figures into
+and every ``draw_every`` snapshots and at the end of training draws the figures into
 ``RUN_DIR/figures/`` and logs them to wandb as images at their step. A snapshot longer than
 ``progress_every`` seconds prints progress lines (operation, products done, elapsed).
 
@@ -44,6 +44,7 @@ from sgd_dynamics.run_folder.snapshots import (
     snapshot_path,
 )
 from sgd_dynamics.schedule import density_steps, snapshot_steps
+from sgd_dynamics.wandb_io import run_logging
 
 log = logging.getLogger("sgd_dynamics.spectral")
 
@@ -67,7 +68,9 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
         hp_method: H_p's extremes in the iterative method: ``"solve"`` (converged), ``"ritz"``
             (Rayleigh-Ritz estimates on the top spaces of H_f and M: k extra products instead
             of a solve; residuals stored as ``hp_max_residual``) or ``"none"`` (NaN).
-        draw_every: redraw the figures every this many snapshots (0: only at the end).
+        draw_every: draw the figures (and log them to wandb) every this many snapshots, and at
+            the end (0: only at the end); each drawing reads every snapshot and writes the PNGs
+            (a few seconds).
         draw_at_end: draw the figures (and log them to wandb) at the end of training; off
             saves a few seconds per job in large sweeps (``sgd-dynamics plot`` draws later).
         progress_every: inside a snapshot, a progress line every this many seconds.
@@ -89,7 +92,7 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
         chunk_size: int | None = None,
         warm_start: bool = True,
         hp_method: str = "solve",
-        draw_every: int = 0,
+        draw_every: int = 8,
         draw_at_end: bool = True,
         progress_every: float = 5.0,
         density: bool = False,
@@ -125,6 +128,7 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
         self._previous = None
         self._last_taken = -1
         self._n_taken = 0
+        self._drawn_at = -1  # the step of the last drawing: the end does not redraw it
 
     # ------------------------------------------------------------------ Lightning hooks
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -241,7 +245,8 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
             seconds=seconds,
         )
         save_snapshot(self.run_dir, arrays)
-        log_snapshot(trainer, arrays, _scalar_metrics(arrays))
+        final = step >= max(self._schedule, default=step)
+        log_snapshot(trainer, self.run_dir, arrays, _scalar_metrics(arrays), final=final)
         n_aligned = int((arrays["cosines"][:10] > 0.9).sum())
         log.info(
             "snapshot step %d: loss %.4g, H_f top %.4g, M top %.4g, cos>0.9 %d/%d (%.2f s)",
@@ -264,13 +269,16 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
             self._draw(trainer)
 
     def _draw(self, trainer: pl.Trainer, figures: bool = True) -> None:
-        """Draw the figures (unless not `figures`) and send them with the line charts."""
+        """Draw the figures (unless not `figures`) and send them to wandb at the step."""
+        if not figures or self._drawn_at == trainer.global_step:
+            return
         if not list_snapshots(self.run_dir):
             return
-        paths = draw_run_figures(self.run_dir) if figures else []
+        self._drawn_at = trainer.global_step
+        paths = draw_run_figures(self.run_dir)
         if paths:
             log.info("figures: %s", ", ".join(str(p) for p in paths))
-        log_drawings(trainer, self.run_dir, paths, trainer.global_step)
+        log_drawings(trainer, paths, trainer.global_step)
 
 
 def _last_step(trainer: pl.Trainer) -> int:
@@ -298,28 +306,19 @@ def _batch_size(trainer: pl.Trainer) -> int | None:
 
 
 def _scalar_metrics(arrays: dict[str, Any]) -> dict[str, float]:
-    """Scalars for the logger: top eigenvalues, cosines, traces, alignment summary."""
+    """Scalars for the loggers, each under its workspace section (`run_logging.scalar_key`):
+    top eigenvalues and cosines per index, traces, alignment summary, densities' W1."""
     metrics: dict[str, float] = {}
-    for key in ("hf_top", "mt_top", "hp_top", "hp_bottom", "cosines", "mb_top"):
+    for key in run_logging.CHARTS:
         if key in arrays:
             for i, value in enumerate(arrays[key], start=1):
                 if math.isfinite(float(value)):  # NaN: undefined cosine (docs/math.md), skipped
-                    metrics[f"spectral/{key}_{i}"] = float(value)
-    for key in (
-        "trace_hf",
-        "trace_mt",
-        "trace_hp",
-        "trace_mb",
-        "grad_norm",
-        "loss",
-        "seconds",
-        "hp_to_minus_hf_w1",
-        "density_seconds",
-    ):
+                    metrics[run_logging.scalar_key(key, i)] = float(value)
+    for key in run_logging.SCALAR_SECTION:
         if key in arrays:
-            metrics[f"spectral/{key}"] = float(arrays[key])
+            metrics[run_logging.scalar_key(key)] = float(arrays[key])
     cosines = [c for c in map(float, arrays["cosines"][:10]) if math.isfinite(c)]  # defined
-    metrics["spectral/n_cos10_above_0.9"] = float(sum(c > 0.9 for c in cosines))
+    metrics[f"{run_logging.ALIGNMENT}/n_cos10_above_0.9"] = float(sum(c > 0.9 for c in cosines))
     if cosines:
-        metrics["spectral/mean_cos10"] = sum(cosines) / len(cosines)
+        metrics[f"{run_logging.ALIGNMENT}/mean_cos10"] = sum(cosines) / len(cosines)
     return metrics

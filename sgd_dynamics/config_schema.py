@@ -275,7 +275,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("spectral.chunk_size", INT_OR_NULL_1, "samples per chunk in the matrix-free products (null: the engine's choice)"),  # noqa: E501
     Key("spectral.warm_start", BOOL, "start each iterative solve from the previous snapshot's eigenvectors"),  # noqa: E501
     Key("spectral.hp_method", choice_of(HP_METHODS), "H_p's extremes (iterative): converged solve, Rayleigh-Ritz estimates, or none"),  # noqa: E501
-    Key("spectral.draw_every", integer(0), "redraw the figures every this many snapshots (0: only at the end)"),  # noqa: E501
+    Key("spectral.draw_every", integer(0), "draw the figures (and log them to wandb) every this many snapshots and at the end (0: only at the end)"),  # noqa: E501
     Key("spectral.progress_every", number(0, low_open=True), "seconds between progress lines inside a long snapshot"),  # noqa: E501
     Key("spectral.draw_at_end", BOOL, "draw the figures at the end of training (false: later with `sgd-dynamics plot`)"),  # noqa: E501
     Key("spectral.density", BOOL, "spectral densities of H_f, M and H_p and W1(H_p, -H_f) at density_points snapshots (docs/densities.md)"),  # noqa: E501

@@ -2,8 +2,8 @@
 
 ``python -m sgd_dynamics.plots.dashboard RUN_DIR OUT.png`` reads ``RUN_DIR/wandb/offline-run-*``
 (`sgd_dynamics.wandb_io.offline`) and draws the panels a user sees after ``wandb sync``, section by
-section: the ``spectrum/*`` histograms over the training step (shade: number of eigenvalues per
-bin), the ``charts/*`` line charts (one series per index), ``spectral/*`` scalars, and the
+section: the ``densities/*`` histograms over the training step (shade: number of eigenvalues per
+bin), the ``spectra/*`` and ``alignment/*`` line charts (one series per index) and scalars, and the
 ``figures/*`` media panel at its last step.
 """
 
@@ -23,9 +23,9 @@ from sgd_dynamics.utils.safe_files import FileRefused, read_json_file
 from sgd_dynamics.wandb_io.offline import history_rows, run_file
 
 STEP = "trainer/global_step"
-HISTOGRAMS = ("spectrum/H_f", "spectrum/H_p", "spectrum/neg_H_f", "spectrum/log10_M_nonzero")
-CHARTS = ("charts/hf_top", "charts/mt_top", "charts/cosines")
-SCALARS = ("spectral/n_cos10_above_0.9", "spectral/trace_hf")
+HISTOGRAMS = ("densities/H_f", "densities/H_p", "densities/neg_H_f", "densities/M_nonzero")
+CHARTS = ("spectra/hf_top", "spectra/mt_top", "alignment/cosines")
+SCALARS = ("alignment/n_cos10_above_0.9", "spectra/hp_min")
 
 
 def _histogram_panel(ax, rows: list[dict], key: str) -> None:
@@ -75,7 +75,7 @@ def _chart_panel(ax, files: Path, rows: list[dict], key: str) -> None:
         steps, values = np.asarray(points, dtype=float).T
         ax.plot(steps + 1, values, color=(color, 0.3, 1 - color), lw=1.0)
     ax.set_xscale("log")
-    if key != "charts/cosines":
+    if key != "alignment/cosines":
         ax.set_yscale("log")
     ax.set_xlabel("step + 1")
     ax.set_title(f"{key} ({len(series)} series)", fontsize=9)
@@ -91,8 +91,8 @@ def _scalar_panel(ax, rows: list[dict], key: str) -> None:
 
 
 def dashboard_figure(run_dir: str | os.PathLike) -> Figure:
-    """Three rows of panels as the wandb workspace groups them: ``spectrum`` (histograms over
-    the steps), ``charts`` and ``spectral`` (line charts, scalars), ``figures`` (media)."""
+    """Three rows of panels as the wandb workspace groups them: ``densities`` (histograms over
+    the steps), ``spectra`` and ``alignment`` (line charts, scalars), ``figures`` (media)."""
     path = run_file(run_dir)
     rows = history_rows(path)
     files = path.parent / "files"
@@ -116,7 +116,7 @@ def dashboard_figure(run_dir: str | os.PathLike) -> Figure:
         )
     fig.suptitle(
         "The wandb workspace of a run after `wandb sync` (drawn from its offline records): "
-        "spectrum/ histograms, charts/ and spectral/ lines, figures/ media",
+        "densities/ histograms, spectra/ and alignment/ lines, figures/ media",
         fontsize=11,
     )
     return fig

@@ -97,9 +97,9 @@ def test_density_scalars_are_logged_and_bad_counts_refused(tmp_path):
         cosines=np.array([0.95]), hf_top=np.array([2.0]), hp_to_minus_hf_w1=0.25, density_seconds=3
     )
     metrics = _scalar_metrics(arrays)
-    assert metrics["spectral/hp_to_minus_hf_w1"] == 0.25
-    assert metrics["spectral/density_seconds"] == 3.0
-    assert "spectral/hp_to_minus_hf_w1" not in _scalar_metrics(dict(cosines=np.array([0.9])))
+    assert metrics["densities/hp_to_minus_hf_w1"] == 0.25
+    assert metrics["densities/density_seconds"] == 3.0
+    assert "densities/hp_to_minus_hf_w1" not in _scalar_metrics(dict(cosines=np.array([0.9])))
     for bad in (0, True, 1.5):
         with pytest.raises(ValueError, match="spectral.density_points must be an integer >= 1"):
             SpectralSnapshots(run_dir=tmp_path, density=True, density_points=bad)

@@ -27,11 +27,16 @@ def test_run_writes_snapshots_figures_and_a_wandb_run_then_plot_redraws(tmp_path
 
     (run_record,) = (run_dir / "wandb").glob("offline-run-*")
     images = list((run_record / "files" / "media" / "images").rglob("*.png"))
-    assert len(images) == 2  # both figures logged as wandb images
+    assert len(images) == 2  # both figures logged as wandb images (6 snapshots: once, at the end)
     (record,) = run_record.glob("*.wandb")
     content = record.read_bytes()
     # scalars for index 1; every index in the line charts; the spectra as histograms
-    for key in (b"spectral/hf_top_1", b"spectral/mt_top_1", b"charts/cosines", b"spectrum/H_f"):
+    for key in (
+        b"spectra/hf_top_1",
+        b"spectra/mt_top_1",
+        b"alignment/cosines_table",
+        b"densities/H_f",
+    ):
         assert key in content
 
     # the plot command redraws the figures from the stored snapshots alone

@@ -33,6 +33,6 @@ def test_nan_cosines_are_stored_drawn_reported_and_logged(tmp_path) -> None:
     np.testing.assert_allclose(mean, s.cosines[:defined].mean(), rtol=1e-12)
     metrics = _scalar_metrics(s.to_arrays())
     assert all(np.isfinite(v) for v in metrics.values())
-    assert f"spectral/cosines_{defined}" in metrics
-    assert f"spectral/cosines_{defined + 1}" not in metrics
-    assert metrics["spectral/mean_cos10"] == s.cosines[:defined].mean()
+    assert f"alignment/cosines_{defined}" in metrics
+    assert f"alignment/cosines_{defined + 1}" not in metrics
+    assert metrics["alignment/mean_cos10"] == s.cosines[:defined].mean()
