@@ -14,6 +14,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from sgd_dynamics.launch.build import build
+from sgd_dynamics.launch.command_line import check_command_line
 from sgd_dynamics.launch.ddp import (
     DDP_ENVIRONMENT,
     check_ddp_launch,
@@ -68,6 +69,10 @@ def prepare_command_line(argv: list[str]) -> list[str]:
         _refuse(str(exc))
     if (problem := unwritable_output(output_folder(argv))) is not None:
         _refuse(problem)
+    try:
+        check_command_line(argv)  # Hydra's errors, the schema, run limits: one line each
+    except SetupError as exc:
+        _refuse(str(exc))
     return argv
 
 
