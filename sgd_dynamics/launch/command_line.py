@@ -322,7 +322,7 @@ def _resolved(cfg: DictConfig, key: str) -> str:
     return "" if value is None else str(value)
 
 
-def _output_folder(cfg: DictConfig, job: int | None) -> str:
+def _output_folder(cfg: DictConfig, job: int | None, cwd: str | os.PathLike) -> str:
     """The job's output folder, as Hydra will make it (sweep folder / job number in a sweep);
     set as ``hydra.runtime.output_dir`` (``run_dir``), with the job number."""
     with read_write(cfg.hydra), open_dict(cfg.hydra):
@@ -332,7 +332,7 @@ def _output_folder(cfg: DictConfig, job: int | None) -> str:
         folder = _resolved(cfg, "hydra.run.dir" if job is None else "hydra.sweep.dir")
         if job is not None:
             folder = str(Path(folder, _resolved(cfg, "hydra.sweep.subdir")))
-        cfg.hydra.runtime.output_dir = os.path.abspath(folder)
+        cfg.hydra.runtime.output_dir = os.path.normpath(Path(cwd, folder).absolute())
     return folder
 
 
@@ -352,7 +352,7 @@ def check_output_folder(folder: str, key: str, cwd: str | os.PathLike) -> None:
     from sgd_dynamics.utils.run_dir import unwritable_output
 
     here = Path(cwd).absolute()
-    path = Path(here, folder).absolute() if folder.strip() else here
+    path = Path(os.path.normpath(Path(here, folder).absolute())) if folder.strip() else here
     if not folder.strip() or path == here or path in here.parents:
         raise ConfigError(
             f"{key}={folder!r}: is the current folder or holds it; a run's files need a folder "
@@ -373,7 +373,7 @@ def check_job(cfg: DictConfig, job: int | None = None, cwd: str | os.PathLike = 
     from sgd_dynamics import run_limits
     from sgd_dynamics.config_schema import validate_config
 
-    folder = _output_folder(cfg, job)
+    folder = _output_folder(cfg, job, cwd)
     key = "hydra.run.dir" if job is None else "hydra.sweep.dir"
     check_output_folder(str(Path(folder).parent) if job is not None else folder, key, cwd)
     with _hydra_config(cfg):
@@ -387,7 +387,7 @@ def check_job(cfg: DictConfig, job: int | None = None, cwd: str | os.PathLike = 
     if not any(name in launcher for name in REMOTE_LAUNCHERS):  # this machine runs the job
         run_limits.check_threads(config["threads"])
         run_limits.check_memory(config)
-    run_limits.check_disk(config, folder)
+    run_limits.check_disk(config, Path(cwd, folder))
     return config
 
 
