@@ -303,19 +303,22 @@ def _plain(node: object, path: str) -> object:
     """`node` with every mapping turned into a dict and every list into a list, interpolations
     resolved (an OmegaConf DictConfig resolves them on access)."""
     if isinstance(node, Mapping):
-        out = {}
-        for key in list(node.keys()):
-            where = f"{path}.{key}" if path else str(key)
-            try:
-                value = node[key]
-            except Exception as exc:  # an interpolation that cannot be resolved
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise ConfigError(f"{where}: cannot be resolved: {message}") from None
-            out[str(key)] = _plain(value, where)
-        return out
-    if isinstance(node, Sequence) and not isinstance(node, (str, bytes)):
-        return [_plain(v, f"{path}[{i}]") for i, v in enumerate(node)]
-    return node
+        keys = [(f"{path}.{key}" if path else str(key), key) for key in list(node.keys())]
+    elif isinstance(node, Sequence) and not isinstance(node, (str, bytes)):
+        keys = [(f"{path}[{i}]", i) for i in range(len(node))]
+    else:
+        return node
+    values = []
+    for where, key in keys:
+        try:
+            value = node[key]
+        except Exception as exc:  # an interpolation that cannot be resolved
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"{where}: cannot be resolved: {message}") from None
+        values.append(_plain(value, where))
+    if isinstance(node, Mapping):
+        return {str(key): value for (_, key), value in zip(keys, values, strict=True)}
+    return values
 
 
 def _applies(key: Key, section: Mapping[str, object]) -> bool:

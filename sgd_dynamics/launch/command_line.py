@@ -150,14 +150,14 @@ class Composer:
             base = self._with_groups(tuple(o.input_line for o in groups))
         except Exception as exc:
             raise self._group_error(groups, exc) from None
+        values = [o for o in overrides if o not in groups]
         cfg = copy.deepcopy(base)
-        for override in overrides:
-            if override in groups:
-                continue
-            before = copy.deepcopy(cfg)
+        for done, override in enumerate(values):
             try:
                 ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
             except Exception as exc:
+                before = copy.deepcopy(base)  # the configuration the override was applied to
+                ConfigLoaderImpl._apply_overrides_to_config(values[:done], before)
                 raise _value_error(override, before, exc) from None
         return cfg
 
@@ -363,9 +363,10 @@ def check_output_folder(folder: str, key: str, cwd: str | os.PathLike) -> None:
 
 
 def check_job(cfg: DictConfig, job: int | None = None, cwd: str | os.PathLike = ".") -> dict:
-    """Check one composed job configuration (with its ``hydra`` node; `job`: its number in
-    a sweep, None for a single run): `validate_config`, the `run_limits` checks, the output
-    folder. Returns the validated configuration as plain containers.
+    """Check one composed job configuration (with its ``hydra`` node, which is taken out of
+    `cfg` as Hydra does for the job; `job`: its number in a sweep, None for a single run):
+    `validate_config`, the `run_limits` checks, the output folder. Returns the validated
+    configuration as plain containers.
 
     Raises:
         ConfigError: ``<key>=<value>: <what is accepted>``.
@@ -377,10 +378,9 @@ def check_job(cfg: DictConfig, job: int | None = None, cwd: str | os.PathLike = 
     key = "hydra.run.dir" if job is None else "hydra.sweep.dir"
     check_output_folder(str(Path(folder).parent) if job is not None else folder, key, cwd)
     with _hydra_config(cfg):
-        task = copy.copy(cfg)
-        with read_write(task), open_dict(task):
-            del task["hydra"]
-        config = validate_config(task, trainer_arguments=trainer_arguments())
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]  # as Hydra passes it to the job
+        config = validate_config(cfg, trainer_arguments=trainer_arguments())
     run_limits.check_required(config)
     run_limits.check_training_loop(config["trainer"])
     launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
@@ -405,14 +405,17 @@ def check_command_line(
     Raises:
         ConfigError: the one-line reason the command line cannot make a run.
     """
-    from hydra.errors import OverrideParseException  # noqa: F401  (Hydra loaded here)
-
     if os.environ.get("LOCAL_RANK", "0") != "0" or "--version" in argv:
         return 0
+    try:
+        return _check(argv, Path(config_dir), cwd)
+    except ConfigError as exc:
+        raise ConfigError(printable(str(exc))) from None
+
+
+def _check(argv: Sequence[str], config_dir: Path, cwd: str | os.PathLike) -> int:
     flags = _flags(argv)
-    if any(getattr(flags, name, None) for name in PASSED_TO_HYDRA):
-        return 0
-    if not Path(config_dir).is_dir():
+    if any(getattr(flags, name, None) for name in PASSED_TO_HYDRA) or not config_dir.is_dir():
         return 0
     overrides = _parse(flags.overrides)
     modes = [str(o.value()).upper() for o in overrides if o.key_or_group == "hydra.mode"]
@@ -428,7 +431,7 @@ def check_command_line(
                     "goes in quotes: key='a,b'"
                 )
         jobs = [overrides]
-    build = composer(str(Path(config_dir).resolve()), flags.config_name or CONFIG_NAME)
+    build = composer(str(config_dir.resolve()), flags.config_name or CONFIG_NAME)
     for number, job in enumerate(jobs):
         where = f"sweep job {number} ({' '.join(o.input_line for o in job)}): " if multirun else ""
         try:
@@ -438,3 +441,8 @@ def check_command_line(
         except ConfigError as exc:
             raise ConfigError(f"{where}{exc}") from None
     return len(jobs)
+
+
+def printable(message: str) -> str:
+    """`message` on one line: control characters (a newline in a value) written as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
