@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sgd_dynamics.config_schema import GAUSS10, format_value
+from sgd_dynamics.schedule import snapshot_steps
 from sgd_dynamics.utils.errors import ConfigError
 from sgd_dynamics.utils.validate import is_integer
 
@@ -344,10 +345,14 @@ def _training_steps(config: Mapping[str, object]) -> int:
     return epochs * max(1, math.ceil(n_train / max(int(config.get("batch_size", 1)), 1)))
 
 
+LISTED_LOG_POINTS = 100_000  # log-spaced schedules up to this many points are listed exactly
+
+
 def snapshot_count(config: Mapping[str, object]) -> int:
     """A lower bound of the snapshots the schedule takes (`schedule.snapshot_steps`: step 0,
     the last step, every ``every_n_steps``-th step, ``log_points`` log-spaced steps), without
-    listing them."""
+    listing every step: ``last // every_n_steps + 1``, and the log-spaced steps (distinct after
+    rounding) when there are at most `LISTED_LOG_POINTS` of them."""
     spectral = config.get("spectral")
     if not isinstance(spectral, Mapping):
         return 0
@@ -357,8 +362,8 @@ def snapshot_count(config: Mapping[str, object]) -> int:
     count = 2 if last > 0 else 1
     if is_integer(every) and every >= 1:
         count = max(count, last // int(every) + 1)
-    if is_integer(points) and points >= 2:
-        count = max(count, min(int(points), last + 1))
+    if is_integer(points) and 2 <= points <= LISTED_LOG_POINTS:
+        count = max(count, len(snapshot_steps(last, log_points=int(points))))
     return count
 
 
