@@ -6,6 +6,8 @@ is created.
 - `check_training_loop`: Trainer arguments of the open ``trainer`` section that bound the
   training loop, so that a run trains at least one step, stops, and trains the batch it records
   (``limit_train_batches=0``, ``fast_dev_run``, ``accumulate_grad_batches``, ...);
+- `check_data_files`: the files a file data set reads are in ``dataset.root`` (or will be
+  downloaded);
 - `check_threads`: a thread count the OpenMP runtime can create (at most `THREADS_PER_CPU`
   per CPU of this machine);
 - `memory_needed` / `check_memory`: a lower bound of the memory the data set, the network and
@@ -34,6 +36,7 @@ __all__ = [
     "THREADS_PER_CPU",
     "Estimate",
     "available_memory",
+    "check_data_files",
     "check_disk",
     "check_memory",
     "check_required",
@@ -173,6 +176,43 @@ def check_training_loop(trainer: Mapping[str, object]) -> None:
             "trainer.max_epochs",
             -1,
             "null or an integer >= 1 when trainer.max_steps=-1 (both -1: the run never ends)",
+        )
+
+
+# ----------------------------------------------------------------------------- data files
+def missing_data_files(config: Mapping[str, object], cwd: str | os.PathLike = ".") -> list[str]:
+    """The files a file data set (MNIST, Fashion-MNIST, CIFAR-10) needs that are not in
+    ``dataset.root`` (relative to `cwd`), by the readers' own rules; [] for Gauss-10 and when
+    ``dataset.download`` will fetch them."""
+    from sgd_dynamics.data.cifar10 import CIFAR10_FOLDER, CIFAR10_TEST_BATCH, CIFAR10_TRAIN_BATCHES
+    from sgd_dynamics.data.mnist import find_idx_files
+
+    dataset = config.get("dataset") or {}
+    target = dataset.get("_target_")
+    root = dataset.get("root")
+    if target not in FILE_DATA_SIZES or dataset.get("download") or not isinstance(root, str):
+        return []
+    folder = Path(cwd, root).expanduser()
+    if "CIFAR10" in target:
+        names = [*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH]
+        return [
+            f"{CIFAR10_FOLDER}/{n}" for n in names if not (folder / CIFAR10_FOLDER / n).is_file()
+        ]
+    return [f"{name}[.gz]" for name in find_idx_files(folder)[1]]
+
+
+def check_data_files(config: Mapping[str, object], cwd: str | os.PathLike = ".") -> None:
+    """`ConfigError` naming the data files missing from ``dataset.root`` (one line; the
+    readers check the files' contents when the run loads them)."""
+    missing = missing_data_files(config, cwd)
+    if missing:
+        root = config["dataset"]["root"]
+        where = Path(cwd, root).expanduser().absolute()
+        state = "" if where.is_dir() else ", a folder that does not exist"
+        raise ConfigError(
+            f"dataset.root={root}: data files not found in {where}{state} (missing: "
+            f"{', '.join(missing)}); add dataset.download=true to fetch them, or point "
+            "dataset.root at the folder that holds them"
         )
 
 

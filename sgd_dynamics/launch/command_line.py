@@ -365,7 +365,8 @@ def check_output_folder(folder: str, key: str, cwd: str | os.PathLike) -> None:
 def check_job(cfg: DictConfig, job: int | None = None, cwd: str | os.PathLike = ".") -> dict:
     """Check one composed job configuration (with its ``hydra`` node, which is taken out of
     `cfg` as Hydra does for the job; `job`: its number in a sweep, None for a single run):
-    `validate_config`, the `run_limits` checks, the output folder. Returns the validated
+    `validate_config`, the `run_limits` checks, the output folder, the checkpoint to resume
+    from (`resume_guard.check_checkpoint`, without the model). Returns the validated
     configuration as plain containers.
 
     Raises:
@@ -383,6 +384,11 @@ def check_job(cfg: DictConfig, job: int | None = None, cwd: str | os.PathLike = 
         config = validate_config(cfg, trainer_arguments=trainer_arguments())
     run_limits.check_required(config)
     run_limits.check_training_loop(config["trainer"])
+    run_limits.check_data_files(config, cwd)
+    if isinstance(ckpt := config.get("ckpt_path"), str):  # readable, with the training state
+        from sgd_dynamics.resume_guard import check_checkpoint
+
+        check_checkpoint(ckpt if Path(ckpt).is_absolute() or str(cwd) == "." else Path(cwd, ckpt))
     launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
     if not any(name in launcher for name in REMOTE_LAUNCHERS):  # this machine runs the job
         run_limits.check_threads(config["threads"])
