@@ -8,6 +8,7 @@ is created.
   (``limit_train_batches=0``, ``fast_dev_run``, ``accumulate_grad_batches``, ...);
 - `check_data_files`: the files a file data set reads are in ``dataset.root`` (or will be
   downloaded);
+- `check_devices`: an accelerator this machine has, and no more devices than it has;
 - `check_threads`: a thread count the OpenMP runtime can create (at most `THREADS_PER_CPU`
   per CPU of this machine);
 - `memory_needed` / `check_memory`: a lower bound of the memory the data set, the network and
@@ -37,9 +38,11 @@ __all__ = [
     "Estimate",
     "available_memory",
     "check_data_files",
+    "check_devices",
     "check_disk",
     "check_memory",
     "check_required",
+    "check_sizes",
     "check_threads",
     "check_training_loop",
     "disk_needed",
@@ -216,6 +219,41 @@ def check_data_files(config: Mapping[str, object], cwd: str | os.PathLike = ".")
         )
 
 
+# ----------------------------------------------------------------------------- devices
+def device_count(accelerator: str) -> int | None:
+    """Devices of `accelerator` this machine has (torch's count); None for cpu and auto."""
+    import torch
+
+    if accelerator in ("gpu", "cuda"):
+        return torch.cuda.device_count()
+    if accelerator == "mps":
+        return int(bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()))
+    return None
+
+
+def check_devices(trainer: Mapping[str, object]) -> None:
+    """``trainer.accelerator`` names a kind of device this machine has, and ``trainer.devices``
+    asks for no more of them than it has (checked where the job runs on this machine)."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    count = device_count(accelerator)
+    if count is None:
+        return
+    if count == 0:
+        raise _refuse(
+            "trainer.accelerator",
+            accelerator,
+            f"cpu or auto: this machine has no {accelerator} device (torch sees none)",
+        )
+    devices = trainer.get("devices", 1)
+    wanted = len(devices) if isinstance(devices, list) else devices
+    if is_integer(wanted) and wanted > count:
+        raise _refuse(
+            "trainer.devices",
+            devices,
+            f"at most {count} ({accelerator} devices of this machine) or -1 (all)",
+        )
+
+
 # ----------------------------------------------------------------------------- threads
 THREADS_PER_CPU = 4  # oversubscription beyond this only slows a run; far beyond, libgomp crashes
 
@@ -290,6 +328,16 @@ def _dims(config: Mapping[str, object]) -> tuple[int, int, int, int]:
     input_dim, classes, n_file, n_test = FILE_DATA_SIZES.get(target, (1, 2, 1, 1))
     n_train = dataset.get("n_train")
     return input_dim, classes, min(int(n_train or n_file), n_file), n_test
+
+
+def check_sizes(config: Mapping[str, object]) -> None:
+    """`config_schema.validate_sizes` with the training samples and the parameter count known
+    from the configuration (Gauss-10: generated; file data sets: the published files, which
+    the readers check again when the run loads them)."""
+    from sgd_dynamics.config_schema import validate_sizes
+
+    _, _, n_train, _ = _dims(config)
+    validate_sizes(config, n_train=n_train, n_params=parameter_count(config))
 
 
 def parameter_count(config: Mapping[str, object]) -> int:

@@ -384,6 +384,7 @@ def check_job(cfg: DictConfig, job: int | None = None, cwd: str | os.PathLike = 
         config = validate_config(cfg, trainer_arguments=trainer_arguments())
     run_limits.check_required(config)
     run_limits.check_training_loop(config["trainer"])
+    run_limits.check_sizes(config)
     run_limits.check_data_files(config, cwd)
     if isinstance(ckpt := config.get("ckpt_path"), str):  # readable, with the training state
         from sgd_dynamics.resume_guard import check_checkpoint
@@ -392,6 +393,7 @@ def check_job(cfg: DictConfig, job: int | None = None, cwd: str | os.PathLike = 
     launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
     if not any(name in launcher for name in REMOTE_LAUNCHERS):  # this machine runs the job
         run_limits.check_threads(config["threads"])
+        run_limits.check_devices(config["trainer"])
         run_limits.check_memory(config)
     run_limits.check_disk(config, Path(cwd, folder))
     return config

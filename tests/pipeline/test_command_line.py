@@ -116,6 +116,9 @@ LIMITS = [
     (["spectral=off", "++spectral.k=3"], "spectral={k: 3}: an option of its group, or null"),
     (["~logger.wandb._target_"], "logger.wandb={save_dir: "),
     (["callbacks.spectral=null"], "callbacks.spectral=null: the spectral section"),
+    (["spectral.k=100000"], "spectral.k=100000: an integer from 1 to 1002, the number of param"),
+    (["dataset=mnist", "dataset.root=nowhere"], "dataset.root=nowhere: data files not found in "),
+    (["ckpt_path=nowhere.ckpt"], "cannot read checkpoint "),
 ]
 
 
@@ -156,7 +159,7 @@ def test_output_folders_that_cannot_hold_a_run_are_refused(tmp_path):
     "argv, jobs",
     [
         ([], 1),
-        (["dataset=mnist", "batch_size=64"], 1),
+        (["dataset=mnist", "dataset.download=true", "batch_size=64"], 1),
         (["+trainer.limit_train_batches=0.5", "+trainer.max_time=00:01:00:00"], 1),
         (["threads=2", "trainer.max_steps=-1", "trainer.max_epochs=3"], 1),
         (["-m", "batch_size=5,10", "dataset.label_noise=0,0.5", "model.depth=1,2"], 8),
@@ -184,7 +187,9 @@ def test_every_experiment_trains_without_snapshots_with_spectral_off(experiment,
     assert built and all(isinstance(c, pl.Callback) for c in built)
     assert not any(isinstance(c, SpectralSnapshots) for c in built)
     assert on.spectral._target_ == "callbacks.spectral.SpectralSnapshots"
-    assert check_command_line([f"experiment={experiment}", "spectral=off"], cwd=tmp_path) == 1
+    files = ["dataset.download=true"] if "root" in on.dataset else []  # fetched by the run
+    argv = [f"experiment={experiment}", "spectral=off", *files]
+    assert check_command_line(argv, cwd=tmp_path) == 1
 
 
 COMPOSED = [

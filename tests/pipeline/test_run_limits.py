@@ -167,3 +167,17 @@ def test_available_memory_reads_meminfo(tmp_path):
     meminfo.write_text("MemTotal:  100 kB\nMemAvailable:    2048 kB\n")
     available = run_limits.available_memory(meminfo)
     assert available is not None and available <= 2048 * 1024
+
+
+def test_accelerators_this_machine_lacks_are_refused(monkeypatch):
+    counts = {"gpu": 0, "cuda": 0, "mps": 0}
+    monkeypatch.setattr(run_limits, "device_count", lambda a: counts.get(a))
+    run_limits.check_devices({"accelerator": "cpu", "devices": 4})
+    run_limits.check_devices({"accelerator": "auto", "devices": "auto"})
+    with pytest.raises(ConfigError, match=r"^trainer\.accelerator=gpu: cpu or auto: this machine"):
+        run_limits.check_devices({"accelerator": "gpu", "devices": 1})
+    counts["cuda"] = 2
+    run_limits.check_devices({"accelerator": "cuda", "devices": 2})
+    run_limits.check_devices({"accelerator": "cuda", "devices": -1})
+    with pytest.raises(ConfigError, match=r"^trainer\.devices=\[0, 1, 2\]: at most 2 \(cuda"):
+        run_limits.check_devices({"accelerator": "cuda", "devices": [0, 1, 2]})
