@@ -148,6 +148,7 @@ def test_generated_command_lines_through_train_py(argv, existing, tmp_path_facto
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output[-3000:]
     assert result.returncode in (0, 2, 3), output[-3000:]  # 3: a run that diverged
+    event(f"exit {result.returncode}")
     if result.returncode == 2:
         errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
         assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
