@@ -24,6 +24,7 @@ import argparse
 import copy
 import functools
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,9 +128,11 @@ class Composer:
 
         if lines not in self._groups:
             try:
-                self._groups[lines] = self.loader.load_configuration(
-                    self.config_name, list(lines), RunMode.RUN, from_shell=True
-                )
+                with warnings.catch_warnings():  # Hydra warns again when it composes the run
+                    warnings.simplefilter("ignore")
+                    self._groups[lines] = self.loader.load_configuration(
+                        self.config_name, list(lines), RunMode.RUN, from_shell=True
+                    )
             except Exception as exc:  # Hydra's errors, kept to be raised again
                 self._groups[lines] = exc
         result = self._groups[lines]
@@ -375,6 +378,7 @@ def check_job(cfg: DictConfig, job: int | None = None, cwd: str | os.PathLike = 
     from sgd_dynamics import run_limits
     from sgd_dynamics.config_schema import validate_config
 
+    launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
     folder = _output_folder(cfg, job, cwd)
     key = "hydra.run.dir" if job is None else "hydra.sweep.dir"
     check_output_folder(str(Path(folder).parent) if job is not None else folder, key, cwd)
@@ -390,7 +394,6 @@ def check_job(cfg: DictConfig, job: int | None = None, cwd: str | os.PathLike = 
         from sgd_dynamics.resume_guard import check_checkpoint
 
         check_checkpoint(ckpt if Path(ckpt).is_absolute() or str(cwd) == "." else Path(cwd, ckpt))
-    launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
     if not any(name in launcher for name in REMOTE_LAUNCHERS):  # this machine runs the job
         run_limits.check_threads(config["threads"])
         run_limits.check_devices(config["trainer"])

@@ -166,6 +166,9 @@ def test_output_folders_that_cannot_hold_a_run_are_refused(tmp_path):
         (["--multirun", "seed=range(3)", "spectral=off"], 3),
         (["--help", "batchsize=3"], 0),  # Hydra answers --help itself
         (["--hydra-help"], 0),
+        # jobs that run on other machines: this machine's CPUs do not bound their threads
+        (["-m", "hydra/launcher=submitit_slurm", "seed=1,2", "threads=1000"], 2),
+        (["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2"], 2),
     ],
 )
 def test_good_command_lines_pass(argv, jobs, tmp_path):
