@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 PLOT_HELP = """\
 Redraw a run's figures from its stored snapshots alone (RUN_DIR/spectra/step_*.npz):
@@ -54,13 +56,58 @@ anything runs. Ends with the sweep's "Sweep outputs:" and "Report:" lines; exit 
 job did not complete (run the command again)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line: ``sgd-dynamics plot: error: <message>`` and exit
+    status 2 (no usage block; ``--help`` shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def _integer(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `low` (the config schema's wording)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"an integer >= {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a finite number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # false for nan
+        raise argparse.ArgumentTypeError(f"a number in [0, 1], got {text!r}")
+    return value
+
+
+def _output_folder(text: str) -> str:
+    """An argparse type: a folder the figures can be written into (existing, or creatable)."""
+    from sgd_dynamics.run_folder.location import unwritable_output
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a folder, got ''")
+    if (problem := unwritable_output(text)) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
 def _command(sub, name: str, summary: str, description: str) -> argparse.ArgumentParser:
     """The sub-command `name` (`summary` in the list of commands, `description` in its help)."""
     return sub.add_parser(name, help=summary, description=description)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sgd-dynamics",
         description="Figures and reports from the spectral snapshots that sgd-dynamics runs store.",
     )
@@ -72,10 +119,15 @@ def _parser() -> argparse.ArgumentParser:
         "stored steps whose full spectra / densities figure 1 shows (default: 4 snapshots "
         "from the first to the last, spread evenly in log(train loss), else in log(step + 1))"
     )
-    plot.add_argument("--steps", type=int, nargs="+", metavar="STEP", help=steps_help)
-    plot.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/figures)")
+    plot.add_argument("--steps", type=_integer(0), nargs="+", metavar="STEP", help=steps_help)
     plot.add_argument(
-        "--k", type=int, metavar="K", help="draw the top-K indices in figure 2 (default: all)"
+        "--out", type=_output_folder, metavar="DIR", help="output folder (default: RUN_DIR/figures)"
+    )
+    plot.add_argument(
+        "--k",
+        type=_integer(1),
+        metavar="K",
+        help="draw the top-K indices in figure 2 (default: all)",
     )
 
     rep = _command(sub, "report", "figures and a CSV table from a sweep's jobs", REPORT_HELP)
@@ -85,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument(
         "--quantiles",
-        type=float,
+        type=_fraction,
         nargs="+",
         default=[0.1, 0.5, 0.9],
         metavar="Q",
@@ -98,10 +150,18 @@ def _parser() -> argparse.ArgumentParser:
         help="group by these config keys (e.g. batch_size dataset.label_noise) instead of the "
         "overrides that differ between jobs",
     )
-    rep.add_argument("--out", metavar="DIR", help="output folder (default: SWEEP_DIR/report)")
-    rep.add_argument("--top", type=int, default=10, help="cosines summarised (default: 10)")
     rep.add_argument(
-        "--threshold", type=float, default=0.9, help="cosine counted as aligned (default: 0.9)"
+        "--out",
+        type=_output_folder,
+        metavar="DIR",
+        help="output folder (default: SWEEP_DIR/report)",
+    )
+    rep.add_argument("--top", type=_integer(1), default=10, help="cosines summarised (default: 10)")
+    rep.add_argument(
+        "--threshold",
+        type=_fraction,
+        default=0.9,
+        help="cosine counted as aligned, in [0, 1] (default: 0.9)",
     )
     rep.add_argument(
         "--no-wandb",

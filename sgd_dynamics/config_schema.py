@@ -23,6 +23,7 @@ from sgd_dynamics.curvature.options import DTYPES, HP_METHODS, METHODS
 from sgd_dynamics.models import ACTIVATIONS
 from sgd_dynamics.utils.dotted import get_dotted as _get
 from sgd_dynamics.utils.errors import ConfigError
+from sgd_dynamics.utils.suggest import did_you_mean
 from sgd_dynamics.utils.validate import is_integer as _is_int
 
 __all__ = [
@@ -376,7 +377,9 @@ def _leaves(
         elif name in open_keys.get(path, ()):
             continue
         else:
-            raise _refuse(where, value, "unknown key; " + _valid_keys(node, path, open_keys))
+            valid = _valid_keys(node, path, open_keys)
+            names = [f"{path}.{n}" if path else n for n in valid.split(": ", 1)[1].split(", ")]
+            raise _refuse(where, value, f"unknown key; {valid}{did_you_mean(where, names)}")
 
 
 def _valid_keys(

@@ -14,6 +14,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from sgd_dynamics.launch.build import build
+from sgd_dynamics.launch.command_line import check_command_line
 from sgd_dynamics.launch.ddp import (
     DDP_ENVIRONMENT,
     check_ddp_launch,
@@ -21,7 +22,7 @@ from sgd_dynamics.launch.ddp import (
     end_ddp_run,
     prepare_ddp_relaunch,
 )
-from sgd_dynamics.launch.overrides import check_command_line, output_folder
+from sgd_dynamics.launch.overrides import check_typed_resolvers, output_folder
 from sgd_dynamics.launch.resume import restore_run_record, resume_argv
 from sgd_dynamics.launch.run_folder import check_run_settings, claim_resume_folder
 from sgd_dynamics.lifecycle.faults import fault_point
@@ -61,18 +62,22 @@ def prepare_command_line(argv: list[str]) -> list[str]:
     """The command line Hydra gets: a resume continues its run folder (`resume_argv`), a
     re-launched DDP process joins its parent's (`ddp_child_argv`). Draws this invocation's
     run id (``SGD_DYNAMICS_RUN_ID``, part of the output folder's name). Bad input (a resolver
-    outside `check_command_line`'s, a refused resume, an output folder that cannot be written)
+    outside `check_typed_resolvers`'s, a refused resume, an output folder that cannot be written)
     prints ``error: ...`` and exits with status 2, before Hydra creates anything."""
     os.environ["SGD_DYNAMICS_RUN_ID"] = secrets.token_hex(3)
     remember_original_command(argv)
     try:
-        check_command_line(argv)  # no ${oc.env:...} and other resolvers in typed values
+        check_typed_resolvers(argv)  # no ${oc.env:...} and other resolvers in typed values
         claim_resume_folder(argv)  # a resume's folder: checked and locked before Hydra
         argv = ddp_child_argv(resume_argv(argv))
     except SetupError as exc:
         _refuse(str(exc))
     if (problem := unwritable_output(output_folder(argv))) is not None:
         _refuse(problem)
+    try:
+        check_command_line(argv)  # Hydra's errors, the schema, run limits: one line each
+    except SetupError as exc:
+        _refuse(str(exc))
     return argv
 
 

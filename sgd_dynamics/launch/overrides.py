@@ -3,7 +3,7 @@
 The one place the launch layer reads overrides: the resume command line (which keys a new
 command line sets), the overrides replayed from a run folder (`check_replayed_overrides`: data
 for the schema's keys, never resolved), the resolvers a typed override may call
-(`check_command_line`), and the output folder a command line names (checked before Hydra
+(`check_typed_resolvers`), and the output folder a command line names (checked before Hydra
 creates it). (`sgd_dynamics.report`, which
 must not import Hydra, reads the overrides of finished runs with its own plain
 ``key=value`` split: those were written by Hydra and need no grammar.)
@@ -26,7 +26,7 @@ from sgd_dynamics.utils.interpolation import UnparsableInterpolation, resolvers_
 __all__ = [
     "COMMAND_LINE_RESOLVERS",
     "DEFAULT_OUTPUT_FOLDER",
-    "check_command_line",
+    "check_typed_resolvers",
     "check_replayed_overrides",
     "output_folder",
     "override_key",
@@ -109,7 +109,7 @@ def _value(override: Override) -> object:
     return override.value() if override.value_type is not None else None
 
 
-def check_command_line(argv: Sequence[str]) -> None:
+def check_typed_resolvers(argv: Sequence[str]) -> None:
     """Refuse a command-line override whose value calls a resolver other than
     `COMMAND_LINE_RESOLVERS` (``${oc.env:...}``, ``${oc.decode:...}``, ``${oc.create:...}``,
     ``${oc.select:...}``, ...): what they produce (the environment's values, nodes built from

@@ -30,8 +30,8 @@ from omegaconf import OmegaConf
 from sgd_dynamics.config_schema import SCHEMA, allowed_targets
 from sgd_dynamics.launch import register_resolvers
 from sgd_dynamics.launch.overrides import (
-    check_command_line,
     check_replayed_overrides,
+    check_typed_resolvers,
     parse_overrides,
 )
 from sgd_dynamics.launch.targets import check_instantiable
@@ -255,9 +255,9 @@ def test_typed_values_that_call_oc_resolvers_are_refused(drawn):
     _, text = drawn
     if "${oc." in text:
         with pytest.raises(ConfigError, match="the resolver oc[.][a-z]+ is not accepted"):
-            check_command_line(["batch_size=5", text])
+            check_typed_resolvers(["batch_size=5", text])
     else:
-        check_command_line([text])
+        check_typed_resolvers([text])
 
 
 @pytest.mark.parametrize(
@@ -273,7 +273,7 @@ def test_typed_values_that_call_oc_resolvers_are_refused(drawn):
 )
 def test_command_line_resolvers_are_refused(argv):
     with pytest.raises(ConfigError, match="is not accepted in an override"):
-        check_command_line(argv)
+        check_typed_resolvers(argv)
 
 
 @pytest.mark.parametrize(
@@ -286,12 +286,12 @@ def test_command_line_resolvers_are_refused(argv):
     ],
 )
 def test_plain_interpolations_and_the_project_resolvers_pass(argv):
-    check_command_line(argv)
+    check_typed_resolvers(argv)
 
 
 def test_an_unparsable_interpolation_is_refused():
     with pytest.raises(ConfigError, match="OmegaConf cannot parse the interpolation"):
-        check_command_line(["logger.wandb.name='${ oc . env : X}'"])
+        check_typed_resolvers(["logger.wandb.name='${ oc . env : X}'"])
 
 
 def test_hypothesis_draws_reach_foreign_targets(base_config):

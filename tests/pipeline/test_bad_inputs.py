@@ -230,12 +230,26 @@ def run_folder_files(cwd: Path) -> set[str]:
     ],
 )
 def test_train_py_refuses_before_creating_anything(args, message, text_file, tmp_path):
-    """Exit status 2, one error line, no traceback; the run folder holds Hydra's files only
-    (no status.json, no wandb run, no checkpoint, no snapshot)."""
+    """Exit status 2, one error line, no traceback, and no run folder: refused before Hydra
+    runs (`check_command_line`)."""
     args = [a.format(text=text_file) for a in args]
     result = run_train(args, cwd=tmp_path)  # the default logger: wandb
     assert result.returncode == 2, result.stderr
     assert message.format(text=text_file) in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.ckpt"]
+
+
+@pytest.mark.slow
+def test_train_py_refuses_a_bad_size_found_once_the_data_is_read(tmp_path):
+    """A batch larger than the 40 samples of the data files: found by `validate_sizes` in
+    `build`, after Hydra made the run folder, which then holds Hydra's files only (no
+    status.json, no wandb run, no checkpoint, no snapshot)."""
+    write_mnist_files(tmp_path / "mnist", n_train=40, n_test=10)
+    args = ["dataset=mnist", f"dataset.root={tmp_path / 'mnist'}", "batch_size=64"]
+    result = run_train(args, cwd=tmp_path)  # the default logger: wandb
+    assert result.returncode == 2, result.stderr
+    assert "error: batch_size=64: an integer from 1 to 40" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert run_folder_files(tmp_path) <= HYDRA_FILES
 

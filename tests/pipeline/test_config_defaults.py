@@ -18,9 +18,15 @@ load_entry_point()  # registers the resolvers the configs use
 
 
 def group_defaults() -> list[tuple[str, str]]:
-    """(group, option) of every option of every group but `experiment` (whose values are
-    the paper's settings, overriding the defaults on purpose) and conf/hydra."""
-    return config_options(skip=("hydra", "experiment"))
+    """(group, option) of every option of every group but `experiment` and the options an
+    experiment chooses (``spectral=paper_mnist``), whose values are the paper's settings,
+    overriding the defaults on purpose, and conf/hydra."""
+    experiments = {option for group, option in config_options() if group == "experiment"}
+    return [
+        (group, option)
+        for group, option in config_options(skip=("hydra", "experiment"))
+        if option not in experiments
+    ]
 
 
 def target_nodes(node: object, path: str = "") -> Iterator[tuple[str, DictConfig]]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from pipeline_helpers import PYTHON, REPO_ROOT, outputs_line, run_train
+from pipeline_helpers import PYTHON, REPO_ROOT, outputs_line, run_train, write_mnist_files
 
 from sgd_dynamics.data import make_gauss10
 from sgd_dynamics.models import MLP
@@ -126,7 +126,12 @@ def test_resume_from_last_checkpoint_continues_the_same_folder(tmp_path):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["dataset=imagenet"], 1, "Could not find 'dataset/imagenet'"),
+        (
+            ["dataset=imagenet"],
+            2,
+            "error: dataset=imagenet: no such option of the group dataset; one of cifar10, "
+            "fashion_mnist, gauss10, mnist\n",
+        ),
         (["dataset.label_noise=1.5"], 2, "error: dataset.label_noise=1.5: a number in [0, 1]"),
         (
             ["dataset=mnist", "dataset.root=/no/such/folder"],
@@ -144,10 +149,12 @@ def test_bad_input_gives_a_clear_message_and_no_traceback(tmp_path, args, code, 
 
 
 def test_simultaneous_starts_get_separate_folders(tmp_path):
-    """Three runs started together (they stop at the bad batch size, after Hydra has created
-    their folders): three folders, each with Hydra's files only (a refused configuration
-    writes no status.json)."""
-    env_cmd = [PYTHON, str(REPO_ROOT / "train.py"), "batch_size=0", "logger=none"]
+    """Three runs started together (they stop at a batch larger than the 40 samples of the
+    data files, found once the files are read, after Hydra has created their folders): three
+    folders, each with Hydra's files only (a refused configuration writes no status.json)."""
+    write_mnist_files(tmp_path / "mnist", n_train=40, n_test=10)
+    data = ["dataset=mnist", f"dataset.root={tmp_path / 'mnist'}", "batch_size=64"]
+    env_cmd = [PYTHON, str(REPO_ROOT / "train.py"), *data, "logger=none"]
     procs = [
         subprocess.Popen(env_cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(3)

@@ -137,8 +137,12 @@ def test_default_run_is_gauss10_batch5_depth1(tmp_path):
 def test_two_loggers_at_once(tmp_path):
     cfg = compose_train(["logger=[wandb,csv]", f"run_dir={tmp_path}"])
     parts = ENTRY.build(cfg)
-    kinds = {type(lg).__name__ for lg in parts["trainer"].loggers}
-    assert kinds == {"WandbLogger", "CSVLogger"}
+    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+    loggers = parts["trainer"].loggers
+    assert len(loggers) == 2
+    assert sum(isinstance(lg, WandbLogger) for lg in loggers) == 1
+    assert sum(isinstance(lg, CSVLogger) for lg in loggers) == 1
     assert compose_train(["logger=none", f"run_dir={tmp_path}"]).logger == {}
 
 
