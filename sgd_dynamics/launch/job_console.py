@@ -17,7 +17,7 @@ from sgd_dynamics.utils.console import set_job_label
 def sweep_job_label(config: DictConfig) -> str:
     """``"[job N] "`` for job N of a sweep, ``""`` for a single run."""
     hydra = config.hydra
-    if hydra.mode != RunMode.MULTIRUN:
+    if getattr(hydra.mode, "name", hydra.mode) != RunMode.MULTIRUN.name:  # RunMode or its name
         return ""
     return f"[job {hydra.job.num}] "
 
