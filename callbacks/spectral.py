@@ -43,7 +43,7 @@ from sgd_dynamics.run_folder.snapshots import (
     save_snapshot,
     snapshot_path,
 )
-from sgd_dynamics.schedule import density_steps, snapshot_steps
+from sgd_dynamics.schedule import AUTO, auto_log_points, density_steps, snapshot_steps
 from sgd_dynamics.wandb_io import run_logging
 
 log = logging.getLogger("sgd_dynamics.spectral")
@@ -62,7 +62,8 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
         n_samples: size of the fixed spectral subset of the training set (None: all of it).
         dtype: ``"float64"`` or ``"float32"``, the precision of the curvature computation.
         every_n_steps: a snapshot every this many global steps (None: off).
-        log_points: about this many log-spaced snapshot steps (None: off).
+        log_points: about this many log-spaced snapshot steps (``"auto"``: one per 100 steps,
+            10 to 30, `sgd_dynamics.schedule.auto_log_points`; None: off).
         chunk_size: samples per chunk in the operators (None: the engine's default).
         warm_start: start each iterative solve from the previous snapshot's eigenvectors.
         hp_method: H_p's extremes in the iterative method: ``"solve"`` (converged), ``"ritz"``
@@ -88,7 +89,7 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
         n_samples: int | None = 2000,
         dtype: str = "float64",
         every_n_steps: int | None = None,
-        log_points: int | None = 30,
+        log_points: int | str | None = AUTO,
         chunk_size: int | None = None,
         warm_start: bool = True,
         hp_method: str = "solve",
@@ -129,6 +130,8 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
         self._last_taken = -1
         self._n_taken = 0
         self._drawn_at = -1  # the step of the last drawing: the end does not redraw it
+        self._to_take = 0  # snapshots this process is to take (set when training starts)
+        self._taken_here = 0
 
     # ------------------------------------------------------------------ Lightning hooks
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -144,15 +147,9 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
             if stale:
                 log.info("resumed at step %d: removed %d stale snapshot(s)", step, len(stale))
         take_now = step in self._schedule and not self._on_disk(step, trainer)
+        self._to_take = sum(1 for s in self._schedule if s > step) + take_now
         if trainer.is_global_zero:
-            log.info(
-                "spectral snapshots: %d to take up to step %d on %d samples (k=%d, method=%s)",
-                sum(1 for s in self._schedule if s > step) + take_now,
-                last,
-                len(targets),
-                self.options.k,
-                self.options.method,
-            )
+            log.info(self._plan_line(step - 1 if take_now else step, last, len(targets)))
         if take_now:
             self._snapshot(trainer, pl_module)
 
@@ -191,6 +188,36 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
         self._n_taken = int(state_dict.get("n_taken", 0))
 
     # ------------------------------------------------------------------ work
+    def _plan_line(self, after: int, last: int, n_samples: int) -> str:
+        """The start-up line: how many snapshots, at which steps, how spaced; the time per
+        snapshot follows the second (`_pace_line`): it depends on the machine and the solver."""
+        steps = sorted(s for s in self._schedule if s > after)
+        if not steps:
+            return f"spectral: no snapshot left to take up to step {last}"
+        spacing = []
+        if self.log_points is not None:
+            points = auto_log_points(last) if self.log_points == AUTO else self.log_points
+            spacing.append(f"{points} log-spaced points")
+        if self.every_n_steps is not None:
+            spacing.append(f"every {self.every_n_steps} steps")
+        return (
+            f"spectral: {len(steps)} snapshots at steps {steps[0]}..{steps[-1]}"
+            f" ({' and '.join(spacing) or 'first and last'}) on {n_samples} samples"
+            f" (k={self.options.k}, method={self.options.method});"
+            " time per snapshot: estimated after the second"
+        )
+
+    def _pace_line(self, seconds: float) -> str | None:
+        """After the second snapshot this process takes (the first includes one-time set-up):
+        about how long the others will take at its pace."""
+        left = self._to_take - self._taken_here
+        if self._taken_here != 2 or left <= 0:
+            return None
+        return (
+            f"spectral: about {seconds:.1f} s per snapshot (the second one's time), so about"
+            f" {left * seconds:.0f} s for the other {left}"
+        )
+
     def _on_disk(self, step: int, trainer: pl.Trainer) -> bool:
         """Whether the snapshot of `step` is stored, as rank 0 sees it (broadcast under DDP, so
         that every rank takes the same snapshots: they share the collectives)."""
@@ -233,6 +260,7 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
         self._previous = spectra
         self._last_taken = step
         self._n_taken += 1
+        self._taken_here += 1
         if not trainer.is_global_zero:
             return
         arrays = dict(spectra.to_arrays())
@@ -258,6 +286,8 @@ class SpectralSnapshots(pl.Callback, DrawsAtRunEnd):
             min(10, len(arrays["cosines"])),
             seconds,
         )
+        if (pace := self._pace_line(seconds)) is not None:
+            log.info(pace)
         if "hp_to_minus_hf_w1" in arrays:
             log.info(
                 "snapshot step %d: densities in %.2f s, W1(H_p, -H_f) / spread = %.4g",

@@ -271,7 +271,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("spectral.n_samples", INT_OR_NULL_1, "fixed subset of the training set the spectra are computed on (null: all); at least batch_size"),  # noqa: E501
     # the engine's dtypes, float64 (the default) first
     Key("spectral.dtype", choice_of(reversed(DTYPES)), "precision of the curvature computation"),
-    Key("spectral.log_points", NULL | integer(2), "about this many snapshots spaced evenly in log(step + 1) (null: off)"),  # noqa: E501
+    Key("spectral.log_points", choice("auto") | NULL | integer(2), "about this many snapshots spaced evenly in log(step + 1) (auto: one per 100 steps, 10 to 30; null: off)"),  # noqa: E501
     Key("spectral.every_n_steps", INT_OR_NULL_1, "and/or one snapshot every this many steps (null: off)"),  # noqa: E501
     Key("spectral.chunk_size", INT_OR_NULL_1, "samples per chunk in the matrix-free products (null: the engine's choice)"),  # noqa: E501
     Key("spectral.warm_start", BOOL, "start each iterative solve from the previous snapshot's eigenvectors"),  # noqa: E501

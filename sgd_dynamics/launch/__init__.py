@@ -10,6 +10,8 @@
   rules for overrides replayed from a run folder and for the resolvers a typed one may call;
 - `ddp`: Lightning's DDP re-launch of the script, in single runs and in sweeps;
 - `sweep_outputs`: the Hydra callback that prints a sweep's folder and report command;
+  `job_console`: the Hydra callback that labels a sweep job's console lines;
+  `launcher_configs`: the project's launcher configs and Hydra's warning about them;
 - `sweep_jobs`: a sweep's jobs from its multirun.yaml (Hydra's basic sweeper expansion);
   `sweep_resume`: ``sgd-dynamics resume SWEEP_DIR``, which completes a sweep that did not end.
 
@@ -20,7 +22,10 @@ them (``train.py --help`` stays fast); it never imports the Lightning callbacks 
 
 from sgd_dynamics.launch.build import build, set_threads
 from sgd_dynamics.launch.entry import prepare_command_line, register_resolvers, run_job, user_error
+from sgd_dynamics.launch.launcher_configs import quiet_launcher_schema_warning
 from sgd_dynamics.launch.resume import resume_argv
+
+quiet_launcher_schema_warning()  # here: launcher workers import this package before composing
 
 __all__ = [
     "build",

@@ -95,8 +95,9 @@ def _build_keeping_record(cfg: DictConfig, script: str | os.PathLike) -> dict:
 
 
 def _build_or_exit(cfg: DictConfig, run_dir: Path, script: str | os.PathLike) -> dict:
-    """`build`, or for bad input: ``error: ...`` and exit status 2 (``status.json`` "failed"
-    unless the config itself was refused or a resume was)."""
+    """`build`, or for bad input: ``error: ...`` and exit status 2; a single run's fresh folder
+    is removed, other folders get ``status.json`` "failed" (unless the config itself was
+    refused or a resume was)."""
     from sgd_dynamics.run_folder.status import write_failed_status
 
     try:
@@ -109,10 +110,21 @@ def _build_or_exit(cfg: DictConfig, run_dir: Path, script: str | os.PathLike) ->
         message = user_error(exc)
         if message is None:
             raise
-        if not isinstance(exc, ConfigError) and cfg.ckpt_path is None:
-            # a refused config leaves no status.json; a refused resume leaves the run's as it was
-            write_failed_status(run_dir, f"error: {message}")
+        if cfg.ckpt_path is None and not _removed_if_single_run(run_dir):
+            if not isinstance(exc, ConfigError):
+                # a refused config leaves no status.json, a refused resume the run's as it was
+                write_failed_status(run_dir, f"error: {message}")
         _refuse(message)
+
+
+def _removed_if_single_run(run_dir: Path) -> bool:
+    """A refused single run (not a sweep's job, whose folder the report reads): its folder, if
+    this invocation's Hydra made it, removed (`remove_refused_run_folder`)."""
+    from hydra.types import RunMode
+
+    from sgd_dynamics.run_folder.refused import remove_refused_run_folder
+
+    return HydraConfig.get().mode == RunMode.RUN and remove_refused_run_folder(run_dir)
 
 
 def run_job(cfg: DictConfig, script: str | os.PathLike) -> None:

@@ -97,10 +97,13 @@ class ClassifierModule(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, acc, b = self._loss_acc(batch)
         epoch = float(completed_epochs(self.trainer))
-        self.log("epoch", epoch, on_step=False, on_epoch=True, reduce_fx="max", batch_size=b)
+        # sync_dist: under DDP the values reduced over the ranks (each rank evaluates the whole
+        # test set, so the mean is each rank's value) and no warning from Lightning
+        log = dict(on_step=False, on_epoch=True, batch_size=b, sync_dist=True)
+        self.log("epoch", epoch, reduce_fx="max", **log)
         # epoch means weighted by batch size = loss and accuracy over the whole test set
-        self.log("test/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
-        self.log("test/acc", acc, on_step=False, on_epoch=True, batch_size=b)
+        self.log("test/loss", loss, prog_bar=True, **log)
+        self.log("test/acc", acc, **log)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)

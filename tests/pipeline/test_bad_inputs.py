@@ -56,7 +56,7 @@ CONFIG_ERRORS = [
     (["spectral.k=100000"], "spectral.k=100000: an integer from 1 to 1002, the number of param"),
     (["spectral.every_n_steps=0"], "spectral.every_n_steps=0: null or an integer >= 1"),
     (["spectral.every_n_steps=-5"], "spectral.every_n_steps=-5: null or an integer >= 1"),
-    (["spectral.log_points=0"], "spectral.log_points=0: null or an integer >= 2"),
+    (["spectral.log_points=0"], "spectral.log_points=0: auto or null or an integer >= 2"),
     (["+foo=1"], "foo=1: unknown key; valid keys of the top level: batch_size, callbacks, ckpt"),
     (["+spectral.bogus=3"], "spectral.bogus=3: unknown key; valid keys of spectral: _target_, c"),
     (["trainer.max_steps=0"], "trainer.max_steps=0: an integer >= 1 or -1"),
@@ -213,9 +213,11 @@ def test_an_invalid_value_of_every_key_is_refused(key, tmp_path):
 
 # --------------------------------------------------------------------- through train.py
 def run_folder_files(cwd: Path) -> set[str]:
-    """The files of the one run folder under `cwd` (none when no folder was created)."""
-    folders = list((cwd / "outputs" / "runs").iterdir()) if (cwd / "outputs").exists() else []
-    assert len(folders) <= 1
+    """The names in the run folder under `cwd` (none when no folder was created, or the refused
+    run's folder was removed)."""
+    runs = cwd / "outputs" / "runs"
+    folders = list(runs.iterdir()) if runs.exists() else []
+    assert len(folders) <= 1, folders
     return {p.name for folder in folders for p in folder.iterdir()}
 
 
@@ -264,8 +266,8 @@ def test_train_py_refuses_a_damaged_data_file(tmp_path):
     expected = f"error: dataset mnist: {root / 't10k-labels-idx1-ubyte.gz'}: corrupt gzip stream"
     assert expected in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    # stopped before training: a failed status, nothing else
-    assert run_folder_files(tmp_path) <= HYDRA_FILES | {"status.json"}
+    # refused before training: the folder Hydra made for it is removed
+    assert run_folder_files(tmp_path) == set()
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ HYDRA_ERRORS = [
     (
         ["experiment=nonexistent"],
         "experiment=nonexistent: no such option of the group experiment; one of paper_cifar10, "
-        "paper_gauss10, paper_mnist, seed_cifar10, seed_gauss10, seed_mnist",
+        "paper_gauss10, paper_mnist, quick, seed_cifar10, seed_gauss10, seed_mnist",
     ),
     (
         ["dataset=mnsit"],

@@ -175,8 +175,8 @@ def test_a_resumed_run_counts_the_snapshots_it_will_take(tmp_path, caplog):
     fit(tmp_path, max_steps=30)
     with caplog.at_level(logging.INFO, logger="sgd_dynamics.spectral"):
         fit(tmp_path, max_steps=60, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
-    (line,) = [r.getMessage() for r in caplog.records if "to take" in r.getMessage()]
-    assert line.startswith("spectral snapshots: 3 to take up to step 60")  # 40, 50, 60
+    (line,) = [r.getMessage() for r in caplog.records if "snapshots at steps" in r.getMessage()]
+    assert line.startswith("spectral: 3 snapshots at steps 40..60")  # 40, 50, 60
     assert load_run(tmp_path).steps.tolist() == [0, 10, 20, 30, 40, 50, 60]
 
 

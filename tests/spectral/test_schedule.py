@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sgd_dynamics.schedule import snapshot_steps
+from sgd_dynamics.schedule import auto_log_points, snapshot_steps
 
 
 def test_every_n_steps_contains_multiples_and_ends():
@@ -55,3 +55,26 @@ def test_density_steps_refuse_bad_counts(points):
 
     with pytest.raises(ValueError, match="density_points must be an integer >= 1"):
         density_steps([0, 10], points)
+
+
+@pytest.mark.parametrize(
+    "last_step, points",
+    [(0, 10), (50, 10), (300, 10), (1000, 10), (1999, 19), (2000, 20), (3000, 30), (10**6, 30)],
+)
+def test_auto_log_points_is_one_per_100_steps_from_10_to_30(last_step, points):
+    assert auto_log_points(last_step) == points
+    steps = snapshot_steps(last_step, log_points="auto")
+    assert steps == snapshot_steps(last_step, log_points=points)
+    assert len(steps) <= points and steps[0] == 0 and steps[-1] == last_step
+
+
+def test_auto_snapshots_of_the_default_run_and_a_short_one():
+    # geomspace(1, 3001, 30) - 1 rounded: 28 distinct steps; 300 steps: 301 ** (i / 9) - 1
+    assert len(snapshot_steps(3000, log_points="auto")) == 28
+    assert snapshot_steps(300, log_points="auto") == [0, 1, 3, 6, 12, 23, 44, 84, 159, 300]
+
+
+@pytest.mark.parametrize("bad", ["often", 1.5, 1, True])
+def test_log_points_other_than_auto_or_an_integer_are_refused(bad):
+    with pytest.raises(ValueError, match="spectral.log_points"):
+        snapshot_steps(100, log_points=bad)

@@ -156,7 +156,12 @@ def _mapped_vectors(
     rank = int((values_desc > threshold).sum())
     range_basis = factors.rmatmat(vectors_desc[:, :rank]) / torch.sqrt(n * values_desc[:rank])
     range_basis, _ = _orthonormal_in_order(range_basis)
-    logger.info("M has numerical rank %d < k = %d: completed with null-space vectors", rank, k)
+    logger.debug(
+        "M has rank %d on these samples, fewer than k = %d: its last %d eigenvalues are 0",
+        rank,
+        k,
+        k - n_pos,
+    )
     return torch.cat([vectors, _null_space_vectors(range_basis, k - n_pos, seed)], dim=1)
 
 

@@ -387,10 +387,10 @@ def linear_layer_gradients(
     fm: FunctionalModel, inputs: Tensor, targets: Tensor, chunk_size: int
 ) -> LinearLayerGradients | None:
     """Factored G for networks made of nn.Linear layers, each called once on (n, in) inputs and
-    the only user of its weight and bias; None (the reason logged at INFO) otherwise."""
+    the only user of its weight and bias; None (the reason logged at DEBUG) otherwise."""
     factors = _linear_factors(fm, inputs, targets, chunk_size)
     if isinstance(factors, str):
-        logger.info("M: no layer-wise factors (%s): general route", factors)
+        logger.debug("M: per-sample gradients by vmap (no layer-wise factors: %s)", factors)
         return None
     return factors
 
@@ -436,7 +436,7 @@ def gradient_factors(
                     return factors
                 if route == MRoute.LINEAR:
                     raise ValueError(f"m_route='linear' does not apply to this model: {factors}")
-                logger.info("M: no layer-wise factors (%s): general route", factors)
+                logger.debug("M: per-sample gradients by vmap (no layer-wise factors: %s)", factors)
         if route == MRoute.LINEAR:
             raise ValueError(
                 "m_route='linear' needs a model whose parameters all belong to "

@@ -519,7 +519,14 @@ def _multiplicity_check(
             )
             result.converged = True
             break
-        logger.info("%s: multiplicity check %d: missed eigenvalue(s) (%s)", plan.name, rounds, hits)
+        logger.debug(
+            "%s: check %d found %d eigenvalue(s) beyond the k-th that the block solver had "
+            "missed (%s); solving once more with the found ones set aside",
+            plan.name,
+            rounds,
+            len(hits),
+            "; ".join(hits),
+        )
         remaining = plan.budget - result.matvecs - spent
         if remaining < 2 * plan.block:
             result.converged = False
