@@ -21,10 +21,12 @@ OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
 class ClassifierModule(pl.LightningModule):
     """Train `net` (inputs -> logits) by SGD on the mean cross-entropy of each mini-batch.
 
-    Logs per training step ``train/loss`` and ``train/acc`` (of the mini-batch), and at each
-    validation (the data module's validation loader is the test set) ``test/loss`` and
-    ``test/acc`` over the whole test set; with each, ``epoch`` as completed epochs
-    (`sgd_dynamics.lightning.epochs`) in place of Lightning's counter.
+    One clock: a record at step s describes the parameters after s SGD updates. Per training
+    step s it logs ``train/loss`` and ``train/acc`` (of the mini-batch, measured before update
+    s + 1) with ``epoch``, the completed epochs at step s (`sgd_dynamics.lightning.epochs`) in
+    place of Lightning's counter; at each validation (the data module's validation loader is
+    the test set) ``test/loss`` and ``test/acc`` over the whole test set, at the global step
+    (the updates taken so far).
 
     A non-finite mini-batch loss raises `RunDiverged` before the optimizer steps on it (under
     DDP on every rank together).
@@ -96,8 +98,10 @@ class ClassifierModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, acc, b = self._loss_acc(batch)
-        epoch = float(completed_epochs(self.trainer))
-        self.log("epoch", epoch, on_step=False, on_epoch=True, reduce_fx="max", batch_size=b)
+        # logged at the global step (Lightning's default is one less: it counts the batches
+        # before this one), the step of the parameters evaluated; its epoch is the train row's
+        step = float(self.trainer.global_step)
+        self.log("step", step, on_step=False, on_epoch=True, reduce_fx="max", batch_size=b)
         # epoch means weighted by batch size = loss and accuracy over the whole test set
         self.log("test/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
         self.log("test/acc", acc, on_step=False, on_epoch=True, batch_size=b)
