@@ -116,7 +116,12 @@ class AppendingCSVLogger(CSVLogger):
         return self._experiment
 
 
-def csv_logger(save_dir: str | os.PathLike, name: str = "csv", **kwargs: Any) -> CSVLogger:
+def csv_logger(
+    save_dir: str | os.PathLike, name: str = "csv", flush_logs_every_n_steps: int = 1, **kwargs: Any
+) -> CSVLogger:
     """An `AppendingCSVLogger`: ``save_dir/name/metrics.csv`` (one row per logging call, a
-    ``step`` column), ``save_dir/name/hparams.yaml``."""
-    return AppendingCSVLogger(save_dir, name=name, **kwargs)
+    ``step`` column), ``save_dir/name/hparams.yaml``; rows reach the file every
+    `flush_logs_every_n_steps` steps (1: a killed run loses no row it had logged)."""
+    return AppendingCSVLogger(
+        save_dir, name=name, flush_logs_every_n_steps=flush_logs_every_n_steps, **kwargs
+    )

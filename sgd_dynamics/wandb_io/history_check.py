@@ -82,10 +82,14 @@ def check_history(run_dir: str | os.PathLike) -> HistoryCheck:
             elif kind == "artifact":
                 artifacts.append(record.artifact.name)
             elif kind == "history":
-                items = {
-                    (item.key or "/".join(item.nested_key)): json.loads(item.value_json)
-                    for item in record.history.item
-                }
+                items: dict = {}
+                for item in record.history.item:
+                    value = json.loads(item.value_json)
+                    parts = [item.key] if item.key else list(item.nested_key)
+                    if len(parts) == 1:
+                        items[parts[0]] = value
+                    else:  # a dict value (histogram, image): one item per field
+                        items.setdefault(parts[0], {})[parts[-1]] = value
                 if STEP_METRIC not in items:
                     continue
                 step = int(items[STEP_METRIC])

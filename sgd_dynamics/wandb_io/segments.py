@@ -82,7 +82,9 @@ def history_keys(rows: Iterable[Any]) -> dict[int, set[str]]:
     for history in rows:
         items = {}
         for item in history.item:
-            key = item.key or "/".join(item.nested_key)
+            # a dict value (a histogram, an image) is stored as one item per field, under
+            # nested_key = (logged key, field)
+            key = item.key or item.nested_key[0]
             items[key] = item.value_json
         if STEP_METRIC not in items:
             continue
