@@ -92,7 +92,7 @@ class LastCheckpoint(Checkpoint):
         due = _any_rank(trainer, due)  # one decision for every rank (saving is collective)
         if due or (trainer.max_steps is not None and 0 < trainer.max_steps <= step):
             self._save(trainer, pl_module)
-        self._stop_if_requested(trainer, saved=True)
+        self._stop_if_requested(trainer, saved=True, batch_logged=False)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._saved_step != trainer.global_step:  # training ended by epochs or by Lightning
@@ -119,8 +119,10 @@ class LastCheckpoint(Checkpoint):
         self.n_written += 1
         self._saved_step = step
 
-    def _stop_if_requested(self, trainer: pl.Trainer, saved: bool) -> None:
+    def _stop_if_requested(self, trainer: pl.Trainer, saved: bool, batch_logged=True) -> None:
         if _any_rank(trainer, STOP.signum is not None):
+            if not batch_logged:  # the step's train/* reach the loggers before the stop
+                _log_train_step(trainer)
             signum = STOP.signum if STOP.signum is not None else int(signal.SIGTERM)
             path = str(self.path) if saved else None
             raise RunInterrupted(signum, trainer.global_step, path)
@@ -131,3 +133,12 @@ def _any_rank(trainer: pl.Trainer, flag: bool) -> bool:
     if trainer.world_size <= 1:
         return bool(flag)
     return bool(trainer.strategy.reduce_boolean_decision(bool(flag), all=False))
+
+
+def _log_train_step(trainer: pl.Trainer) -> None:
+    """Send the metrics the current training step logged to the loggers and flush them, as
+    Lightning does right after ``on_train_batch_end``, which a stop raised there pre-empts
+    (the resumed run starts at the next step: without this the step would have no record)."""
+    trainer._logger_connector.update_train_step_metrics()
+    for logger in trainer.loggers:
+        logger.save()

@@ -3,7 +3,8 @@
 `console_progress_bar` picks the bar: on a terminal a TQDM bar over all training steps
 (`StepTQDMProgressBar`: one bar for the run, not one per epoch, which Gauss-10's 20-step epochs
 would make flicker), otherwise (a log file, a SLURM job) `PeriodicProgressBar`, plain lines
-``step s/S (epoch e)  train/loss ...  test/acc ... | t s``: one when training starts and then
+``step s/S (epoch e)  train/loss ...  test/acc ... | t s`` (s: SGD updates taken, e:
+completed epochs, as everywhere in the run's records): one when training starts and then
 at most one every few seconds. Both are Lightning ``ProgressBar`` callbacks, so the Trainer
 needs ``enable_progress_bar=True``; only the global-zero process prints.
 """
@@ -19,6 +20,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ProgressBar, TQDMProgressBar
 
+from sgd_dynamics.lightning.epochs import completed_epochs
 from sgd_dynamics.utils.console import say
 
 SHOWN_METRICS = ("train/loss", "train/acc", "test/loss", "test/acc")
@@ -43,13 +45,14 @@ class StepTQDMProgressBar(TQDMProgressBar):
         bar.initial = trainer.global_step  # a resumed run starts where its checkpoint was
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
-        self.train_progress_bar.set_description(f"epoch {trainer.current_epoch}")
+        self.train_progress_bar.set_description(f"epoch {completed_epochs(trainer)}")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         bar = self.train_progress_bar
         step = trainer.global_step
         if bar is not None and self._should_update(step, bar.total):
             bar.n = step
+            bar.set_description(f"epoch {completed_epochs(trainer)}", refresh=False)
             bar.set_postfix(self.get_metrics(trainer, pl_module))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -102,7 +105,7 @@ class PeriodicProgressBar(ProgressBar):
         total = total_steps(trainer)
         parts = [
             f"step {trainer.global_step}/{total if total is not None else '?'}"
-            f" (epoch {trainer.current_epoch})",
+            f" (epoch {completed_epochs(trainer)})",
             *(f"{k} {float(metrics[k]):.4g}" for k in self.keys if k in metrics),
             f"| {now - self._start:.1f} s",
         ]

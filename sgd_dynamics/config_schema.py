@@ -252,7 +252,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("logger.wandb.group", NULL | TEXT, "wandb group (the sweep folder's name)"),
     Key("logger.wandb.offline", BOOL, "false: log online (after `wandb login`)"),
     Key("logger.wandb.log_model", BOOL | choice("all"), "upload checkpoints to wandb"),
-    _target("logger.csv._target_", "pytorch_lightning.loggers.CSVLogger"),
+    _target("logger.csv._target_", "sgd_dynamics.lightning.loggers.csv_logger"),
     _derived("logger.csv.save_dir", PATH, "= run_dir"),
     Key("logger.csv.name", TEXT, "subfolder of the run folder for the CSV files"),
     # callbacks, by name

@@ -21,10 +21,12 @@ OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
 class ClassifierModule(pl.LightningModule):
     """Train `net` (inputs -> logits) by SGD on the mean cross-entropy of each mini-batch.
 
-    Logs per training step ``train/loss`` and ``train/acc`` (of the mini-batch), and at each
-    validation (the data module's validation loader is the test set) ``test/loss`` and
-    ``test/acc`` over the whole test set; with each, ``epoch`` as completed epochs
-    (`sgd_dynamics.lightning.epochs`) in place of Lightning's counter.
+    One clock: a record at step s describes the parameters after s SGD updates. Per training
+    step s it logs ``train/loss`` and ``train/acc`` (of the mini-batch, measured before update
+    s + 1) with ``epoch``, the completed epochs at step s (`sgd_dynamics.lightning.epochs`) in
+    place of Lightning's counter; at each validation (the data module's validation loader is
+    the test set) ``test/loss`` and ``test/acc`` over the whole test set, at the global step
+    (the updates taken so far).
 
     A non-finite mini-batch loss raises `RunDiverged` before the optimizer steps on it (under
     DDP on every rank together).
@@ -96,11 +98,12 @@ class ClassifierModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, acc, b = self._loss_acc(batch)
-        epoch = float(completed_epochs(self.trainer))
         # sync_dist: under DDP the values reduced over the ranks (each rank evaluates the whole
         # test set, so the mean is each rank's value) and no warning from Lightning
         log = dict(on_step=False, on_epoch=True, batch_size=b, sync_dist=True)
-        self.log("epoch", epoch, reduce_fx="max", **log)
+        # logged at the global step (Lightning's default is one less: it counts the batches
+        # before this one), the step of the parameters evaluated; its epoch is the train row's
+        self.log("step", float(self.trainer.global_step), reduce_fx="max", **log)
         # epoch means weighted by batch size = loss and accuracy over the whole test set
         self.log("test/loss", loss, prog_bar=True, **log)
         self.log("test/acc", acc, **log)

@@ -5,7 +5,12 @@ The file is a LevelDB-style log (what ``wandb sync`` uploads): a 7-byte header (
 magic 0xBEE1, version 0), then 32 KiB blocks of chunks, each ``crc32 (4) | length (2) |
 type (1) | data``, where type 1 is a whole record and 2, 3, 4 the first, middle and last
 pieces of one; a block tail shorter than a chunk header is padding. Each record is a
-``wandb_internal_pb2.Record`` protobuf.
+``wandb_internal_pb2.Record`` protobuf. A file whose writer was killed may end inside a
+record: the records before it are read, the incomplete tail is ignored.
+
+A run folder holds one such file per training segment (``wandb/offline-run-*/`` offline,
+``wandb/run-*/`` online): `run_files` lists them in the order ``wandb sync`` uploads them (by
+the start time in their run record).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import struct
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
 from wandb.proto import wandb_internal_pb2
 
 from sgd_dynamics.utils.safe_files import parse_json
@@ -33,6 +39,27 @@ def run_file(run_dir: str | os.PathLike) -> Path:
     return found[0]
 
 
+def run_record(path: str | os.PathLike) -> wandb_internal_pb2.RunRecord | None:
+    """The run record of a ``.wandb`` file (run id, display name, start time), or None."""
+    for record in records(path):
+        if record.WhichOneof("record_type") == "run":
+            return record.run
+    return None
+
+
+def run_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Every ``.wandb`` file under ``RUN_DIR/wandb/`` (offline and online segments), earliest
+    start first (the start time of its run record; the folder name breaks ties)."""
+    found = sorted(Path(run_dir).glob("wandb/*run-*/run-*.wandb"))
+
+    def start(path: Path) -> tuple[float, str]:
+        run = run_record(path)
+        seconds = run.start_time.ToNanoseconds() / 1e9 if run is not None else float("inf")
+        return seconds, path.parent.name
+
+    return sorted(found, key=start)
+
+
 def records(path: str | os.PathLike) -> list[wandb_internal_pb2.Record]:
     """Every record of a ``.wandb`` file, in order."""
     data = Path(path).read_bytes()
@@ -46,6 +73,8 @@ def records(path: str | os.PathLike) -> list[wandb_internal_pb2.Record]:
             offset += left_in_block
             continue
         _, length, kind = struct.unpack("<IHB", data[offset : offset + CHUNK_HEADER])
+        if offset + CHUNK_HEADER + length > len(data):  # the writer stopped inside this chunk
+            break
         chunk = data[offset + CHUNK_HEADER : offset + CHUNK_HEADER + length]
         offset += CHUNK_HEADER + length
         if kind == 0 and length == 0:  # zero padding at the end of a block
@@ -53,7 +82,10 @@ def records(path: str | os.PathLike) -> list[wandb_internal_pb2.Record]:
         pending = chunk if kind in (FULL, FIRST) else pending + chunk
         if kind in (FULL, LAST):
             record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
+            try:
+                record.ParseFromString(pending)
+            except DecodeError:  # a damaged record: the file is not read further
+                break
             out.append(record)
             pending = b""
     return out

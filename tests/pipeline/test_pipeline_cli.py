@@ -3,6 +3,7 @@ bad input, run folders of simultaneous starts."""
 
 from __future__ import annotations
 
+import csv
 import re
 import subprocess
 import sys
@@ -111,7 +112,14 @@ def test_resume_from_last_checkpoint_continues_the_same_folder(tmp_path):
     assert summary["wall_time_s"] > first_seconds > 0  # both segments
     overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
     assert "batch_size=10" in overrides and "trainer.max_steps=80" in overrides
-    assert sorted(p.name for p in (run_dir / "csv").iterdir()) == ["version_0", "version_1"]
+    # one CSV file for both segments, every training step once
+    assert sorted(p.name for p in (run_dir / "csv").iterdir()) == ["hparams.yaml", "metrics.csv"]
+    steps = [
+        int(r["step"])
+        for r in csv.DictReader((run_dir / "csv" / "metrics.csv").open())
+        if r["train/loss"]
+    ]
+    assert steps == list(range(80))
     # resumed in the middle of an epoch (45 = 4.5 epochs), the run is the uninterrupted one
     straight = tmp_path / "straight"
     full = run_train(
