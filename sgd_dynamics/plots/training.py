@@ -15,7 +15,9 @@ from sgd_dynamics.run_folder.snapshots import RunHistory
 def _final_marker(ax, step: float, value: Any, label: str, color: str) -> None:
     """A star at the last step for a final (end of run) value, when it is a finite number."""
     if isinstance(value, (int, float)) and np.isfinite(value):
-        ax.plot([step], [value], marker="*", ms=10, ls="none", color=color, label=label)
+        ax.plot(
+            [step], [value], marker="*", ms=10, ls="none", color=color, label=label, clip_on=False
+        )
 
 
 def training_figure(

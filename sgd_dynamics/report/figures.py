@@ -222,7 +222,7 @@ def _points_caption(groups: Sequence[Group], lo_level: float, hi_level: float) -
     return "markers: the one job of each setting (no seeds to take quantiles across)"
 
 
-def test_accuracy_figure(
+def accuracy_by_knob_figure(
     groups: Sequence[Group], knobs: Sequence[str], levels: Sequence[float], title: str
 ):
     """Final test accuracy (``summary.json``'s ``test_acc``) against each swept knob, one panel
@@ -332,7 +332,7 @@ def draw_sweep_figures(
     if knobs:
         fig = comparison_figure(groups, knobs, levels, quantities, title)
         paths.append(save_figure(fig, out_dir / COMPARISON_PNG))
-        fig = test_accuracy_figure(groups, knobs, levels, title)
+        fig = accuracy_by_knob_figure(groups, knobs, levels, title)
         paths.append(save_figure(fig, out_dir / TEST_ACCURACY_PNG))
     return paths
 
