@@ -112,6 +112,9 @@ def density_figure(
                 x_hf, d_hf = drawn_density(history, row, "hf")
                 ax.plot(-x_hf[::-1], d_hf[::-1], color=color, lw=1.0, ls="--")
         ax.set_xscale("symlog", linthresh=linthresh, linscale=1.0)
+        drawn_x = np.concatenate([np.asarray(line.get_xdata()) for line in ax.lines])
+        if drawn_x.size and drawn_x.min() >= 0.0:  # support [0, ∞): the axis starts at 0
+            ax.set_xlim(left=0.0)
         ax.set_yscale("log")
         ax.axvline(0.0, color="0.6", lw=0.6, zorder=0)
         ax.set_title(panel_title)
