@@ -237,7 +237,7 @@ def accuracy_by_knob_figure(
         value = job.summary.get(TEST_ACC_KEY) if isinstance(job.summary, dict) else None
         return float(value) if isinstance(value, (int, float)) else float("nan")
 
-    fig = new_figure(max(4.6, 4.2 * len(knobs) + 0.6), 4.2)
+    fig = new_figure(max(8.0, 4.2 * len(knobs) + 0.6), 4.2)  # wide enough for the caption
     axes = np.atleast_1d(fig.subplots(1, len(knobs), squeeze=False)[0])
     lo_level, hi_level = min(levels), max(levels)
     for ax, knob in zip(axes, knobs, strict=True):

@@ -104,8 +104,16 @@ def _texts(fig: Figure) -> list[Text]:
 
 
 def assert_no_text_overlaps(fig: Figure) -> None:
+    """No two visible texts of `fig` overlap, and each lies whole inside the figure."""
     renderer = fig.canvas.get_renderer()
     boxes = [(t.get_text(), t.get_window_extent(renderer).padded(-0.5)) for t in _texts(fig)]
+    canvas = fig.bbox.padded(0.5)
+    cut = [
+        text
+        for text, box in boxes
+        if not (canvas.contains(box.x0, box.y0) and canvas.contains(box.x1, box.y1))
+    ]
+    assert not cut, f"text cut at the figure's edge: {cut}"
     overlaps = [
         (a, b)
         for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2)
