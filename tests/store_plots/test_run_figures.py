@@ -156,8 +156,9 @@ def test_plot_command_redraws_from_files_alone(dense_run, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     printed = result.stdout.split()
-    assert printed == [str(out / FULL_SPECTRA_PNG), str(out / ALIGNMENT_PNG)]
-    assert all(_is_png(out / name) for name in (FULL_SPECTRA_PNG, ALIGNMENT_PNG))
+    names = (FULL_SPECTRA_PNG, ALIGNMENT_PNG, TRAINING_PNG)
+    assert printed == [str(out / name) for name in names]
+    assert all(_is_png(out / name) for name in names)
     assert len(list_snapshots(dense_run)) == 8  # the snapshots were only read
 
 
