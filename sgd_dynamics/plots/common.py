@@ -38,27 +38,17 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
     return path
 
 
-def spans_decades(steps: np.ndarray, decades: float = 2.0) -> bool:
-    """Whether positive steps span at least ``decades`` powers of ten (then use a log axis)."""
-    steps = np.asarray(steps, dtype=float)
-    positive = steps[steps > 0]
-    if positive.size < 2:
-        return False
-    return bool(np.log10(positive.max() / max(positive.min(), 1.0)) >= decades)
-
-
 def set_step_axis(ax, steps: np.ndarray) -> None:
-    """Label the x axis as the global step; symlog (linear in [0, 1], log above) when the
-    steps span two decades or more, so step 0 keeps its place at the left edge."""
+    """Label the x axis as the global step on a symlog scale (linear in [0, 1], log above), so
+    step 0 keeps its place at the left edge and log-spaced snapshots spread evenly; every
+    figure of a run and of a report uses this one step axis."""
     steps = np.asarray(steps, dtype=float)
-    if spans_decades(steps):
-        ax.set_xscale("symlog", linthresh=1.0, linscale=0.6)
-        ax.set_xlabel("training step (symlog axis)")
-    else:
-        ax.set_xlabel("training step")
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.6)
+    ax.set_xlabel("training step (symlog axis)")
     finite = steps[np.isfinite(steps)]
     if finite.size:
-        ax.set_xlim(finite.min(), finite.max())
+        low, high = float(finite.min()), float(finite.max())
+        ax.set_xlim(low, high if high > low else low + 1.0)
 
 
 def set_log_axis(ax, values: np.ndarray, axis: str = "y") -> None:

@@ -10,6 +10,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from sgd_dynamics.curvature.density.measures import SpectralMeasure, smoothed_density
 from sgd_dynamics.plots.common import new_figure, set_step_axis
 from sgd_dynamics.plots.spectra import snapshot_rows
 from sgd_dynamics.run_folder.snapshots import RunHistory
@@ -38,6 +39,34 @@ def _zero_atom(history: RunHistory, row: int) -> float | None:
     weights = history["mt_density_weights"][row]
     at_zero = np.isfinite(nodes) & (nodes == 0.0)
     return float(weights[at_zero].sum()) if at_zero.any() else None
+
+
+def drawn_density(history: RunHistory, row: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(grid, density) that figure 1 draws for operator `name` (hf, mt, hp) at snapshot `row`.
+
+    When the snapshot stores the measure's atoms (``X_density_nodes``/``X_density_weights``)
+    and its smoothing (``density_linthresh`` τ, ``density_width`` σ) and every atom is >= 0 (M
+    always, H_f or H_p when their estimate has no negative node), the density is smoothed anew
+    from the atoms with the kernel reflected at 0 (`smoothed_density`): it is 0 below 0 and the
+    grid starts at 0, whatever an older snapshot stored. Otherwise the stored smoothed density.
+    """
+    grid, density = history.density(row, name)
+    keys = (f"{name}_density_nodes", f"{name}_density_weights", "density_linthresh")
+    if not all(key in history for key in (*keys, "density_width")):
+        return grid, density
+    nodes = history[f"{name}_density_nodes"][row]
+    weights = history[f"{name}_density_weights"][row]
+    tau, width = history["density_linthresh"][row], history["density_width"][row]
+    keep = np.isfinite(nodes) & np.isfinite(weights)
+    nodes, weights = nodes[keep], weights[keep]
+    if name == "mt":  # M is positive semi-definite: rounding-level negative atoms are zeros
+        nodes = np.clip(nodes, 0.0, None)
+    if not (nodes.size and np.all(nodes >= 0.0) and weights.sum() > 0 and tau > 0 and width > 0):
+        return grid, density
+    order = np.argsort(nodes, kind="stable")
+    measure = SpectralMeasure(nodes[order], weights[order] / weights.sum())
+    points = max(grid.size, 2)
+    return smoothed_density(measure, float(tau), float(width), points=points, reflect=True)
 
 
 def density_figure(
@@ -69,7 +98,7 @@ def density_figure(
     top = 0.0
     for ax, (name, panel_title) in zip(axes, PANELS, strict=True):
         for color, row, step in zip(colors, rows, shown_steps, strict=True):
-            x, density = history.density(row, name)
+            x, density = drawn_density(history, row, name)
             label = f"step {step}"
             if "train_loss" in history and np.isfinite(history["train_loss"][row]):
                 label += f" (train loss {history['train_loss'][row]:.2g})"
@@ -80,9 +109,12 @@ def density_figure(
             ax.plot(x, density, color=color, lw=1.5, label=label)
             top = max(top, float(np.nanmax(density)))
             if name == "hp":
-                x_hf, d_hf = history.density(row, "hf")
+                x_hf, d_hf = drawn_density(history, row, "hf")
                 ax.plot(-x_hf[::-1], d_hf[::-1], color=color, lw=1.0, ls="--")
         ax.set_xscale("symlog", linthresh=linthresh, linscale=1.0)
+        drawn_x = np.concatenate([np.asarray(line.get_xdata()) for line in ax.lines])
+        if drawn_x.size and drawn_x.min() >= 0.0:  # support [0, ∞): the axis starts at 0
+            ax.set_xlim(left=0.0)
         ax.set_yscale("log")
         ax.axvline(0.0, color="0.6", lw=0.6, zorder=0)
         ax.set_title(panel_title)

@@ -174,7 +174,7 @@ def _label_panels(axes: tuple, linthresh: float) -> None:
             ax.set_yscale("symlog", linthresh=linthresh, linscale=2.0)
             ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
             ax.set_xlim(1, max(ax.get_xlim()[1], 2))
-    ax_hp.tick_params(labelleft=False)
+    ax_hp.tick_params(labelleft=True)  # shared y, but its own tick labels
     exponent = int(np.floor(np.log10(linthresh)))
     threshold = rf"10^{{{exponent}}}" if linthresh == 10.0**exponent else f"{linthresh:.1e}"
     ax_hf.set_ylabel(rf"eigenvalue $\lambda_i$ (symlog: linear for $|\lambda| < {threshold}$)")

@@ -1,4 +1,5 @@
-"""Sweep report figures: quantile bands over seeds per group, end-of-training comparisons."""
+"""Sweep report figures: quantile bands over seeds per group, end-of-training comparisons, final
+test accuracy against each swept knob."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from sgd_dynamics.report.records import Group, ReportResult, value_sort_key
 
 BANDS_PNG = "alignment_bands.png"
 COMPARISON_PNG = "comparison.png"
+TEST_ACCURACY_PNG = "test_accuracy.png"
 BAND_ALPHA = 0.18
+TEST_ACC_KEY = "test_acc"  # summary.json: final accuracy on the whole test set
+
+
+def _largest_group(groups: Sequence[Group]) -> int:
+    """The number of jobs in the largest group (1: no group has several seeds)."""
+    return max((len(group.jobs) for group in groups), default=0)
 
 
 def _colors(n: int) -> list:
@@ -116,7 +124,13 @@ def bands_figure(groups: Sequence[Group], levels: Sequence[float], quantities: d
         ax.set_title(quantities[name], fontsize=10)
         ax.grid(True, which="major", color="0.92", lw=0.6)
     band_text = ", ".join(f"{_percent(levels[lo])}-{_percent(levels[hi])} %" for lo, hi in pairs)
-    caption = "median across jobs (line)" + (f", {band_text} quantile band" if pairs else "")
+    several = _largest_group(groups) > 1
+    if several:
+        caption = "median across the seeds of each group (line)" + (
+            f", {band_text} quantile band" if pairs else ""
+        )
+    else:
+        caption = "one job per group: its values (no quantile band)"
     handles, labels = axes[0].get_legend_handles_labels()
     references = [line for ax in axes for line in ax.lines if line.get_label() == "_cosine 0.9"]
     if references:  # the reference line of the mean cosine, explained once
@@ -129,7 +143,9 @@ def bands_figure(groups: Sequence[Group], levels: Sequence[float], quantities: d
         fontsize=8,
         frameon=False,
     )
-    heading = "Alignment of the top eigenspaces of $H_f$ and $M$ and top eigenvalues, across seeds"
+    heading = "Alignment of the top eigenspaces of $H_f$ and $M$ and top eigenvalues" + (
+        ", across seeds" if several else ""
+    )
     fig.suptitle(f"{heading}\n{title}\n{caption}", fontsize=11)
     return fig
 
@@ -190,11 +206,77 @@ def comparison_figure(
                 ax.set_title(f"{quantities[name]} at the end", fontsize=10)
         if others:
             axes[r, -1].legend(fontsize=7, loc="best")
-    caption = (
-        f"points: jobs; markers: median; bars: {_percent(lo_level)}-{_percent(hi_level)} % "
-        "quantiles across seeds"
-    )
+    caption = _points_caption(groups, lo_level, hi_level)
     heading = "End of training against each swept knob"
+    fig.suptitle(f"{heading}\n{title}\n{caption}", fontsize=11)
+    return fig
+
+
+def _points_caption(groups: Sequence[Group], lo_level: float, hi_level: float) -> str:
+    """What the points, markers and bars of a comparison stand for, given the group sizes."""
+    if _largest_group(groups) > 1:
+        return (
+            f"points: jobs; markers: median; bars: {_percent(lo_level)}-{_percent(hi_level)} % "
+            "quantiles across the seeds of each setting"
+        )
+    return "markers: the one job of each setting (no seeds to take quantiles across)"
+
+
+def accuracy_by_knob_figure(
+    groups: Sequence[Group], knobs: Sequence[str], levels: Sequence[float], title: str
+):
+    """Final test accuracy (``summary.json``'s ``test_acc``) against each swept knob, one panel
+    per knob (categorical x, the knob's values in order): each job a faint point, per
+    combination of the other knobs (colour) the median across seeds as a marker with a bar
+    between the lowest and highest quantile `levels`, joined across the knob's values.
+    Jobs without a finite ``test_acc`` are left out."""
+    jobs = [job for group in groups for job in group.jobs]
+    settings = {job.name: group.settings for group in groups for job in group.jobs}
+
+    def accuracy(job) -> float:
+        value = job.summary.get(TEST_ACC_KEY) if isinstance(job.summary, dict) else None
+        return float(value) if isinstance(value, (int, float)) else float("nan")
+
+    fig = new_figure(max(8.0, 4.2 * len(knobs) + 0.6), 4.2)  # wide enough for the caption
+    axes = np.atleast_1d(fig.subplots(1, len(knobs), squeeze=False)[0])
+    lo_level, hi_level = min(levels), max(levels)
+    for ax, knob in zip(axes, knobs, strict=True):
+        others = [k for k in knobs if k != knob]
+        x_values = sorted({settings[j.name][knob] for j in jobs}, key=value_sort_key)
+        series = sorted(
+            {tuple(settings[j.name][k] for k in others) for j in jobs},
+            key=lambda t: tuple(value_sort_key(v) for v in t),
+        )
+        by_series = []
+        for combo in series:
+            per_x = []
+            for value in x_values:
+                vals = np.array(
+                    [
+                        accuracy(j)
+                        for j in jobs
+                        if settings[j.name][knob] == value
+                        and tuple(settings[j.name][k] for k in others) == combo
+                    ],
+                    dtype=float,
+                )
+                per_x.append(vals[np.isfinite(vals)])
+            by_series.append(per_x)
+        labels = [
+            ", ".join(f"{k}={v}" for k, v in zip(others, combo, strict=True)) or None
+            for combo in series
+        ]
+        _median_bars(ax, by_series, labels, (lo_level, hi_level))
+        ax.set_xticks(range(len(x_values)), [str(v) for v in x_values])
+        ax.set_xlim(-0.5, len(x_values) - 0.5)
+        ax.set_xlabel(knob)
+        ax.set_ylabel("test accuracy at the end")
+        ax.set_title(f"test accuracy against {knob}", fontsize=10)
+        ax.grid(True, axis="y", which="major", color="0.92", lw=0.6)
+        if others:
+            ax.legend(fontsize=7, loc="best")
+    heading = "Final test accuracy against each swept knob"
+    caption = _points_caption(groups, lo_level, hi_level)
     fig.suptitle(f"{heading}\n{title}\n{caption}", fontsize=11)
     return fig
 
@@ -244,11 +326,14 @@ def draw_sweep_figures(
     quantities: dict,
     title: str,
 ) -> list[Path]:
-    """Write the band figure, and the comparison figure when some knob is swept."""
+    """Write the band figure, and the comparison and test-accuracy figures when some knob is
+    swept."""
     paths = [save_figure(bands_figure(groups, levels, quantities, title), out_dir / BANDS_PNG)]
     if knobs:
         fig = comparison_figure(groups, knobs, levels, quantities, title)
         paths.append(save_figure(fig, out_dir / COMPARISON_PNG))
+        fig = accuracy_by_knob_figure(groups, knobs, levels, title)
+        paths.append(save_figure(fig, out_dir / TEST_ACCURACY_PNG))
     return paths
 
 

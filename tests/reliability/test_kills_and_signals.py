@@ -60,6 +60,7 @@ def test_sigkill_at_six_moments_then_resume_equals_the_uninterrupted_run(tmp_pat
     assert sorted(p.name for p in (run_dir / "figures").iterdir()) == [
         "alignment.png",
         "full_spectra.png",
+        "training.png",
     ]
     assert not list(run_dir.rglob(".*.tmp"))  # no temporary file left behind
 

@@ -128,7 +128,14 @@ def test_report_command_on_a_real_sweep(sweep):
     )
     assert run.returncode == 0, run.stderr
     out = sweep / "report"
-    names = ("jobs.csv", "bands.csv", "groups.csv", "alignment_bands.png", "comparison.png")
+    names = (
+        "jobs.csv",
+        "bands.csv",
+        "groups.csv",
+        "alignment_bands.png",
+        "comparison.png",
+        "test_accuracy.png",
+    )
     assert run.stdout.split() == [str(out / name) for name in names]
     assert "skipping job 6 (no snapshots)" in run.stderr
     assert "7 jobs, 6 used in 2 groups, 1 skipped: 6 (no snapshots)" in run.stderr

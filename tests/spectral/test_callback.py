@@ -68,6 +68,7 @@ def test_snapshots_hold_consistent_spectra(tmp_path):
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
         "alignment.png",
         "full_spectra.png",
+        "training.png",
     ]
 
 

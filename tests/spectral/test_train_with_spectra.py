@@ -11,6 +11,8 @@ from pipeline.pipeline_helpers import outputs_line, run_train
 
 from sgd_dynamics.run_folder.snapshots import load_run
 
+RUN_FIGURES = {"alignment.png", "full_spectra.png", "training.png"}
+
 
 @pytest.mark.slow
 def test_run_writes_snapshots_figures_and_a_wandb_run_then_plot_redraws(tmp_path):
@@ -23,11 +25,11 @@ def test_run_writes_snapshots_figures_and_a_wandb_run_then_plot_redraws(tmp_path
     assert history.steps[0] == 0 and history.steps[-1] == 200
     assert history["hf_all"].shape == (len(history.steps), 1002)
     figures = run_dir / "figures"
-    assert {p.name for p in figures.iterdir()} == {"alignment.png", "full_spectra.png"}
+    assert {p.name for p in figures.iterdir()} == RUN_FIGURES
 
     (run_record,) = (run_dir / "wandb").glob("offline-run-*")
     images = list((run_record / "files" / "media" / "images").rglob("*.png"))
-    assert len(images) == 2  # both figures logged as wandb images (6 snapshots: once, at the end)
+    assert len(images) == 3  # the three figures as wandb images (6 snapshots: once, at the end)
     (record,) = run_record.glob("*.wandb")
     content = record.read_bytes()
     # scalars for index 1; every index in the line charts; the spectra as histograms
@@ -52,5 +54,5 @@ def test_run_writes_snapshots_figures_and_a_wandb_run_then_plot_redraws(tmp_path
         timeout=120,
     )
     assert plot.returncode == 0, plot.stderr
-    assert {p.name for p in figures.iterdir()} == {"alignment.png", "full_spectra.png"}
+    assert {p.name for p in figures.iterdir()} == RUN_FIGURES
     assert all(p.stat().st_size > 10_000 for p in figures.iterdir())

@@ -10,7 +10,13 @@ from snapshot_factory import dense_snapshot
 
 from sgd_dynamics import cli
 from sgd_dynamics.curvature.density import exact_densities
-from sgd_dynamics.plots import ALIGNMENT_PNG, DENSITIES_PNG, density_figure, draw_run_figures
+from sgd_dynamics.plots import (
+    ALIGNMENT_PNG,
+    DENSITIES_PNG,
+    TRAINING_PNG,
+    density_figure,
+    draw_run_figures,
+)
 from sgd_dynamics.run_folder.snapshots import load_run, save_snapshot
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -85,8 +91,8 @@ def test_density_figure_panels(density_run) -> None:
 def test_plot_command_draws_the_density_figure(density_run, capsys) -> None:
     assert cli.main(["plot", str(density_run)]) == 0
     printed = capsys.readouterr().out.split()
-    assert [Path(p).name for p in printed] == [DENSITIES_PNG, ALIGNMENT_PNG]
+    assert [Path(p).name for p in printed] == [DENSITIES_PNG, ALIGNMENT_PNG, TRAINING_PNG]
     png = density_run / "figures" / DENSITIES_PNG
     assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size > 10_000
     paths = draw_run_figures(density_run, steps=[3, 30], out_dir=density_run / "other")
-    assert [p.name for p in paths] == [DENSITIES_PNG, ALIGNMENT_PNG]
+    assert [p.name for p in paths] == [DENSITIES_PNG, ALIGNMENT_PNG, TRAINING_PNG]

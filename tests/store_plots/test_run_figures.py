@@ -13,6 +13,7 @@ from sgd_dynamics import cli
 from sgd_dynamics.plots import (
     ALIGNMENT_PNG,
     FULL_SPECTRA_PNG,
+    TRAINING_PNG,
     alignment_figure,
     choose_steps,
     draw_run_figures,
@@ -33,10 +34,10 @@ def _is_png(path) -> bool:
 
 def test_dense_run_gets_both_figures(dense_run):
     paths = draw_run_figures(dense_run)
-    assert [p.name for p in paths] == [FULL_SPECTRA_PNG, ALIGNMENT_PNG]
+    assert [p.name for p in paths] == [FULL_SPECTRA_PNG, ALIGNMENT_PNG, TRAINING_PNG]
     assert all(p.parent == dense_run / "figures" and _is_png(p) for p in paths)
     assert sorted(p.name for p in (dense_run / "figures").iterdir()) == sorted(
-        [FULL_SPECTRA_PNG, ALIGNMENT_PNG]
+        [FULL_SPECTRA_PNG, ALIGNMENT_PNG, TRAINING_PNG]
     )
 
 
@@ -44,7 +45,7 @@ def test_iterative_run_gets_figure_2_only(tmp_path, rng):
     for step in (0, 5, 50):
         save_snapshot(tmp_path, iterative_snapshot(step, rng))
     paths = draw_run_figures(tmp_path)
-    assert [p.name for p in paths] == [ALIGNMENT_PNG] and _is_png(paths[0])
+    assert [p.name for p in paths] == [ALIGNMENT_PNG, TRAINING_PNG] and _is_png(paths[0])
     with pytest.raises(ValueError, match="none has full spectra"):
         draw_run_figures(tmp_path, steps=[5])
 
@@ -141,7 +142,7 @@ def test_failed_figure_write_keeps_the_previous_png(dense_run, monkeypatch):
         draw_run_figures(dense_run, steps=[1, 30])
     assert {p: p.read_bytes() for p in paths} == before
     assert sorted(p.name for p in (dense_run / "figures").iterdir()) == sorted(
-        [FULL_SPECTRA_PNG, ALIGNMENT_PNG]
+        [FULL_SPECTRA_PNG, ALIGNMENT_PNG, TRAINING_PNG]
     )
 
 
@@ -155,8 +156,9 @@ def test_plot_command_redraws_from_files_alone(dense_run, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     printed = result.stdout.split()
-    assert printed == [str(out / FULL_SPECTRA_PNG), str(out / ALIGNMENT_PNG)]
-    assert all(_is_png(out / name) for name in (FULL_SPECTRA_PNG, ALIGNMENT_PNG))
+    names = (FULL_SPECTRA_PNG, ALIGNMENT_PNG, TRAINING_PNG)
+    assert printed == [str(out / name) for name in names]
+    assert all(_is_png(out / name) for name in names)
     assert len(list_snapshots(dense_run)) == 8  # the snapshots were only read
 
 

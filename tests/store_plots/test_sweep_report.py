@@ -158,7 +158,7 @@ def test_csv_rows_match_the_snapshot_files_and_summaries(sweep, caplog):
     assert rows["6"]["status"] == "failed" and rows["8"]["status"] == "dead"
 
     names = sorted(p.name for p in result.figure_paths)
-    assert names == ["alignment_bands.png", "comparison.png"]
+    assert names == ["alignment_bands.png", "comparison.png", "test_accuracy.png"]
     assert all(
         p.parent == sweep / "report" and p.stat().st_size > 10_000 for p in result.figure_paths
     )
@@ -254,6 +254,7 @@ def test_report_command_options_and_exit_codes(sweep, tmp_path, capsys):
         str(out / "groups.csv"),
         str(out / "alignment_bands.png"),
         str(out / "comparison.png"),
+        str(out / "test_accuracy.png"),
     ]
     with open(out / "bands.csv", newline="") as handle:
         reader = csv.DictReader(handle)
@@ -267,7 +268,9 @@ def test_report_command_options_and_exit_codes(sweep, tmp_path, capsys):
     assert cli.main(["report", str(empty)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sgd-dynamics report: error: no job folders") and err.count("\n") == 1
-    assert cli.main(["report", str(sweep), "--quantiles", "1.5"]) == 2
+    with pytest.raises(SystemExit) as refused:  # an option's value: refused by the parser
+        cli.main(["report", str(sweep), "--quantiles", "1.5"])
+    assert refused.value.code == 2
     assert cli.main(["report", str(sweep), "--by", "no.such.key"]) == 2
 
 

@@ -364,6 +364,7 @@ def exact_densities(
     settings = settings or DensitySettings()
     measures = {
         name: (SpectralMeasure.from_eigenvalues(values), True, np.zeros(0))
-        for name, values in (("hf", hf_all), ("mt", mt_all), ("hp", hp_all))
+        # M is positive semi-definite: its rounding-level negative eigenvalues are zeros
+        for name, values in (("hf", hf_all), ("mt", np.clip(mt_all, 0.0, None)), ("hp", hp_all))
     }
     return _assemble(measures, settings)

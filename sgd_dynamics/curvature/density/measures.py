@@ -10,7 +10,10 @@ eigenvalues, weight 1/P each) or estimated (stochastic Lanczos quadrature, `lanc
   t(λ) = asinh(λ / τ) (linear for |λ| << τ, logarithmic for |λ| >> τ, like a symlog axis): the
   density ρ(λ) = Σ_j w_j N(t(λ); t(θ_j), σ²) t'(λ), t'(λ) = 1 / sqrt(λ² + τ²), on a grid
   uniform in t. It integrates to 1 over λ; the width is relative (σ·|λ|) far from 0 and
-  absolute (σ·τ) near 0.
+  absolute (σ·τ) near 0. A measure whose atoms are all >= 0 (M, any positive semi-definite
+  matrix) is smoothed with the kernel reflected at 0, N(t; t_j, σ²) + N(t; -t_j, σ²) for t >= 0
+  and 0 below: the density keeps the support [0, ∞) and still integrates to 1 (t is odd in λ,
+  so reflecting in t is reflecting in λ).
 """
 
 from __future__ import annotations
@@ -109,9 +112,14 @@ def smoothed_density(
     width: float,
     grid: np.ndarray | None = None,
     points: int = 512,
+    reflect: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The measure smoothed by a Gaussian of standard deviation `width` in
     t = asinh(λ / linthresh) (see the module docstring), as a density in λ.
+
+    With `reflect` (default: when every node is >= 0) the kernel is reflected at 0: the density
+    is 0 below 0 and the default grid starts at 0, so a positive semi-definite matrix's density
+    never reaches negative eigenvalues.
 
     Args:
         measure: the atoms to smooth.
@@ -120,6 +128,7 @@ def smoothed_density(
         grid: (G,) where to evaluate the density; None: the nodes ± 5 widths, uniform in t, `points`
             values.
         points: the default grid's size.
+        reflect: reflect the kernel at 0 (support [0, ∞)); None: when all nodes are >= 0.
 
     Returns:
         (grid (G,), density (G,)), float64; the density integrates to 1 over λ.
@@ -130,15 +139,28 @@ def smoothed_density(
     if not (linthresh > 0 and width > 0):
         raise ValueError(f"linthresh and width must be positive, got {linthresh!r}, {width!r}")
     t_nodes = np.arcsinh(measure.nodes / linthresh)
+    if reflect is None:
+        reflect = bool(measure.nodes.size) and bool(measure.nodes[0] >= 0.0)
     if grid is None:
-        t_grid = np.linspace(t_nodes[0] - 5 * width, t_nodes[-1] + 5 * width, points)
+        low = 0.0 if reflect else t_nodes[0] - 5 * width
+        t_grid = np.linspace(low, t_nodes[-1] + 5 * width, points)
         grid = linthresh * np.sinh(t_grid)
     else:
         grid = np.asarray(grid, dtype=np.float64)
         t_grid = np.arcsinh(grid / linthresh)
+    density_t = _kernel_sum(t_grid, t_nodes, measure.weights, width)
+    if reflect:
+        density_t += _kernel_sum(t_grid, -t_nodes, measure.weights, width)
+        density_t[grid < 0.0] = 0.0
+    return grid, density_t / np.hypot(grid, linthresh)
+
+
+def _kernel_sum(
+    t_grid: np.ndarray, t_nodes: np.ndarray, weights: np.ndarray, width: float
+) -> np.ndarray:
+    """Σ_j w_j N(t; t_j, width²) at each t of `t_grid` (G,), float64."""
     density_t = np.zeros_like(t_grid)
     for start in range(0, t_nodes.size, 256):  # bounded temporaries: (G, 256)
         z = (t_grid[:, None] - t_nodes[None, start : start + 256]) / width
-        density_t += np.exp(-0.5 * z * z) @ measure.weights[start : start + 256]
-    density_t /= width * np.sqrt(2.0 * np.pi)
-    return grid, density_t / np.hypot(grid, linthresh)
+        density_t += np.exp(-0.5 * z * z) @ weights[start : start + 256]
+    return density_t / (width * np.sqrt(2.0 * np.pi))
