@@ -26,6 +26,7 @@ from sgd_dynamics.launch.overrides import check_typed_resolvers, output_folder
 from sgd_dynamics.launch.resume import restore_run_record, resume_argv
 from sgd_dynamics.launch.run_folder import check_run_settings, claim_resume_folder
 from sgd_dynamics.lifecycle.faults import fault_point
+from sgd_dynamics.lifecycle.run_lock import abandon_run_locks
 from sgd_dynamics.lifecycle.stop import SetupInterrupted
 from sgd_dynamics.run_folder.location import run_name, sweep_name, unwritable_output
 from sgd_dynamics.utils import ConfigError, SetupError
@@ -70,13 +71,11 @@ def prepare_command_line(argv: list[str]) -> list[str]:
         check_typed_resolvers(argv)  # no ${oc.env:...} and other resolvers in typed values
         claim_resume_folder(argv)  # a resume's folder: checked and locked before Hydra
         argv = ddp_child_argv(resume_argv(argv))
-    except SetupError as exc:
-        _refuse(str(exc))
-    if (problem := unwritable_output(output_folder(argv))) is not None:
-        _refuse(problem)
-    try:
+        if (problem := unwritable_output(output_folder(argv))) is not None:
+            raise SetupError(problem)
         check_command_line(argv)  # Hydra's errors, the schema, run limits: one line each
     except SetupError as exc:
+        abandon_run_locks()  # a refused command leaves the folder it claimed as it was
         _refuse(str(exc))
     return argv
 

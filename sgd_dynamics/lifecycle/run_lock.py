@@ -14,10 +14,18 @@ from pathlib import Path
 
 from sgd_dynamics.utils.errors import SetupError
 
-__all__ = ["LOCK_NAME", "RunFolderInUse", "acquire_run_lock", "lock_holder", "release_run_lock"]
+__all__ = [
+    "LOCK_NAME",
+    "RunFolderInUse",
+    "abandon_run_locks",
+    "acquire_run_lock",
+    "lock_holder",
+    "release_run_lock",
+]
 
 LOCK_NAME = ".lock"
 _held: dict[Path, int] = {}  # run folder (resolved) -> open descriptor, for this process's life
+_before: dict[Path, bytes | None] = {}  # run folder -> its lock file's bytes before (None: none)
 
 
 class RunFolderInUse(SetupError):
@@ -45,6 +53,7 @@ def acquire_run_lock(run_dir: str | os.PathLike) -> None:
     path = _lock_file(run_dir)
     if path.parent in _held:
         return
+    existed = path.is_file() and not path.is_symlink()
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
@@ -58,16 +67,47 @@ def acquire_run_lock(run_dir: str | os.PathLike) -> None:
         raise RunFolderInUse(
             f"{path.parent} is in use by {who}: wait for it to end, or stop it first"
         ) from None
+    _before[path.parent] = _read_all(fd) if existed else None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     _held[path.parent] = fd
 
 
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def release_run_lock(run_dir: str | os.PathLike) -> None:
     """Give `run_dir`'s lock back (nothing when this process does not hold it)."""
-    fd = _held.pop(_lock_file(run_dir).parent, None)
+    folder = _lock_file(run_dir).parent
+    _before.pop(folder, None)
+    fd = _held.pop(folder, None)
     if fd is not None:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def abandon_run_locks() -> None:
+    """Give back every lock this process holds and leave each lock file as it was before this
+    process took it (removed when it created it): a command refused after it took a folder's
+    lock changes no byte of that folder."""
+    for folder in list(_held):
+        fd = _held.pop(folder)
+        before = _before.pop(folder, None)
+        try:
+            if before is None:
+                os.unlink(folder / LOCK_NAME)  # while still held: no other process took it
+            else:
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, before)
+        except OSError:
+            pass  # the folder went away or cannot be written: nothing more to put back
+        finally:
+            os.close(fd)
 
 
 def lock_holder(run_dir: str | os.PathLike) -> int | None:

@@ -245,6 +245,7 @@ def test_replayed_values_built_by_resolvers_are_refused(drawn):
                         "a key outside the project's configuration schema",
                         "folders derived from the run folder are not replayed",
                         ": one of the classes of the project's configs (",
+                        "_partial_ is accepted only where the project's configs set it",
                     )
                 ), str(exc)
 

@@ -13,6 +13,7 @@ import pytest
 
 from sgd_dynamics.lifecycle.run_lock import (
     RunFolderInUse,
+    abandon_run_locks,
     acquire_run_lock,
     lock_holder,
     release_run_lock,
@@ -69,3 +70,18 @@ def test_lock_file_symlink_is_not_followed(tmp_path):
         acquire_run_lock(run)
     assert target.read_text() == "keep\n"
     assert lock_holder(tmp_path / "no-such-folder") is None
+
+
+def test_an_abandoned_lock_leaves_the_lock_file_as_it_was(tmp_path):
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    acquire_run_lock(fresh)
+    assert (fresh / ".lock").read_text() == f"{os.getpid()}\n"
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / ".lock").write_bytes(b"12345\n")
+    acquire_run_lock(old)
+    abandon_run_locks()
+    assert not (fresh / ".lock").exists()  # this process created it: removed
+    assert (old / ".lock").read_bytes() == b"12345\n"  # the bytes it had
+    assert lock_holder(fresh) is None and lock_holder(old) is None
