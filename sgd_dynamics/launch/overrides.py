@@ -52,6 +52,20 @@ def override_key(override: Override) -> str:
     return f"{override.key_or_group}{package}"
 
 
+def _parsed_arguments(argv: Sequence[str]) -> Iterator[tuple[str, Override]]:
+    """Each argument of `argv` that is an override Hydra's grammar parses, with its text;
+    flags (``-m``, ``--help``, ...) and arguments Hydra cannot parse are passed over: Hydra
+    reports those itself."""
+    for text in (str(a) for a in argv):
+        if text.startswith("-"):
+            continue
+        try:
+            (override,) = parse_overrides([text])
+        except OverrideParseException:
+            continue
+        yield text, override
+
+
 def output_folder(argv: Sequence[str]) -> str:
     """The folder train.py's command line `argv` writes into, as far as it is known before
     Hydra runs: the value of the last ``hydra.run.dir`` override (``hydra.sweep.dir`` with
@@ -60,13 +74,7 @@ def output_folder(argv: Sequence[str]) -> str:
     `DEFAULT_OUTPUT_FOLDER` when no override sets it. Flags, their values and arguments Hydra
     cannot parse are passed over, never raised: Hydra reports those itself."""
     parsed = []
-    for text in (str(a) for a in argv):
-        if text.startswith("-"):
-            continue
-        try:
-            (override,) = parse_overrides([text])
-        except OverrideParseException:
-            continue
+    for _, override in _parsed_arguments(argv):
         if not (override.is_delete() or override.is_sweep_override()):
             parsed.append(override)
     modes = [str(o.value()).upper() for o in parsed if override_key(o) == "hydra.mode"]
@@ -121,13 +129,7 @@ def check_typed_resolvers(argv: Sequence[str]) -> None:
         ConfigError: ``<override>: <what is accepted>``.
     """
     accepted = ", ".join(COMMAND_LINE_RESOLVERS)
-    for text in (str(a) for a in argv):
-        if text.startswith("-"):
-            continue
-        try:
-            (override,) = parse_overrides([text])
-        except OverrideParseException:
-            continue
+    for text, override in _parsed_arguments(argv):
         for string in _strings(_value(override)):
             try:
                 names = resolvers_in(string)
