@@ -15,17 +15,23 @@ import os
 import shutil
 from pathlib import Path
 
+from sgd_dynamics.lifecycle.run_lock import LOCK_NAME, lock_holder, release_run_lock
+
 RUN_ID_VARIABLE = "SGD_DYNAMICS_RUN_ID"
+
 HYDRA_RECORD = frozenset({"config.yaml", "hydra.yaml", "overrides.yaml"})
 
 
 def is_fresh_hydra_folder(run_dir: Path, run_id: str | None) -> bool:
     """Whether `run_dir` is a folder this invocation's Hydra made and nothing has used yet: its
     name ends with ``_<run_id>``, and it holds only ``.hydra/`` (the job record, at most its
-    three files) and empty ``*.log`` files (Hydra's job log)."""
+    three files), empty ``*.log`` files (Hydra's job log) and the folder's lock, held by this
+    process."""
     if not run_id or not run_dir.name.endswith(f"_{run_id}") or not run_dir.is_dir():
         return False
     for entry in run_dir.iterdir():
+        if entry.name == LOCK_NAME and lock_holder(run_dir) == os.getpid():
+            continue  # the lock this process took for the run
         if entry.name == ".hydra" and entry.is_dir() and not entry.is_symlink():
             if not {p.name for p in entry.iterdir()} <= HYDRA_RECORD:
                 return False
@@ -47,5 +53,6 @@ def remove_refused_run_folder(run_dir: str | os.PathLike, run_id: str | None = N
         run_id = os.environ.get(RUN_ID_VARIABLE)
     if not is_fresh_hydra_folder(run_dir, run_id):
         return False
+    release_run_lock(run_dir)
     shutil.rmtree(run_dir)
     return True

@@ -67,16 +67,22 @@ def test_a_user_named_folder_is_kept(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_refused_for_missing_data_files_leaves_nothing(tmp_path):
+def test_a_run_refused_while_it_is_built_leaves_nothing(tmp_path):
+    # missing data files: refused before Hydra creates anything
     result = run_train(["dataset=mnist", f"dataset.root={tmp_path / 'absent'}"], cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
-    runs = tmp_path / "outputs" / "runs"
-    assert list(runs.iterdir()) == []  # the run folder is gone (outputs/runs/ itself stays)
+    assert not (tmp_path / "outputs").exists()
+    # a Trainer argument that only the Trainer refuses: found after Hydra made the folder,
+    # which is then removed (outputs/runs/ itself stays)
+    bad = ["trainer.max_steps=5", "+trainer.gradient_clip_val=abc"]
+    result = run_train(bad, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert list((tmp_path / "outputs" / "runs").iterdir()) == []
     # a folder the user named is kept, with the reason in status.json
     named = tmp_path / "named"
-    args = ["dataset=mnist", f"dataset.root={tmp_path / 'absent'}", f"hydra.run.dir={named}"]
-    result = run_train(args, cwd=tmp_path)
+    result = run_train([*bad, f"hydra.run.dir={named}"], cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     status = json.loads((named / "status.json").read_text())
-    assert status["status"] == "failed" and "absent" in status["error"]
+    assert status["status"] == "failed" and "gradient_clip_val" in status["error"]
