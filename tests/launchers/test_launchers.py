@@ -107,7 +107,7 @@ def test_ddp_in_a_joblib_worker_is_refused_clearly(tmp_path):
     """Lightning cannot re-launch a joblib worker as rank 1: the job stops with a message that
     names the way out, before training (status failed, no snapshots)."""
     sweep = tmp_path / "sweep"
-    args = ["-m", "hydra/launcher=joblib", "trainer=ddp_cpu", "seed=0", *SHORT]
+    args = ["-m", "hydra/launcher=joblib", "trainer=ddp_cpu", "seed=0", *SHORT, "batch_size=4"]
     result = run_train([*args, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=120)
     assert result.returncode != 0
     assert "not supported" in result.stderr and "submitit_slurm" in result.stderr

@@ -4,6 +4,7 @@ bad input, run folders of simultaneous starts."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from pipeline_helpers import PYTHON, REPO_ROOT, outputs_line, run_train, write_mnist_files
+from pipeline_helpers import PYTHON, REPO_ROOT, outputs_line, run_train
 
 from sgd_dynamics.data import make_gauss10
 from sgd_dynamics.models import MLP
@@ -157,24 +158,26 @@ def test_bad_input_gives_a_clear_message_and_no_traceback(tmp_path, args, code, 
 
 
 def test_simultaneous_starts_get_separate_folders(tmp_path):
-    """Three runs started together (they stop at a batch larger than the 40 samples of the
-    data files, found once the files are read, after Hydra has created their folders): three
-    folders, each with Hydra's files only (a refused configuration writes no status.json)."""
-    write_mnist_files(tmp_path / "mnist", n_train=40, n_test=10)
-    data = ["dataset=mnist", f"dataset.root={tmp_path / 'mnist'}", "batch_size=64"]
-    env_cmd = [PYTHON, str(REPO_ROOT / "train.py"), *data, "logger=none"]
+    """Three short runs started together: three folders, each with its own record."""
+    env_cmd = [
+        PYTHON,
+        str(REPO_ROOT / "train.py"),
+        "trainer.max_steps=2",
+        "spectral=off",
+        "logger=none",
+    ]
     procs = [
         subprocess.Popen(env_cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(3)
     ]
     for p in procs:
-        p.communicate(timeout=120)
-        assert p.returncode == 2
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
     folders = sorted((tmp_path / "outputs" / "runs").iterdir())
     assert len(folders) == 3 and all(RUN_DIR_NAME.match(f.name) for f in folders)
     for folder in folders:
         assert (folder / ".hydra" / "overrides.yaml").is_file()
-        assert not (folder / "status.json").exists()
+        assert json.loads((folder / "status.json").read_text())["status"] == "completed"
 
 
 def test_train_py_runs_from_another_directory_with_python_dash_c_import(tmp_path):

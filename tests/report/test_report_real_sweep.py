@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,7 +74,9 @@ def sweep(tmp_path_factory) -> Path:
     result = run_train([*args, f"hydra.sweep.dir={sweep}"], cwd=root, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     n_jobs = len(SEEDS) * len(BATCH_SIZES)
-    outputs = [ln for ln in result.stdout.splitlines() if ln.startswith("Outputs: ")]
+    # each job's lines carry its "[job N] " prefix
+    lines = [re.sub(r"^\[job \d+\] ", "", ln) for ln in result.stdout.splitlines()]
+    outputs = [ln for ln in lines if ln.startswith("Outputs: ")]
     assert sorted(outputs) == sorted(f"Outputs: {sweep / str(j)}" for j in range(n_jobs))
 
     # resume job 1 from its last checkpoint: Hydra rewrites its overrides with ckpt_path=...

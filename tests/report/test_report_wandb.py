@@ -101,7 +101,7 @@ def test_report_is_logged_offline_to_the_sweeps_wandb_group(tmp_path):
     assert run.stdout.split()[-1] == str(run_dir)
 
     images = sorted(p.name for p in (run_dir / "files" / "media" / "images").rglob("*.png"))
-    assert len(images) == 2
+    assert len(images) == 3  # the band, comparison and test-accuracy figures
     assert images[0].startswith("alignment_bands_") and images[1].startswith("comparison_")
 
     tables = {p.name.split("_")[0]: p for p in (run_dir / "files" / "media").rglob("*.table.json")}

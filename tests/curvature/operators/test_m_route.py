@@ -53,7 +53,7 @@ def test_weight_used_outside_its_layer_takes_the_general_route(
     cls, caplog: pytest.LogCaptureFixture
 ) -> None:
     model, x, y = reuse_problem(cls)
-    with caplog.at_level(logging.INFO, logger="sgd_dynamics.curvature"):
+    with caplog.at_level(logging.DEBUG, logger="sgd_dynamics.curvature"):
         s = compute_spectra(model, x, y, SpectraOptions(k=4, method="iterative"), batch_size=3)
     assert s.m_route != "linear"
     assert any("enc.weight used by" in r.getMessage() for r in caplog.records)
