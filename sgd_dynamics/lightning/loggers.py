@@ -7,7 +7,8 @@ logger records a (step, key) only once, the first time:
 
 - `wandb_logger`: one wandb run per run folder (`sgd_dynamics.wandb_io.segments`): the id is
   stored in the run folder and every segment continues that run; keys that an earlier segment
-  logged at a step are not logged again.
+  logged at a step are not logged again, and what a killed segment logged but wandb had not
+  yet written is logged again from the run's journal (`sgd_dynamics.wandb_io.journal`).
 - `csv_logger`: one file, ``RUN_DIR/csv/metrics.csv``, appended to by every segment; rows and
   keys already in it are not written again.
 """
@@ -15,6 +16,7 @@ logger records a (step, key) only once, the first time:
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Mapping
@@ -25,9 +27,12 @@ from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
-from sgd_dynamics.wandb_io import segments
+from sgd_dynamics.wandb_io import journal, segments
 from sgd_dynamics.wandb_io.environment import configure_wandb_environment
+from sgd_dynamics.wandb_io.journal import JournalWriter
 from sgd_dynamics.wandb_io.run_logging import workspace_key
+
+logger = logging.getLogger(__name__)
 
 
 class SectionedWandbLogger(WandbLogger):
@@ -57,7 +62,16 @@ class SegmentWandbLogger(SectionedWandbLogger):
             logged = segments.earlier_keys(self._run_dir, run_id)
             run = WandbLogger.experiment.fget(self)
             segments.store_run_id(self._run_dir, run.id)
-            self._experiment = segments.SegmentRun(run, logged)
+            segment = segments.SegmentRun(run, logged, JournalWriter(self._run_dir))
+            restored = segment.restore(journal.missing(self._run_dir, logged))
+            if restored:
+                logger.info(
+                    "wandb: %d value(s) an earlier segment logged but wandb had not written "
+                    "when it stopped were logged again from %s",
+                    restored,
+                    journal.journal_path(self._run_dir),
+                )
+            self._experiment = segment
         return self._experiment
 
 

@@ -80,7 +80,8 @@ def check_history(run_dir: str | os.PathLike) -> HistoryCheck:
             elif kind == "exit":
                 ended = True
             elif kind == "artifact":
-                artifacts.append(record.artifact.name)
+                if record.artifact.name not in artifacts:  # a chart's table: once per log
+                    artifacts.append(record.artifact.name)
             elif kind == "history":
                 items: dict = {}
                 for item in record.history.item:

@@ -13,6 +13,11 @@ segments, one process each; every segment writes its own wandb transaction log
   training order is keyed by the step). `SegmentRun` drops from each ``log`` call the keys that
   an earlier segment of the run already logged at that ``trainer/global_step``
   (`earlier_keys`), so the synced history holds every step of every key once.
+- **nothing lost to a kill**: wandb writes its file in blocks, so a segment stopped by SIGKILL
+  loses the records it had not written. Each record logged at a training step is also written
+  to ``RUN_DIR/wandb/journal.jsonl`` (`sgd_dynamics.wandb_io.journal`) before wandb gets it;
+  the next segment logs again, first, what the journal holds and no wandb file does
+  (`SegmentRun.restore`).
 
 The step is the number of SGD updates taken; a record at step s describes the parameters after
 s updates (docs/wandb.md).
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sgd_dynamics.run_folder.files import atomic_write
+from sgd_dynamics.wandb_io.journal import JournalWriter, wandb_value
 from sgd_dynamics.wandb_io.offline import records, run_files, run_record
 
 STEP_METRIC = "trainer/global_step"
@@ -121,21 +127,50 @@ def unlogged(data: Mapping[str, Any], logged: Mapping[int, set[str]]) -> dict[st
 
 class SegmentRun:
     """A wandb run seen through the history of the run's earlier segments: ``log`` drops what
-    they logged already (`unlogged`); everything else is the run's own attribute."""
+    they logged already (`unlogged`) and journals what it logs at a training step
+    (`sgd_dynamics.wandb_io.journal`); everything else is the run's own attribute."""
 
-    def __init__(self, run: Any, logged: Mapping[int, set[str]]) -> None:
+    def __init__(
+        self,
+        run: Any,
+        logged: Mapping[int, set[str]],
+        journal: JournalWriter | None = None,
+    ) -> None:
         self._run = run
-        self._logged = logged
+        self._logged: dict[int, set[str]] = defaultdict(set, {s: set(k) for s, k in logged.items()})
+        self._journal = journal
 
     @property
     def wrapped(self) -> Any:
         """The wandb run itself."""
         return self._run
 
+    def restore(self, lost: Iterable[tuple[int, Mapping[str, Any]]]) -> int:
+        """Log the journaled records `lost` (`journal.missing`: what an earlier segment logged
+        but its wandb file does not hold) at their steps, ascending; they are not journaled
+        again, and a replayed step does not log them twice. Returns the number of keys."""
+        count = 0
+        for step, values in lost:
+            record = {key: wandb_value(value) for key, value in values.items()}
+            self._run.log({**record, STEP_METRIC: int(step)})
+            self._logged[int(step)].update(values)
+            count += len(values)
+        return count
+
     def log(self, data: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
         kept = unlogged(data, self._logged) if self._logged else dict(data)
-        if kept is not None:
-            self._run.log(kept, *args, **kwargs)
+        if kept is None:
+            return
+        if self._journal is not None and STEP_METRIC in kept:
+            # journaled first: a record the kill keeps from wandb's file is restored later
+            values = {k: v for k, v in kept.items() if k != STEP_METRIC}
+            self._journal.write(int(float(kept[STEP_METRIC])), values)
+        self._run.log(kept, *args, **kwargs)
+
+    def finish(self, *args: Any, **kwargs: Any) -> Any:
+        if self._journal is not None:
+            self._journal.close()
+        return self._run.finish(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._run, name)

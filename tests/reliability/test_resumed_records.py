@@ -1,6 +1,6 @@
-"""A run killed mid-way and resumed with the command it printed is one record: one wandb run id
-over its segments, every (step, key) once, read back record by record from the offline files;
-one CSV file with every step once."""
+"""A run killed (SIGKILL) at step ~1000 and resumed with the command it printed is one record:
+one wandb run id over its segments, every (step, key) once and none missing, read back record
+by record from the offline files; one CSV file with every step once."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from reliability_helpers import REPO_ROOT, resume_command, train
 from sgd_dynamics.wandb_io.offline import records, run_files
 
 STEP = "trainer/global_step"
-MAX_STEPS = 200
-CHECKPOINT_EVERY = 50
-KILLED_AT = 190  # the checkpoint it resumes from: step 150
-VALIDATIONS = [50, 100, 150, 200]
+MAX_STEPS = 1200
+CHECKPOINT_EVERY = 250
+KILLED_AT = 1010  # the checkpoint it resumes from: step 1000
+VALIDATIONS = [250, 500, 750, 1000]
 RUN = [
     "logger=[wandb,csv]",
     "model.width=8",
@@ -29,7 +29,7 @@ RUN = [
     "spectral.method=dense",
     "spectral.k=5",
     "spectral.log_points=null",
-    "spectral.every_n_steps=40",
+    "spectral.every_n_steps=100",
     "spectral.draw_at_end=false",
     f"callbacks.checkpoint.every_n_steps={CHECKPOINT_EVERY}",
     "callbacks.checkpoint.every_n_seconds=null",
@@ -58,6 +58,17 @@ def segment_history(path: Path) -> tuple[str, Counter]:
     return run_id, counts
 
 
+def segment_values(path: Path, key: str) -> dict[int, float]:
+    """step -> the value of the scalar `key` in one .wandb file."""
+    values = {}
+    for record in records(path):
+        if record.WhichOneof("record_type") == "history":
+            row = {item.key: item.value_json for item in record.history.item if item.key}
+            if key in row and STEP in row:
+                values[int(json.loads(row[STEP]))] = json.loads(row[key])
+    return values
+
+
 def steps_of(counts: Counter, key: str) -> list[int]:
     return sorted(step for step, k in counts if k == key)
 
@@ -81,22 +92,36 @@ def test_one_wandb_run_with_every_step_once(resumed_run):
     assert first_id == second_id == (resumed_run / "wandb" / "run_id.txt").read_text().strip()
     total = first + second
     assert [pair for pair, n in total.items() if n > 1] == []  # nothing logged twice
-    # the killed process wrote its records up to some step (wandb writes its file in blocks:
-    # a SIGKILL loses the unwritten tail); the resumed one from its checkpoint (150) to the end
+    # wandb writes its file in blocks: the killed process's file ends at some step before the
+    # kill; the resumed segment logs the rest of what it had logged from the journal, then
+    # trains on from its checkpoint (1000)
     last_written = max(steps_of(first, "train/loss"))
-    resumed_from = KILLED_AT // CHECKPOINT_EVERY * CHECKPOINT_EVERY
     assert steps_of(first, "train/loss") == list(range(last_written + 1))
-    assert min(steps_of(second, "train/loss")) == max(last_written + 1, resumed_from)
-    lost = set(range(last_written + 1, resumed_from))
-    expected = [s for s in range(MAX_STEPS) if s not in lost]
+    assert min(steps_of(second, "train/loss")) == last_written + 1
     for key in ("train/loss", "train/acc", "train/epoch"):
-        assert [s for s in steps_of(total, key) if s < MAX_STEPS] == expected, key
-    assert steps_of(total, "train/test_acc") == [s for s in VALIDATIONS if s not in lost]
+        assert [s for s in steps_of(total, key) if s < MAX_STEPS] == list(range(MAX_STEPS)), key
+    assert steps_of(total, "train/test_acc") == VALIDATIONS
     snapshots = sorted(int(p.stem.split("_")[1]) for p in (resumed_run / "spectra").glob("*.npz"))
-    assert steps_of(total, "spectra/loss") == [s for s in snapshots if s not in lost]
-    assert steps_of(total, "densities/H_f") == steps_of(total, "spectra/loss")
+    for key in ("spectra/loss", "spectra/hp_max", "alignment/cosines_1", "densities/H_f"):
+        assert steps_of(total, key) == snapshots, key
     assert steps_of(total, "train/final_test_acc") == [MAX_STEPS]
     assert steps_of(total, "train/epoch")[-1] == MAX_STEPS  # with the final record
+
+
+@pytest.mark.slow
+def test_restored_values_are_the_killed_segments(resumed_run):
+    """Each value the resumed segment logged at a step before its checkpoint (restored from the
+    journal) equals the killed segment's CSV row at that step."""
+    with (resumed_run / "csv" / "metrics.csv").open(newline="") as handle:
+        rows = {
+            int(r["step"]): float(r["train/loss"])
+            for r in csv.DictReader(handle)
+            if r["train/loss"]
+        }
+    resumed_from = KILLED_AT // CHECKPOINT_EVERY * CHECKPOINT_EVERY
+    values = segment_values(run_files(resumed_run)[1], "train/loss")
+    restored = {step: value for step, value in values.items() if step < resumed_from}
+    assert {step: rows[step] for step in restored} == restored
 
 
 @pytest.mark.slow
