@@ -30,17 +30,6 @@ from sgd_dynamics.utils.validate import positive_int
 from ..solvers.lanczos_quadrature import PROBE_KINDS, lanczos_quadrature, random_probes
 from .measures import SpectralMeasure, relative_w1, smoothed_density
 
-__all__ = [
-    "DensitySettings",
-    "Outliers",
-    "OperatorDensity",
-    "SpectralDensities",
-    "spectral_densities",
-    "exact_densities",
-    "second_moment_measure",
-    "operator_measure",
-]
-
 Matmat = Callable[[Tensor], Tensor]
 OPERATORS = ("hf", "mt", "hp")
 
