@@ -134,6 +134,15 @@ def _dense_pairs(kernel: Tensor, dense_threads: int | None) -> tuple[Tensor, Ten
     return values.flip(0), vectors.flip(1)
 
 
+def _mapped(factors: GradientFactors, u: Tensor, values: Tensor) -> Tensor:
+    """Orthonormalised Gᵀ u / sqrt(n λ), (P, j), for j eigenpairs (λ, u) of K (j may be 0: every
+    per-sample gradient 0, as when float32 rounds a fitted sample's gradient to 0)."""
+    if u.shape[1] == 0:
+        return u.new_zeros(factors.n_params, 0)
+    vectors = factors.rmatmat(u) / torch.sqrt(factors.n_samples * values)
+    return _orthonormal_in_order(vectors)[0]
+
+
 def _mapped_vectors(
     factors: GradientFactors,
     values: Tensor,
@@ -147,15 +156,13 @@ def _mapped_vectors(
     n = factors.n_samples
     threshold = _rank_threshold(values, n)
     n_pos = int((values > threshold).sum())
-    vectors = factors.rmatmat(u[:, :n_pos]) / torch.sqrt(n * values[:n_pos])
-    vectors, _ = _orthonormal_in_order(vectors)
+    vectors = _mapped(factors, u[:, :n_pos], values[:n_pos])
     if n_pos >= k:
         return vectors
     assert all_pairs is not None  # a rank below k has all of K's eigenpairs computed
     values_desc, vectors_desc = all_pairs
     rank = int((values_desc > threshold).sum())
-    range_basis = factors.rmatmat(vectors_desc[:, :rank]) / torch.sqrt(n * values_desc[:rank])
-    range_basis, _ = _orthonormal_in_order(range_basis)
+    range_basis = _mapped(factors, vectors_desc[:, :rank], values_desc[:rank])
     logger.debug(
         "M has rank %d on these samples, fewer than k = %d: its last %d eigenvalues are 0",
         rank,
