@@ -21,7 +21,13 @@ __all__ = [
     "keeps_gradient_graphs",
     "dense_m_through_gram",
     "gram_solved_densely",
+    "RITZ_MAX_RESIDUAL",
 ]
+
+# hp_method="ritz": a Ritz pair (θ, v) of the symmetric H_p with relative residual
+# ||H_p v - θ v|| <= δ ||H_p|| has an eigenvalue of H_p within δ ||H_p|| of θ; above this δ the
+# estimates are flagged (warned or raised per on_nonconvergence), naming hp_method="solve".
+RITZ_MAX_RESIDUAL = 1e-2
 
 # method="auto": the dense method up to this P. It holds three P×P matrices (H_f, M, H_p: 72 MB
 # each at P = 3000 in float64) and runs O(P³) eigendecompositions for every eigenvalue; above it

@@ -15,7 +15,8 @@ H_p's extremes (`hp_extremes`), by `hp_method`:
 - "solve": a `block_eigsh` solve on H_p products (each one M and one H_f product);
 - "ritz": Rayleigh-Ritz estimates on span(top-k of H_f, top-k of M) instead of a third solve (k
   extra H_f products; H_f on its own Ritz vectors comes from the Krylov relation): cheap, but not
-  converged eigenvalues; their relative residuals are in diagnostics["hp_max_residual"];
+  converged eigenvalues; their relative residuals are in diagnostics["hp_max_residual"], and a
+  residual above `thresholds.RITZ_MAX_RESIDUAL` is flagged like a solve that did not converge;
 - "none": skipped (NaN).
 
 Traces (`hutchinson`, `trace_fields`): tr(H_f) is a Hutchinson estimate (`trace_probes`
@@ -27,19 +28,20 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 
 import torch
 from torch import Tensor
 
-from ..choices import HpMethod
+from ..choices import HpMethod, OnNonconvergence
 from ..gram.spectrum import second_moment_from_gram
 from ..operators.distributed import sum_scalars
 from ..operators.m_route import m_factors, m_route_of
 from ..operators.products import CurvatureOperators, minibatch_coefficient
 from ..options import SpectraOptions
-from ..solvers.block_lanczos import EigResult
+from ..solvers.block_lanczos import ConvergenceError, ConvergenceWarning, EigResult
 from ..solvers.rayleigh_ritz import rayleigh_ritz
-from ..thresholds import keeps_gradient_graphs
+from ..thresholds import RITZ_MAX_RESIDUAL, keeps_gradient_graphs
 from .parts import Laps, SnapshotParts, minibatch_top_from_gram, snapshot_eigsh, solver_info
 
 
@@ -56,6 +58,24 @@ def _hp_ritz(ops: CurvatureOperators, hf: EigResult, mt_vecs: Tensor, k: int) ->
     hf_images = torch.cat([hf.images, ops.hf(mt_vecs)], dim=1)
     # the basis holds at least k independent directions (H_f's orthonormal Ritz vectors)
     return rayleigh_ritz(basis, ops.m(basis) - hf_images, k)
+
+
+def _flag_far_ritz_values(hp: EigResult, on_nonconvergence: str) -> None:
+    """Warn (`ConvergenceWarning`) or raise (`ConvergenceError`), per `on_nonconvergence`, when
+    a Ritz pair's relative residual exceeds `thresholds.RITZ_MAX_RESIDUAL`: its value is then
+    only known to lie within that residual (times ||H_p||) of some eigenvalue of H_p."""
+    if not hp.max_residual > RITZ_MAX_RESIDUAL:  # NaN residuals are flagged too
+        return
+    message = (
+        f"H_p (hp_method='ritz'): a Rayleigh-Ritz estimate has relative residual "
+        f"{hp.max_residual:.2e} > {RITZ_MAX_RESIDUAL:.0e}, so H_p's extremes may be off by up to "
+        f"that fraction of ||H_p|| or more; use hp_method='solve' (spectral.hp_method=solve) for "
+        f"converged values"
+    )
+    if on_nonconvergence == OnNonconvergence.RAISE:
+        raise ConvergenceError(message)
+    if on_nonconvergence == OnNonconvergence.WARN:
+        warnings.warn(message, ConvergenceWarning, stacklevel=5)
 
 
 def hp_extremes(
@@ -76,6 +96,7 @@ def hp_extremes(
         hp = snapshot_eigsh(ops, "H_p", ops.hp, "both", x0, k, options)
         return hp, solver_info("hp", hp)
     hp = _hp_ritz(ops, hf, mt_vecs, k)
+    _flag_far_ritz_values(hp, options.on_nonconvergence)
     info = solver_info("hp", hp)
     info.update(hp_matvecs=float(mt_vecs.shape[1]), hp_ritz=1.0)
     return hp, info
