@@ -1,14 +1,14 @@
 """A picture of the wandb workspace of a run, drawn from its offline records (no server).
 
-``python -m sgd_dynamics.plots.dashboard RUN_DIR OUT.png`` reads ``RUN_DIR/wandb/offline-run-*``
-(`sgd_dynamics.wandb_io.offline`) and draws the panels a user sees after ``wandb sync``, one
-block per workspace section (the key prefixes of docs/wandb.md): ``train/`` (loss and accuracy,
-test points at the evaluations), ``alignment/`` (the cosines' line chart, the aligned count),
-``spectra/`` (the top-k line charts, H_p's extremes, the traces), ``densities/`` (the
-histograms over the training step, each snapshot drawn on the very bins it was logged with:
-symlog bins on a symlog eigenvalue axis for H_f, H_p and -H_f, log bins on a log axis for M's
-nonzero eigenvalues; shade: number of eigenvalues per bin) and ``figures/`` (the media panel at
-its last step). Every step axis is symlog, as in the run's figures.
+``python -m sgd_dynamics.plots.dashboard RUN_DIR OUT.png [DPI]`` reads
+``RUN_DIR/wandb/offline-run-*`` (`sgd_dynamics.wandb_io.offline`) and draws the panels a user
+sees after ``wandb sync``, one block per workspace section (the key prefixes of docs/wandb.md):
+``train/`` (loss and accuracy, test points at the evaluations), ``alignment/`` (the cosines'
+line chart, the aligned count), ``spectra/`` (the top-k line charts, H_p's extremes, the
+traces), ``densities/`` (the histograms over the training step, each snapshot drawn on the very
+bins it was logged with: symlog bins on a symlog eigenvalue axis for H_f, H_p and -H_f, log
+bins on a log axis for M's nonzero eigenvalues; shade: number of eigenvalues per bin) and
+``figures/`` (the media panel at its last step). Every step axis is symlog, as in the run's figures.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from matplotlib.image import imread
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from sgd_dynamics.plots.common import (
+    DPI,
     new_figure,
     save_figure,
     set_log_axis,
@@ -218,7 +219,10 @@ def dashboard_figure(run_dir: str | os.PathLike) -> Figure:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        print("usage: python -m sgd_dynamics.plots.dashboard RUN_DIR OUT.png", file=sys.stderr)
+    if len(sys.argv) not in (3, 4) or (len(sys.argv) == 4 and not sys.argv[3].isdigit()):
+        print(
+            "usage: python -m sgd_dynamics.plots.dashboard RUN_DIR OUT.png [DPI]", file=sys.stderr
+        )
         sys.exit(2)
-    print(save_figure(dashboard_figure(sys.argv[1]), sys.argv[2]))
+    dpi = int(sys.argv[3]) if len(sys.argv) == 4 else DPI
+    print(save_figure(dashboard_figure(sys.argv[1]), sys.argv[2], dpi=dpi))
