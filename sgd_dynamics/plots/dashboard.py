@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.image import imread
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, SymmetricalLogLocator
 
 from sgd_dynamics.plots.common import (
     DPI,
@@ -99,6 +99,14 @@ def histogram_panel(ax, rows: list[dict], key: str) -> None:
         # the smallest threshold t any snapshot's bins used (6 decades below its largest |x|)
         linthresh = min(symlog_linthresh(e, rel=10.0**-LINEAR_DECADES) for e in all_edges)
         ax.set_yscale("symlog", linthresh=linthresh)
+        magnitudes = np.abs(values[values != 0.0])
+        if magnitudes.size and magnitudes.max() < 100.0 * magnitudes.min():
+            # within two decades (the top-k alone, one sign): 1, 2 and 5 x the powers of ten,
+            # else the panel would have one labelled tick or none
+            ax.yaxis.set_major_locator(
+                SymmetricalLogLocator(linthresh=linthresh, base=10.0, subs=(1.0, 2.0, 5.0))
+            )
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         ax.set_ylabel("eigenvalue (symlog scale)")
     ax.set_ylim(values.min(), values.max())
     set_step_axis(ax, steps)
@@ -141,8 +149,8 @@ def _chart_panel(ax, files: Path, rows: list[dict], key: str) -> None:
 
 def _scalar_panel(ax, rows: list[dict], keys: tuple[str, ...], yscale: str = "linear") -> None:
     """One line per scalar key against the step (symlog); a key logged at few steps (the test
-    evaluations) gets markers."""
-    drawn = []
+    evaluations) gets markers; the title names the keys drawn."""
+    drawn, shown = [], []
     for i, key in enumerate(keys):
         points = np.asarray([(r[STEP], r[key]) for r in rows if key in r], dtype=float)
         if not points.size:
@@ -150,7 +158,8 @@ def _scalar_panel(ax, rows: list[dict], keys: tuple[str, ...], yscale: str = "li
         marker = "o" if len(points) <= 60 else None
         ax.plot(points[:, 0], points[:, 1], color=f"C{i}", lw=1.0, marker=marker, ms=2, label=key)
         drawn.append(points)
-    ax.set_title(", ".join(keys), fontsize=9)
+        shown.append(key)
+    ax.set_title(", ".join(shown or keys), fontsize=9)
     if not drawn:
         ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
         return

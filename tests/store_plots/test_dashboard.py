@@ -76,3 +76,22 @@ def test_a_key_never_logged_leaves_a_labelled_empty_panel(rng) -> None:
     histogram_panel(ax, rows, "densities/H_p")
     assert not ax.collections
     assert [t.get_text() for t in ax.texts] == ["not logged"]
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_top_k_histogram_within_a_decade_has_labelled_ticks(sign, rng) -> None:
+    """The iterative method logs only the top-k (one sign, within a decade or so): its symlog
+    panel still labels several ticks, not one or none."""
+    rows = []
+    for step in STEPS:
+        top = sign * rng.uniform(2.0, 30.0, 15)
+        counts, edges = spectrum_histogram(top, symlog_edges(top))
+        rows.append({STEP: step, "densities/H_f": {"bins": edges.tolist(), "values": counts}})
+    fig = new_figure(5.0, 4.0)
+    ax = fig.add_subplot()
+    histogram_panel(ax, rows, "densities/H_f")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    low, high = ax.get_ylim()
+    shown = [t for t in ax.get_yticks() if low <= t <= high]
+    assert len(shown) >= 3 and len(labels) >= 3, labels
