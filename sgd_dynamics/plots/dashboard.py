@@ -215,6 +215,8 @@ def dashboard_figure(run_dir: str | os.PathLike) -> Figure:
     media_axes = np.atleast_1d(media.subplots(2, 2) if len(shown) > 2 else media.subplots(1, 2))
     for ax in media_axes.ravel():
         ax.set_axis_off()
+        ax.set_xticks([])  # no tick (hidden ones too) reaches beyond the picture
+        ax.set_yticks([])
     for ax, key in zip(media_axes.ravel(), shown, strict=False):
         images = [(r[STEP], r[key]) for r in rows if key in r]
         step, image = images[-1]

@@ -192,3 +192,5 @@ def test_the_dashboard_picture_is_drawn_from_the_offline_records(default_run):
     for section in ("train/loss", "alignment/cosines", "spectra/hf_top", "spectra/hp_max"):
         assert any(t.startswith(section) for t in titles), section
     assert any(t.startswith("figures/alignment") for t in titles)
+    step_axes = [ax for ax in fig.axes if ax.get_xlabel().startswith("training step")]
+    assert len(step_axes) >= 12 and all(ax.get_xscale() == "symlog" for ax in step_axes)
