@@ -33,7 +33,7 @@ from sgd_dynamics.plots.common import (
 )
 from sgd_dynamics.utils.safe_files import FileRefused, read_json_file
 from sgd_dynamics.wandb_io.histogram_bins import LINEAR_DECADES
-from sgd_dynamics.wandb_io.offline import history_rows, run_file
+from sgd_dynamics.wandb_io.offline import history_rows, run_files
 
 STEP = "trainer/global_step"
 HISTOGRAMS = ("densities/H_f", "densities/H_p", "densities/neg_H_f", "densities/M_nonzero")
@@ -120,17 +120,14 @@ def histogram_panel(ax, rows: list[dict], key: str) -> None:
         bar.ax.tick_params(labelsize=7)
 
 
-def _chart_panel(ax, files: Path, rows: list[dict], key: str) -> None:
+def _chart_panel(ax, rows: list[dict], key: str) -> None:
     """The latest logged line-series table of `key`: one line per series."""
     ax.set_title(key, fontsize=9)
     logged = [r[f"{key}_table"] for r in rows if f"{key}_table" in r]
     if not logged:
         ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
         return
-    table_file = (files / str(logged[-1]["path"])).resolve()
-    if not table_file.is_relative_to(files.resolve()):
-        raise FileRefused(f"{table_file}: a logged table outside the run's wandb files; refused")
-    table = read_json_file(table_file, "a logged wandb table")
+    table = read_json_file(Path(logged[-1]["path"]), "a logged wandb table")
     series: dict[str, list[tuple[float, float]]] = {}
     for step, name, value in table["data"]:
         series.setdefault(name, []).append((step, value))
@@ -155,6 +152,7 @@ def _scalar_panel(ax, rows: list[dict], keys: tuple[str, ...], yscale: str = "li
         points = np.asarray([(r[STEP], r[key]) for r in rows if key in r], dtype=float)
         if not points.size:
             continue
+        points = points[np.argsort(points[:, 0], kind="stable")]  # segments: restored records
         marker = "o" if len(points) <= 60 else None
         ax.plot(points[:, 0], points[:, 1], color=f"C{i}", lw=1.0, marker=marker, ms=2, label=key)
         drawn.append(points)
@@ -174,6 +172,30 @@ def _scalar_panel(ax, rows: list[dict], keys: tuple[str, ...], yscale: str = "li
         ax.legend(fontsize=7, loc="best")
 
 
+def run_rows(run_dir: str | os.PathLike) -> list[dict]:
+    """The history rows of every wandb segment of the run (a resumed run has several), in the
+    order ``wandb sync`` uploads them; the ``path`` of a logged table or image is made the
+    absolute path of its file under that segment's ``files/`` (refused if it leads outside)."""
+    paths = run_files(run_dir)
+    if not paths:
+        raise FileNotFoundError(f"{run_dir}: no wandb run file under wandb/*run-*/")
+    rows = []
+    for path in paths:
+        files = (path.parent / "files").resolve()
+        for row in history_rows(path):
+            for key, value in row.items():
+                if isinstance(value, dict) and "path" in value:
+                    target = (files / str(value["path"])).resolve()
+                    if not target.is_relative_to(files):
+                        raise FileRefused(
+                            f"{target}: the file logged under {key} is outside the run's "
+                            "wandb files; refused"
+                        )
+                    value["path"] = str(target)
+            rows.append(row)
+    return rows
+
+
 def _section(subfig, name: str) -> None:
     subfig.suptitle(f"section {name}", fontsize=10, fontweight="bold", x=0.0, ha="left")
 
@@ -182,9 +204,7 @@ def dashboard_figure(run_dir: str | os.PathLike) -> Figure:
     """The wandb workspace of a run, one block per section: ``train`` and ``alignment``,
     ``spectra``, ``densities`` (histograms over the steps on their logged bins), ``figures``
     (the media panel at its last step)."""
-    path = run_file(run_dir)
-    rows = history_rows(path)
-    files = path.parent / "files"
+    rows = run_rows(run_dir)
     fig = new_figure(17.0, 20.0)
     top, spectra, densities, media = fig.subfigures(4, 1, height_ratios=[1.0, 1.0, 1.1, 2.0])
     train, alignment = top.subfigures(1, 2, width_ratios=[1.0, 1.0])
@@ -196,13 +216,13 @@ def dashboard_figure(run_dir: str | os.PathLike) -> Figure:
 
     _section(alignment, "alignment/")
     ax_cos, ax_aligned = alignment.subplots(1, 2)
-    _chart_panel(ax_cos, files, rows, ALIGNMENT_CHART)
+    _chart_panel(ax_cos, rows, ALIGNMENT_CHART)
     _scalar_panel(ax_aligned, rows, (ALIGNED,))
 
     _section(spectra, "spectra/")
     axes = spectra.subplots(1, 4)
     for ax, key in zip(axes[:2], SPECTRA_CHARTS, strict=True):
-        _chart_panel(ax, files, rows, key)
+        _chart_panel(ax, rows, key)
     _scalar_panel(axes[2], rows, HP_EXTREMES, yscale="symlog")
     _scalar_panel(axes[3], rows, TRACES, yscale="log")
 
@@ -220,7 +240,7 @@ def dashboard_figure(run_dir: str | os.PathLike) -> Figure:
     for ax, key in zip(media_axes.ravel(), shown, strict=False):
         images = [(r[STEP], r[key]) for r in rows if key in r]
         step, image = images[-1]
-        ax.imshow(imread(files / image["path"]))
+        ax.imshow(imread(image["path"]))
         ax.set_title(f"{key} at step {step:g} ({len(images)} drawings)", fontsize=9)
     fig.suptitle(
         "The wandb workspace of a run after `wandb sync`, drawn from its offline records",

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import REPO_ROOT, resume_command, train
 
+from sgd_dynamics.plots.dashboard import dashboard_figure
 from sgd_dynamics.wandb_io.offline import records, run_files
 
 STEP = "trainer/global_step"
@@ -122,6 +123,15 @@ def test_restored_values_are_the_killed_segments(resumed_run):
     values = segment_values(run_files(resumed_run)[1], "train/loss")
     restored = {step: value for step, value in values.items() if step < resumed_from}
     assert {step: rows[step] for step in restored} == restored
+
+
+@pytest.mark.slow
+def test_the_dashboard_draws_every_segment(resumed_run):
+    """The picture of the workspace holds both segments: train/loss at every step once."""
+    figure = dashboard_figure(resumed_run)
+    [panel] = [ax for ax in figure.get_axes() if ax.get_title().startswith("train/loss")]
+    steps = panel.get_lines()[0].get_xdata()
+    assert list(steps) == list(range(MAX_STEPS))
 
 
 @pytest.mark.slow
