@@ -184,3 +184,25 @@ def test_what_a_killed_segment_lost_is_logged_once_by_the_next(tmp_path):
     for step in range(800):
         assert values[(step, "train/loss")] == 1.0 / (step + 1)
     assert values[(350, "densities/H_f")]["values"] == [1, 350]
+
+
+def test_a_wandb_service_of_another_process_is_not_used(monkeypatch):
+    """configure_wandb_environment drops a WANDB_SERVICE that another process started (its
+    second field, the starting process's id, is not ours) and keeps one this process started."""
+    import os
+
+    from sgd_dynamics.wandb_io.environment import configure_wandb_environment
+
+    for key in ("WANDB_SILENT", "WANDB_CONSOLE", "WANDB_MODE"):  # restored after the test
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+    theirs = f"3-{os.getpid() + 1}-unix-/tmp/wandb-x/socket"
+    monkeypatch.setenv("WANDB_SERVICE", theirs)
+    configure_wandb_environment()
+    assert "WANDB_SERVICE" not in os.environ
+    ours = f"3-{os.getpid()}-unix-/tmp/wandb-y/socket"
+    monkeypatch.setenv("WANDB_SERVICE", ours)
+    configure_wandb_environment()
+    assert os.environ["WANDB_SERVICE"] == ours

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -76,6 +77,14 @@ def steps_of(counts: Counter, key: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def resumed_run(tmp_path_factory) -> Path:
+    """Killed at step 1010, resumed with the printed command. Both runs are started from a
+    process that runs a wandb service of its own (as a notebook, a launcher or this test
+    process may): the runs inherit its WANDB_SERVICE and must not use it (a stream of the killed
+    run left registered there made the resume fail with "run ID ... is in use")."""
+    import wandb
+
+    wandb.setup()
+    assert os.environ.get("WANDB_SERVICE", "").split("-")[1] == str(os.getpid())
     cwd = tmp_path_factory.mktemp("resumed")
     run_dir = cwd / "run"
     killed = train([*RUN, f"hydra.run.dir={run_dir}"], cwd=cwd, fault=f"step:{KILLED_AT}=kill")
